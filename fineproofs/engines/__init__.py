@@ -1,0 +1,51 @@
+"""LLM engines behind one interface (:class:`~fineproofs.engines.base.Engine`).
+
+``make_engine`` builds one from an :class:`~fineproofs.config.EngineConfig`; the
+heavy backends (transformers, vLLM, aiohttp) are imported only when used.
+:class:`EnginePool` shares one engine between roles that use the same model (the
+embedded profile runs every role on one in-process SmolLM2).
+"""
+
+from __future__ import annotations
+
+from fineproofs.config import EngineConfig
+from fineproofs.engines.base import Completion, Engine, GenerationRequest, SamplingParams
+
+__all__ = ["Completion", "Engine", "EnginePool", "GenerationRequest", "SamplingParams", "make_engine"]
+
+
+def make_engine(cfg: EngineConfig) -> Engine:
+    if cfg.kind == "transformers":
+        from fineproofs.engines.transformers_engine import TransformersEngine
+
+        return TransformersEngine(
+            cfg.model, cfg.revision, batch_size=cfg.batch_size, dtype=cfg.dtype,
+            chat_template_kwargs=cfg.chat_template_kwargs,
+        )
+    if cfg.kind == "http":
+        from fineproofs.engines.http_engine import HTTPEngine
+
+        return HTTPEngine.from_config(cfg)
+    if cfg.kind == "vllm":
+        from fineproofs.engines.vllm_engine import VLLMEngine
+
+        return VLLMEngine.from_config(cfg)
+    raise ValueError(f"unknown engine kind {cfg.kind!r}")
+
+
+class EnginePool:
+    """One engine per distinct engine config, created on first use."""
+
+    def __init__(self) -> None:
+        self._engines: dict[str, Engine] = {}
+
+    def get(self, cfg: EngineConfig) -> Engine:
+        key = cfg.model_dump_json(exclude={"label"})
+        if key not in self._engines:
+            self._engines[key] = make_engine(cfg)
+        return self._engines[key]
+
+    def close(self) -> None:
+        for e in self._engines.values():
+            e.close()
+        self._engines.clear()

