@@ -49,6 +49,9 @@ class EngineConfig(_Strict):
     max_concurrency: int = Field(16, gt=0)  # per endpoint (http)
     max_retries: int = Field(4, ge=0)
     request_timeout_s: float = Field(3600.0, gt=0)  # sized for 100k-token generations
+    # http: price per 1M tokens, recorded as each completion's cost (0 = not tracked)
+    price_prompt_per_1m: float = Field(0.0, ge=0)
+    price_completion_per_1m: float = Field(0.0, ge=0)
     batch_size: int = Field(8, gt=0)  # transformers
     tensor_parallel_size: int = Field(1, gt=0)  # vllm
     pipeline_parallel_size: int = Field(1, gt=0)  # vllm
@@ -84,6 +87,12 @@ class SourcesConfig(_Strict):
     directories of .wiki / .tex / .jsonl / .csv / .parquet)."""
 
     paths: list[str] = Field(default_factory=lambda: ["demo"])
+    # problem field -> column name for Hub/table sources (defaults cover NuminaMath-style columns)
+    columns: dict[str, str] = Field(default_factory=dict)
+    hub_split: str = "train"
+    wiki_base_url: str = "https://artofproblemsolving.com/wiki/index.php/"
+    licence: str = ""  # licence recorded on problems from non-demo sources without their own
+    max_bytes: int = Field(5_000_000, gt=0)  # larger source files are quarantined as too_large
 
 
 class FiltersConfig(_Strict):
@@ -92,6 +101,9 @@ class FiltersConfig(_Strict):
     keep_question_types: list[str] = Field(default_factory=lambda: ["proof"])
     require_solution: bool = True
     near_dup_threshold: float = Field(0.7, gt=0, le=1)
+    drop_figure_dependent: bool = True
+    drop_multi_part: bool = False
+    languages: list[str] = Field(default_factory=lambda: ["en"])  # only "en" is detected; [] = keep all
 
 
 class DecontamConfig(_Strict):
@@ -99,10 +111,17 @@ class DecontamConfig(_Strict):
     ngram: int = Field(8, gt=1)
     ngram_overlap: float = Field(0.5, gt=0, le=1)
     shingle_similarity: float = Field(0.6, gt=0, le=1)
+    shingle_size: int = Field(8, gt=1)  # characters
+    weighted_overlap: float = Field(0.6, gt=0, le=1)  # IDF-weighted word 3-gram containment
+    math_overlap: float = Field(0.75, gt=0, le=1)  # IDF-weighted formula 3-gram containment
+    paraphrase_words: float = Field(0.3, ge=0, le=1)  # words needed alongside matching formulas
 
 
 class RubricConfig(_Strict):
     max_attempts: int = Field(3, gt=0)
+    # start the writer's reply with this text (e.g. "1. (" for small models that
+    # otherwise ignore the format); empty for capable writers
+    prefill: str = ""
 
 
 class GradingConfig(_Strict):

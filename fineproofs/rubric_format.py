@@ -25,9 +25,9 @@ import re
 
 from fineproofs.records import Rubric, RubricItem
 
-_MAIN = re.compile(r"^\s*(\d+)[.)]\s*\(\s*(-?\d+)\s*points?\s*\)\s*(.+?)\s*$", re.I)
+_MAIN = re.compile(r"^\s*(\d+)[.)]\s*\(\s*(-?\d+)\s*points?\s*\)\s*(.*?)\s*$", re.I)
 _ALT_HEAD = re.compile(r"^\s*alternative\s+([A-Z])\s*:?\s*$", re.I)
-_ALT = re.compile(r"^\s*([A-Z])(\d+)[.)]\s*\(\s*(-?\d+)\s*points?\s*\)\s*(.+?)\s*$")
+_ALT = re.compile(r"^\s*([A-Z])(\d+)[.)]\s*\(\s*(-?\d+)\s*points?\s*\)\s*(.*?)\s*$")
 _ZERO_HEAD = re.compile(r"^\s*zero[ -]credit\s*:?\s*$", re.I)
 _DED_HEAD = re.compile(r"^\s*deductions?\s*:?\s*$", re.I)
 _DED = re.compile(r"^\s*[-*]\s*\(\s*(-?\d+)\s*points?\s*\)\s*(.+?)\s*$", re.I)
@@ -44,9 +44,11 @@ def parse_rubric(text: str, problem_id: str = "") -> Rubric:
     deds: list[RubricItem] = []
     section = "main"
     chain = ""
+    current: RubricItem | None = None  # a checkpoint whose description may continue on the next lines
     for raw in text.splitlines():
         line = raw.strip()
         if not line:
+            current = None
             continue
         if m := _ALT_HEAD.match(line):
             section, chain = "alt", m.group(1).upper()
@@ -59,12 +61,18 @@ def parse_rubric(text: str, problem_id: str = "") -> Rubric:
             continue
         if section in ("main", "alt"):
             if section == "main" and (m := _MAIN.match(line)):
-                items.append(RubricItem(m.group(3), int(m.group(2)), ""))
+                current = RubricItem(m.group(3), int(m.group(2)), "")
+                items.append(current)
                 continue
             if m := _ALT.match(line):
-                items.append(RubricItem(m.group(4), int(m.group(3)), m.group(1).upper()))
+                current = RubricItem(m.group(4), int(m.group(3)), m.group(1).upper())
+                items.append(current)
                 continue
-        elif section == "zero" and (m := _BULLET.match(line)):
+            if current is not None and not re.search(r"\(\s*-?\d+\s*points?\s*\)", line, re.I):
+                current.description = f"{current.description} {line}".strip()
+                continue
+        current = None
+        if section == "zero" and (m := _BULLET.match(line)):
             zero.append(m.group(1))
             continue
         elif section == "ded" and (m := _DED.match(line)):

@@ -1,0 +1,207 @@
+r"""Canonical token streams of a problem statement, shared by near-dup detection and
+decontamination so both sides of every comparison are normalised the same way.
+
+Pipeline: markup normalisation (wiki, ``\( \[``, unicode math) → LaTeX command
+aliases (``\geq``→``ge``, ``\rightarrow``→``to``, ``\dfrac``→``frac``, font wrappers
+unwrapped) → tokens. Prose words are lower-cased, lightly stemmed and mapped through
+a synonym table (show/demonstrate → prove, determine → find, reals → real number);
+articles and filler are dropped. In math, every single-letter variable becomes ``v``
+in the *word stream* (robust to renamed variables); the *math stream* keeps only math
+tokens, letters renamed by first appearance within each formula.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from fineproofs.filters.markup import _SUB_RE, _SUBSCRIPTS, _SUP_RE, _SUPERSCRIPTS, _TEXT_PUNCT, _UNI_RE, UNICODE_MATH, unify_delimiters, wiki_to_latex
+
+_WRAPPERS = re.compile(r"\\(?:mathbb|mathbf|mathcal|mathrm|mathit|mathsf|boldsymbol|text|textbf|textit|emph|operatorname|mbox|hbox)\s*\{([^{}]*)\}")
+_ALIASES = {
+    "geq": "ge", "geqslant": "ge", "leq": "le", "leqslant": "le", "neq": "ne", "rightarrow": "to",
+    "longrightarrow": "to", "mapsto": "to", "dfrac": "frac", "tfrac": "frac", "ldots": "dots", "cdots": "dots",
+    "dotsc": "dots", "dotsb": "dots", "vdots": "dots", "lvert": "|", "rvert": "|", "vert": "|", "mid": "|",
+    "divides": "|", "lfloor": "floor", "rfloor": "floor", "lceil": "ceil", "rceil": "ceil", "varphi": "phi",
+    "varepsilon": "epsilon", "le": "le", "ge": "ge", "ne": "ne", "to": "to", "implies": "to", "Rightarrow": "to",
+    "gt": ">", "lt": "<", "binom": "binom", "choose": "binom", "over": "/", "dbinom": "binom", "tbinom": "binom",
+}
+_DROP_CMDS = {
+    "left", "right", "displaystyle", "textstyle", "cdot", "times", "quad", "qquad", "bigl", "bigr", "Bigl",
+    "Bigr", "big", "Big", "limits", "nolimits", "hspace", "vspace", "medskip", "noindent", "circ",
+}
+_SYNONYMS = {
+    "show": "prove", "demonstrate": "prove", "verify": "prove", "establish": "prove", "determine": "find",
+    "compute": "find", "calculate": "find", "reals": "real", "naturals": "natural", "satisfying": "such",
+    "satisfies": "such", "satisfy": "such", "where": "such", "which": "such", "wherein": "such",
+    "fulfil": "such", "fulfill": "such", "fulfilling": "such", "holds": "hold", "holding": "hold",
+    "nonnegative": "non-negative", "non negative": "non-negative", "whole": "integer", "smallest": "least",
+    "minimal": "least", "minimum": "least", "largest": "greatest", "maximal": "greatest", "maximum": "greatest",
+    "triangles": "triangle", "function": "function", "functions": "function", "arbitrary": "any",
+    "every": "all", "each": "all", "any": "all", "colour": "color", "coloured": "colored", "colours": "color",
+    "centre": "center", "neighbour": "neighbor", "painted": "colored", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "twenty": "20",
+}
+_STOP = {
+    "a", "an", "the", "that", "is", "are", "be", "of", "so", "it", "its", "this", "these", "those", "then",
+    "and", "also", "we", "you", "let", "given", "some", "there", "as", "such", "for", "to", "in", "on", "with",
+    "by", "at", "which", "whose", "has", "have", "been", "do", "does", "can", "will", "please", "hi", "hey",
+}
+_NUMBER_KINDS = {"real", "natural", "rational", "complex", "prime", "positive", "negative", "non-negative", "odd", "even"}
+_NOT_AFTER_ARTICLE = {"be", "is", "are", "and", "or", "divides", "to", "in", "equals", "has", "with"}
+_TOKEN = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]+(?:-[a-zA-Z]+)*|\d+(?:\.\d+)?|[^\s\w{}\\$]")
+_MATH_TOKEN = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]+|\d+(?:\.\d+)?|[^\s\w{}\\$]")
+_MATH_SPLIT = re.compile(r"(\$\$.*?\$\$|\$.*?\$)", re.S)
+
+
+@dataclass
+class Canonical:
+    words: list[str]  # full stream: prose words + math tokens (variables → "v")
+    math: list[str]  # math tokens only, "|" between formulas, letters renamed per formula
+    compact: str  # letters/digits of the canonical text, no spaces (char shingles)
+    prose: list[str]  # prose words only (stemmed, synonyms, no stop words)
+    anon: list[str]  # math tokens only, every letter → "v", no formula boundaries
+    numbers: set[str]  # numeric constants (other than 0, 1, 2)
+    formulas: list[list[str]]  # each formula's anonymised tokens
+
+
+def _stem(w: str) -> str:
+    w = _SYNONYMS.get(w, w)
+    if len(w) > 4 and w.endswith("ies"):
+        w = w[:-3] + "y"
+    elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        w = w[:-1]
+    return _SYNONYMS.get(w, w)
+
+
+def _math_tokens(s: str) -> list[str]:
+    out = []
+    for t in _MATH_TOKEN.findall(s):
+        if t.startswith("\\"):
+            name = t[1:]
+            if name in _DROP_CMDS:
+                continue
+            out.append(_ALIASES.get(name, name.lower()))
+        elif t[0].isalpha() and len(t) > 1 and t.isalpha():
+            out.extend(t.lower())  # "xy" in math is x*y; "abc" is a product / a triangle name
+        elif t in "*":
+            continue
+        else:
+            out.append(t.lower() if t.isalpha() else t)
+    return out
+
+
+def canonical(text: str) -> Canonical:
+    """Canonical streams of a statement (any markup)."""
+    t = unify_delimiters(wiki_to_latex(text))
+    for k, v in _TEXT_PUNCT.items():
+        t = t.replace(k, v)
+    t = _SUP_RE.sub(lambda m: "^{" + "".join(_SUPERSCRIPTS[c] for c in m.group(0)) + "}", t)
+    t = _SUB_RE.sub(lambda m: "_{" + "".join(_SUBSCRIPTS[c] for c in m.group(0)) + "}", t)
+    t = _UNI_RE.sub(lambda m: " " + UNICODE_MATH[m.group(0)] + " ", t)
+    t = t.replace("\\\\", " ")
+    t = re.sub(r"\\(?:mathbb|mathbf|mathcal|mathrm)\s+([A-Za-z])", r" \1 ", t)
+    for _ in range(2):
+        t = _WRAPPERS.sub(lambda m: " " + m.group(1) + " ", t)
+    out = Canonical([], [], "", [], [], set(), [])
+    compact: list[str] = []
+    for i, part in enumerate(_MATH_SPLIT.split(t)):
+        if i % 2:  # a formula
+            _add_formula(_math_tokens(part.strip("$")), out, compact)
+            continue
+        run: list[str] = []  # math written as plain text (forum copies)
+        found = list(_TOKEN.finditer(part))
+        toks = [m.group(0) for m in found]
+        for j, tok in enumerate(toks):
+            low = tok.lower()
+            nxt = toks[j + 1].lower() if j + 1 < len(toks) else ""
+            if tok.startswith("\\"):
+                run.extend(_math_tokens(tok))
+            elif tok[0].isalpha() and len(tok) > 1 and _mathy_word(tok, part, found[j]):
+                run.extend(tok.lower())
+            elif tok[0].isalpha() and len(tok) > 1:
+                if run:
+                    _add_formula(run, out, compact)
+                    run = []
+                w = _stem(low)
+                compact.append(w)
+                if w[0].isdigit():
+                    out.numbers.add(w)
+                if w == "number" and out.prose and out.prose[-1] in _NUMBER_KINDS:
+                    continue  # "real numbers" = "reals"
+                if w not in _STOP:
+                    out.words.append(w)
+                    out.prose.append(w)
+            elif low in ("a", "i") and nxt.isalpha() and len(nxt) > 1 and nxt not in _NOT_AFTER_ARTICLE:
+                if run:
+                    _add_formula(run, out, compact)
+                    run = []
+            elif tok in ".,;:!?\"'`()[]":
+                mathy_next = len(nxt) == 1 and nxt.isalnum() or nxt[:1].isdigit() or nxt[:1] == "\\"
+                if tok in "([" and (run or mathy_next):
+                    run.append(tok)
+                elif tok in ")]" and run:
+                    run.append(tok)
+                elif tok == "," and run and mathy_next:
+                    run.append(tok)
+                elif run:
+                    _add_formula(run, out, compact)
+                    run = []
+            else:
+                run.append(low)
+        if run:
+            _add_formula(run, out, compact)
+    out.compact = "".join(compact)
+    return out
+
+
+def _add_formula(toks: list[str], out: Canonical, compact: list[str]) -> None:
+    toks = [x for x in toks if x not in ("{", "}")]
+    while toks and toks[-1] in ".,;:":
+        toks.pop()
+    if not toks:
+        return
+    names: dict[str, str] = {}
+    n_anon = len(out.anon)
+    if out.math:
+        out.math.append("|")
+    for x in toks:
+        if len(x) == 1 and x.isalpha():
+            out.words.append("v")
+            out.math.append(names.setdefault(x, "v" + str(len(names))))
+            out.anon.append("v")
+        else:
+            out.math.append(x)
+            if x not in (",", ".", ";", ":"):
+                out.words.append(x)
+                out.anon.append(x)
+            if x[0].isdigit() and x not in ("0", "1", "2"):
+                out.numbers.add(x)
+    compact.extend(toks)
+    out.formulas.append(out.anon[n_anon:])
+
+
+def _mathy_word(tok: str, part: str, m: re.Match) -> bool:
+    """A short letter group written as plain text that is really math: point names
+    (``ABC``), products (``xy``) glued to operators, brackets or digits."""
+    if len(tok) > 4:
+        return False
+    if tok.isupper() and tok.isalpha():
+        return True
+    before = part[: m.start()].rstrip()[-1:] or " "
+    after = part[m.end() :].lstrip()[:1] or " "
+    ops = "=+-*/^_<>|"
+    glued = (m.start() and part[m.start() - 1] in "()[]0123456789") or (m.end() < len(part) and part[m.end()] in "()[]0123456789")
+    return before in ops or after in ops or bool(glued)
+
+
+def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
+    if len(tokens) < n:
+        return {tuple(tokens)} if tokens else set()
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def shingles(s: str, k: int) -> set[str]:
+    if len(s) < k:
+        return {s} if s else set()
+    return {s[i : i + k] for i in range(len(s) - k + 1)}

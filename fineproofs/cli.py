@@ -1,0 +1,148 @@
+"""The ``fineproofs`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from fineproofs.config import ConfigError, bundled_profiles, load_profile, profile_text
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not verbose:
+        # our own stage messages (what was skipped and why) stay visible
+        logging.getLogger("fineproofs").setLevel(logging.INFO)
+    for noisy in ("httpx", "urllib3", "datatrove", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log everything, including library messages.")
+def cli(verbose: bool) -> None:
+    """fineproofs: build olympiad-proof datasets (FineProofs-SFT / FineProofs-RL)
+    from raw sources and retrain small proof models on them.
+
+    Start with `fineproofs build --split rl`: it runs the whole pipeline on the
+    embedded default (bundled demo problems, SmolLM2-135M-Instruct on CPU).
+    """
+    _setup_logging(verbose)
+
+
+@cli.command()
+@click.option("--split", type=click.Choice(["rl", "sft"]), default="rl", show_default=True,
+              help="rl: rubrics + k student rollouts graded 0-7 (FineProofs-RL). "
+                   "sft: teacher distillation + grading (FineProofs-SFT, configs default/all).")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory (store, stages, quarantine, split, card). Default: ./fineproofs-<split>.")
+@click.option("--profile", "-p", default="embedded", show_default=True,
+              help=f"Bundled profile ({', '.join(bundled_profiles())}) or a YAML file.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Keep the first N problems after cleaning (default: the profile's limit).")
+@click.option("--benchmarks", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Benchmark file(s) to decontaminate against (CSV/JSONL/parquet); repeatable.")
+@click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default="local", show_default=True,
+              help="datatrove executor for the ingest stages.")
+@click.option("--push-to", default=None, metavar="ORG/NAME", help="Push the result to this Hub dataset repo.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def build(split, output, profile, limit, benchmarks, executor, push_to, no_progress):
+    """Build a FineProofs split end to end.
+
+    Reads the sources, parses, cleans, deduplicates and decontaminates them, writes
+    rubrics, generates and grades proofs, and writes the split as parquet in the Hub
+    layout with a dataset card. Every LLM completion is kept in OUTPUT/store.sqlite:
+    re-running the same command generates nothing new.
+    """
+    from fineproofs.pipelines.build import Build
+    from fineproofs.summary import print_build_summary
+
+    prof = load_profile(profile)
+    out = output or Path(f"fineproofs-{split}")
+    try:
+        result = Build(prof, out, split, benchmarks=list(benchmarks) or None, limit=limit,
+                       progress=not no_progress, executor=executor).run()
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from e
+    print_build_summary(result)
+    if push_to:
+        from fineproofs.hub import push_run
+
+        url = push_run(out, push_to)
+        click.echo(f"pushed to {url}")
+
+
+@cli.group()
+def profiles() -> None:
+    """List and show the bundled profiles (copy one to start your own)."""
+
+
+@profiles.command("list")
+def profiles_list() -> None:
+    """Names of the bundled profiles."""
+    for name in bundled_profiles():
+        prof = load_profile(name)
+        click.echo(f"{name:10s} {prof.description}")
+
+
+@profiles.command("show")
+@click.argument("name")
+def profiles_show(name: str) -> None:
+    """Print a profile's YAML (redirect it to a file to edit your own)."""
+    load_profile(name)  # validates
+    click.echo(profile_text(name), nl=False)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def status(run_dir: Path) -> None:
+    """Per LLM stage of RUN_DIR: done, failed (by reason), tokens and cost so far."""
+    from fineproofs.summary import print_status
+
+    print_status(run_dir)
+
+
+def _register_optional() -> None:
+    """Commands contributed by other modules (imported lazily when present)."""
+    import importlib
+
+    for module, names in (
+        ("fineproofs.commands.ingest", ("ingest", "decontaminate")),
+        ("fineproofs.commands.hub", ("push", "stats")),
+        ("fineproofs.commands.train", ("train", "eval")),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("fineproofs"):
+                continue
+            raise
+        for n in names:
+            cmd = getattr(mod, n, None)
+            if cmd is not None:
+                cli.add_command(cmd, n)
+
+
+_register_optional()
+
+
+def main() -> None:
+    cli(prog_name="fineproofs")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Click commands registered by the main CLI group."""

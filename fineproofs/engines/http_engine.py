@@ -1,0 +1,526 @@
+"""OpenAI-compatible chat-completions engine (vLLM serve, SGLang + router, hosted APIs).
+
+Internally asyncio + aiohttp on an event loop in a background thread; outwardly the
+synchronous :class:`~fineproofs.engines.base.Engine` iterator, yielding each request
+the moment all its samples are in, so the caller commits it to the store at once.
+
+Behaviour, in the order a request meets it:
+
+* **Endpoints and concurrency.** At most ``max_concurrency`` calls in flight *per
+  endpoint*; each call goes to the endpoint with the fewest calls in flight (ties:
+  fewest sent so far). An endpoint that just failed with a connection error or a
+  5xx is avoided for a short while when another one is free.
+* **Samples.** ``n`` samples are asked for in one call (``n``, ``seed=seeds[0]``), so
+  vLLM shares the prefix. What came back is checked: a server that ignores ``n``
+  (``transformers serve``) returns one choice; the missing samples are then asked
+  for one per call, each with its own seed (``seeds[j]``), and from then on this
+  engine fans ``n > 1`` requests out that way from the start.
+* **Prefill.** ``GenerationRequest.prefill`` is sent as a final assistant message
+  with vLLM's ``continue_final_message: true, add_generation_prompt: false``; the
+  returned text is ``prefill + continuation`` (not doubled when a server echoes
+  the prefill). A server that rejects those fields (HTTP 400/422 naming them, as
+  ``transformers serve`` does) gets the request again without them, with a warning
+  (the model then sees the prefill as an earlier assistant turn).
+* **Thinking.** ``chat_template_kwargs`` are sent as such. When the server splits
+  the reasoning out (``reasoning_content`` / ``reasoning``), the text is rebuilt as
+  ``<think>\\n{reasoning}\\n</think>\\n\\n{content}``, the raw form of the model's output.
+* **Retries.** 408/409/425/429/5xx, connection errors and resets, read timeouts and
+  truncated or invalid JSON are retried up to ``max_retries`` times with jittered
+  exponential backoff (``Retry-After`` honoured, up to ``max_retry_after_s``); other
+  4xx fail at once. A call that still fails yields ``Completion(status="failed",
+  reason="http_503 after 4 retries")`` (or ``timeout``, ``connection_error``,
+  ``invalid_json``, ``http_400: <message>``) for its samples; nothing is raised.
+* **Timeouts.** ``request_timeout_s`` bounds the wait for the reply bytes
+  (aiohttp ``sock_read``), not the total, and is sized for 100k-token generations.
+* **Accounting.** ``finish_reason``, token usage and a cost (``price_prompt_per_1m``
+  / ``price_completion_per_1m``) on every completion. When one reply carries several
+  choices its usage is split between them (prompt once, completion tokens in
+  proportion to the text lengths), so the sums stay exact.
+* **Key.** Read from the env var named ``api_key_env`` and sent as a bearer token;
+  never logged or shown in ``repr``.
+
+:meth:`HTTPEngine.preflight` (run before the first ``generate``) checks that a
+server answers ``GET {endpoint}/models`` and serves the model, and raises a
+``RuntimeError`` saying how to start one otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Iterator
+from urllib.parse import urlparse
+
+from fineproofs.engines.base import Completion, Engine, GenerationRequest
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+PREFILL_FIELDS = ("continue_final_message", "add_generation_prompt")
+
+
+class _Retryable(Exception):
+    def __init__(self, kind: str, retry_after: float | None = None, detail: str = ""):
+        super().__init__(kind)
+        self.kind, self.retry_after, self.detail = kind, retry_after, detail
+
+
+class _Fatal(Exception):
+    pass
+
+
+@dataclass
+class _Endpoint:
+    url: str
+    cap: int
+    in_flight: int = 0
+    sent: int = 0
+    avoid_until: float = 0.0  # monotonic time; set after a connection error / 5xx
+    continue_ok: bool = True  # accepts continue_final_message
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _failed(reason: str) -> Completion:
+    return Completion("", "error", status="failed", reason=reason)
+
+
+class HTTPEngine(Engine):
+    def __init__(
+        self,
+        model: str,
+        endpoints: list[str],
+        *,
+        revision: str = "",
+        api_key_env: str = "",
+        max_concurrency: int = 16,
+        max_retries: int = 4,
+        request_timeout_s: float = 3600.0,
+        connect_timeout_s: float = 30.0,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        max_retry_after_s: float = 600.0,
+        chat_template_kwargs: dict | None = None,
+        price_prompt_per_1m: float = 0.0,
+        price_completion_per_1m: float = 0.0,
+        preflight: bool = True,
+    ):
+        if not endpoints:
+            raise ValueError("HTTPEngine needs at least one endpoint, e.g. http://localhost:8000/v1")
+        self.model_id = model
+        self.revision = revision
+        self.served_model = model  # the name sent in requests; preflight may resolve `embedded`
+        self.endpoints = [_Endpoint(e.rstrip("/"), max_concurrency) for e in endpoints]
+        self.api_key_env = api_key_env
+        self.max_retries = max_retries
+        self.request_timeout_s = request_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.max_retry_after_s = max_retry_after_s
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.price_prompt_per_1m = price_prompt_per_1m
+        self.price_completion_per_1m = price_completion_per_1m
+        self.check_server = preflight
+        self._preflighted = False
+        self.n_ignored = False  # learned: the server answers one choice whatever n is
+        self.stats: dict[str, int] = {"calls": 0, "retries": 0, "failed_calls": 0}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._session = None
+        self._cond: asyncio.Condition | None = None
+        self._start_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cfg) -> "HTTPEngine":
+        return cls(
+            cfg.model,
+            list(cfg.endpoints),
+            revision=cfg.revision,
+            api_key_env=cfg.api_key_env,
+            max_concurrency=cfg.max_concurrency,
+            max_retries=cfg.max_retries,
+            request_timeout_s=cfg.request_timeout_s,
+            chat_template_kwargs=cfg.chat_template_kwargs,
+            price_prompt_per_1m=cfg.price_prompt_per_1m,
+            price_completion_per_1m=cfg.price_completion_per_1m,
+        )
+
+    def __repr__(self) -> str:  # no key in here, ever
+        return f"HTTPEngine(model={self.model_id!r}, endpoints={[e.url for e in self.endpoints]})"
+
+    # ----- background loop -----
+
+    def _ensure_started(self) -> None:
+        with self._start_lock:
+            if self._loop is not None:
+                return
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="http-engine", daemon=True)
+            thread.start()
+            self._loop, self._thread = loop, thread
+            self._submit(self._open()).result()
+
+    def _submit(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _open(self) -> None:
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=self.connect_timeout_s, sock_connect=self.connect_timeout_s,
+                sock_read=self.request_timeout_s,
+            ),
+        )
+        self._cond = asyncio.Condition()
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            self._submit(self._session.close()).result(timeout=30)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._loop.close()
+            self._loop = self._thread = self._session = None
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env, "")
+            if not key:
+                raise RuntimeError(
+                    f"{self.model_id}: the API key is read from the environment variable "
+                    f"{self.api_key_env}, which is not set"
+                )
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    # ----- preflight -----
+
+    def preflight(self) -> None:
+        """Check a server answers and serves the model; raise a RuntimeError saying what to do if not."""
+        self._ensure_started()
+        headers = self._headers()
+        answers = self._submit(self._probe_all(headers)).result()
+        listed: set[str] = set()
+        problems = []
+        for ep, (status, ids, err) in zip(self.endpoints, answers):
+            if status == 200:
+                listed.update(ids)
+            elif status in (401, 403):
+                raise RuntimeError(
+                    f"the server at {ep.url} rejected the API key for {self.model_id} (HTTP {status}); "
+                    f"check the environment variable {self.api_key_env or '(api_key_env not set)'}"
+                )
+            else:
+                problems.append(f"{ep.url}: {err or f'HTTP {status}'}")
+        urls = ", ".join(e.url for e in self.endpoints)
+        if len(problems) == len(self.endpoints):
+            port = urlparse(self.endpoints[0].url).port or 8000
+            raise RuntimeError(
+                f"no OpenAI-compatible server answered at {urls} for {self.model_id}: start one with "
+                f"`vllm serve {self.model_id} --port {port}` (or SGLang / any OpenAI-compatible server), "
+                f"or edit the role's `engine.endpoints` in your profile ({'; '.join(problems)})"
+            )
+        for p in problems:
+            log.warning("endpoint not answering (requests will go to the others): %s", p)
+        if listed and not self._match_model(listed):
+            raise RuntimeError(
+                f"the server at {urls} does not serve {self.model_id!r} (it serves {sorted(listed)[:10]}); "
+                f"set the role's `engine.model` to one of these or start the server with that model"
+            )
+        self._preflighted = True
+
+    def _match_model(self, listed: set[str]) -> bool:
+        m = self.model_id
+        if m in listed:
+            return True
+        for served in listed:  # `models/gemini-x` vs `gemini-x`, a path vs its last component
+            if served.endswith("/" + m) or m.endswith("/" + served):
+                self.served_model = served
+                return True
+        if m == "embedded" and len(listed) == 1:  # a server started on the embedded model's directory
+            self.served_model = next(iter(listed))
+            return True
+        return False
+
+    async def _probe_all(self, headers):
+        return await asyncio.gather(*(self._probe(ep, headers) for ep in self.endpoints))
+
+    async def _probe(self, ep: _Endpoint, headers):
+        import aiohttp
+
+        try:
+            timeout = aiohttp.ClientTimeout(total=min(30.0, self.connect_timeout_s + 10))
+            async with self._session.get(ep.url + "/models", headers=headers, timeout=timeout) as r:
+                if r.status != 200:
+                    return r.status, [], f"HTTP {r.status}"
+                data = await r.json(content_type=None)
+                return 200, [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)], ""
+        except Exception as e:  # noqa: BLE001 - any failure means "not answering"
+            return 0, [], f"{type(e).__name__}: {e}".rstrip(": ")
+
+    # ----- generation -----
+
+    def generate(self, requests: list[GenerationRequest]) -> Iterator[tuple[int, list[Completion]]]:
+        if not requests:
+            return
+        self._ensure_started()
+        if self.check_server and not self._preflighted:
+            self.preflight()
+        headers = self._headers()
+        out: queue.Queue = queue.Queue()
+        fut = self._submit(self._run_all(requests, headers, out))
+        remaining = len(requests)
+        try:
+            while remaining:
+                try:
+                    item = out.get(timeout=1.0)
+                except queue.Empty:
+                    if fut.done() and out.empty():
+                        fut.result()  # re-raise a bug in the loop, if any
+                        raise RuntimeError("HTTP engine stopped before all requests finished")
+                    continue
+                remaining -= 1
+                yield item
+        finally:
+            if not fut.done():
+                fut.cancel()
+
+    async def _run_all(self, requests, headers, out: queue.Queue) -> None:
+        todo = iter(range(len(requests)))
+        cap = sum(e.cap for e in self.endpoints)
+
+        async def worker():
+            for i in todo:  # shared iterator: requests start in order
+                req = requests[i]
+                try:
+                    comps = await self._request(req, headers)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - one request's bug must not stop the others
+                    log.exception("HTTP engine error on request %d", i)
+                    comps = [_failed(f"engine_error: {type(e).__name__}: {e}")] * req.n
+                out.put((i, comps))
+
+        # more workers than slots, so calls sleeping in backoff don't leave slots idle
+        await asyncio.gather(*(worker() for _ in range(min(len(requests), 2 * cap + 8))))
+
+    async def _request(self, req: GenerationRequest, headers) -> list[Completion]:
+        n = req.n
+        seeds = list(req.seeds) if len(req.seeds) == n else [req.sampling.seed + j for j in range(n)]
+        results: list[Completion | None] = [None] * n
+
+        async def one(js: list[int]) -> int:
+            """One call for samples ``js``; fills what came back, returns how many."""
+            try:
+                got = await self._call(req, len(js), seeds[js[0]], headers)
+            except _Fatal as e:
+                for j in js:
+                    results[j] = _failed(str(e))
+                return len(js)
+            for j, c in zip(js, got):
+                results[j] = c
+            return len(got)
+
+        if n > 1 and not self.n_ignored:
+            got = await one(list(range(n)))
+            if got == 1:
+                if not self.n_ignored:
+                    log.info("server returned 1 choice for n=%d: asking for samples one per call", n)
+                self.n_ignored = True
+        missing = [j for j in range(n) if results[j] is None]
+        while missing:
+            if self.n_ignored or len(missing) == 1:
+                await asyncio.gather(*(one([j]) for j in missing))
+            else:  # fewer than asked but more than one: a server cap on n; ask for the rest
+                await one(missing)
+            still = [j for j in range(n) if results[j] is None]
+            if still == missing:  # a reply with no choices at all
+                for j in still:
+                    results[j] = _failed("empty_choices")
+            missing = [j for j in range(n) if results[j] is None]
+        return results  # type: ignore[return-value]
+
+    def _body(self, req: GenerationRequest, n: int, seed: int, ep: _Endpoint) -> dict:
+        sp = req.sampling
+        messages = list(req.messages)
+        body: dict = {
+            "model": self.served_model,
+            "messages": messages,
+            "temperature": sp.temperature,
+            "top_p": sp.top_p,
+            "max_tokens": sp.max_tokens,
+            "seed": seed,
+        }
+        if n > 1:
+            body["n"] = n
+        if req.prefill:
+            messages.append({"role": "assistant", "content": req.prefill})
+            if ep.continue_ok:
+                body["continue_final_message"] = True
+                body["add_generation_prompt"] = False
+        if self.chat_template_kwargs:
+            body["chat_template_kwargs"] = self.chat_template_kwargs
+        return body
+
+    async def _acquire(self) -> _Endpoint:
+        async with self._cond:
+            while True:
+                free = [e for e in self.endpoints if e.in_flight < e.cap]
+                if free:
+                    now = time.monotonic()
+                    ep = min(free, key=lambda e: (e.avoid_until > now, e.in_flight, e.sent))
+                    ep.in_flight += 1
+                    ep.sent += 1
+                    return ep
+                await self._cond.wait()
+
+    async def _release(self, ep: _Endpoint) -> None:
+        async with self._cond:
+            ep.in_flight -= 1
+            self._cond.notify()
+
+    async def _call(self, req: GenerationRequest, n: int, seed: int, headers) -> list[Completion]:
+        """One chat-completions call with retries; raises _Fatal when it gives up."""
+        retries = 0
+        while True:
+            ep = await self._acquire()
+            body = self._body(req, n, seed, ep)
+            try:
+                self.stats["calls"] += 1
+                data = await self._post(ep, body, headers)
+                try:
+                    return self._parse(req, data)
+                except (AttributeError, KeyError, TypeError, ValueError) as e:  # malformed choices
+                    raise _Retryable("invalid_response", detail=f"{type(e).__name__}: {e}") from e
+            except _Retryable as e:
+                err = e
+                if e.kind.startswith("http_5") or e.kind in ("connection_error", "timeout"):
+                    ep.avoid_until = time.monotonic() + min(self.backoff_max_s, self.backoff_base_s * 4)
+            except _Fatal as e:
+                if req.prefill and ep.continue_ok and any(f in str(e) for f in PREFILL_FIELDS):
+                    log.warning(
+                        "%s rejects continue_final_message: sending prefills as a plain assistant turn", ep.url
+                    )
+                    ep.continue_ok = False
+                    continue  # not a retry: a different request
+                self.stats["failed_calls"] += 1
+                raise
+            finally:
+                await self._release(ep)
+            if retries >= self.max_retries:
+                self.stats["failed_calls"] += 1
+                raise _Fatal(f"{err.kind} after {retries} retries" + (f": {err.detail}" if err.detail else ""))
+            retries += 1
+            self.stats["retries"] += 1
+            delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** (retries - 1)) * random.uniform(0.5, 1.0)
+            if err.retry_after is not None:
+                delay = max(delay, min(err.retry_after, self.max_retry_after_s))
+            log.debug("%s on %s, retry %d in %.2fs", err.kind, ep.url, retries, delay)
+            await asyncio.sleep(delay)
+
+    async def _post(self, ep: _Endpoint, body: dict, headers) -> dict:
+        import aiohttp
+
+        try:
+            async with self._session.post(ep.url + "/chat/completions", json=body, headers=headers) as r:
+                raw = await r.read()
+                status = r.status
+                retry_after = parse_retry_after(r.headers.get("Retry-After"))
+        except asyncio.TimeoutError as e:
+            raise _Retryable("timeout") from e
+        except aiohttp.ClientPayloadError as e:
+            raise _Retryable("truncated_response") from e
+        except (aiohttp.ClientConnectionError, ConnectionError) as e:
+            raise _Retryable("connection_error") from e
+        if status != 200:
+            detail = _error_message(raw)
+            if status >= 500 or status in RETRYABLE_STATUS:
+                raise _Retryable(f"http_{status}", retry_after)
+            raise _Fatal(f"http_{status}: {detail}")
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            raise _Retryable("invalid_json") from e
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise _Retryable("invalid_response", detail=_error_message(raw))
+        return data
+
+    def _parse(self, req: GenerationRequest, data: dict) -> list[Completion]:
+        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+        usage = data.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_total = int(usage.get("completion_tokens") or 0)
+        texts = []
+        for c in choices:
+            msg = c.get("message") or {}
+            content = msg.get("content") or ""
+            reasoning = msg.get("reasoning_content") or msg.get("reasoning") or ""
+            text = f"<think>\n{reasoning}\n</think>\n\n{content}" if reasoning else content
+            if req.prefill and not text.startswith(req.prefill):
+                text = req.prefill + text
+            texts.append(text)
+        weights = [max(1, len(t)) for t in texts]
+        shares = _split(completion_total, weights)
+        out = []
+        for c, text, ctoks in zip(choices, texts, shares):
+            cost = (
+                prompt_tokens * self.price_prompt_per_1m / len(choices) + ctoks * self.price_completion_per_1m
+            ) / 1e6
+            out.append(
+                Completion(
+                    text=text,
+                    finish_reason=c.get("finish_reason") or "stop",
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=ctoks,
+                    cost=cost,
+                )
+            )
+        return out
+
+
+def _split(total: int, weights: list[int]) -> list[int]:
+    """``total`` split in proportion to ``weights``, summing exactly to ``total``."""
+    if not weights:
+        return []
+    s = sum(weights)
+    shares = [total * w // s for w in weights]
+    shares[-1] += total - sum(shares)
+    return shares
+
+
+def _error_message(raw: bytes, limit: int = 300) -> str:
+    try:
+        data = json.loads(raw)
+        if isinstance(data, dict):
+            err = data.get("error", data.get("detail", data))
+            msg = err.get("message", err) if isinstance(err, dict) else err
+            return str(msg)[:limit]
+    except ValueError:
+        pass
+    return raw[:limit].decode("utf-8", "replace")

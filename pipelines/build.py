@@ -1,0 +1,209 @@
+"""``fineproofs build``: problems → rubrics → proofs → grades → split → card.
+
+Run directory layout (``--output``)::
+
+    README.md, profile.yaml        dataset card (+ the exact profile used)
+    data/<config>/train-*.parquet  the split, in the Hub layout
+    store.sqlite                   every LLM completion (durable; re-runs reuse it)
+    problems/problems.jsonl        the ingested problem set
+    quarantine/*.jsonl             everything dropped, with its reason
+    stages/*.jsonl                 intermediate records of each LLM stage
+    build.json                     counts, timings, generation statistics
+
+Every LLM stage goes through the response store, so a re-run of a finished
+build performs zero generations and reproduces the same rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from fineproofs.config import Profile
+from fineproofs.engines import EnginePool
+from fineproofs.generation import CachedGenerator
+from fineproofs.records import Problem, sft_column_names
+from fineproofs.store import ResponseStore
+from fineproofs.pipelines.card import write_card
+from fineproofs.pipelines.difficulty import estimate_difficulty
+from fineproofs.pipelines.distill import ProofGenerator
+from fineproofs.pipelines.grade import GradeJob, Grader
+from fineproofs.pipelines.rubrics import RubricWriter
+from fineproofs.pipelines.splits import build_rl, build_sft
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("rl", "sft")
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    split: str
+    counts: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    generated: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+    card: Path | None = None
+    decontaminated: bool = False
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def preflight(profile: Profile, split: str) -> None:
+    """Fail early, naming the server a role needs, before any work is done."""
+    roles = ["rubric_writer", "student", "judge"] + (["teacher", "grader"] if split == "sft" else [])
+    for role in roles:
+        eng = getattr(profile, role).engine
+        if eng.kind == "http":
+            from fineproofs.engines.http_engine import HTTPEngine
+
+            HTTPEngine.from_config(eng).preflight(role=role)
+        elif eng.kind == "vllm":
+            try:
+                import vllm  # noqa: F401
+            except ImportError as e:
+                raise RuntimeError(
+                    f"profile {profile.name!r}: role {role} runs {eng.model} on in-process vLLM, which is not "
+                    "installed: `pip install 'fineproofs[vllm]'` on a GPU machine, or set "
+                    f"{role}.engine.kind: http with endpoints of a running `vllm serve {eng.model}`"
+                ) from e
+
+
+class Build:
+    """One build of one split into one run directory."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        out_dir: str | Path,
+        split: str = "rl",
+        *,
+        benchmarks: list[str] | None = None,
+        limit: int | None = None,
+        progress: bool = True,
+        executor: str = "local",
+    ):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.profile = profile
+        self.out_dir = Path(out_dir)
+        self.split = split
+        self.benchmarks = benchmarks
+        self.limit = limit if limit is not None else profile.limit
+        self.progress = progress
+        self.executor = executor
+
+    def run(self) -> BuildResult:
+        from fineproofs.pipelines.ingest import run_ingest
+
+        t0 = time.time()
+        p = self.profile
+        preflight(p, self.split)
+        res = BuildResult(self.out_dir, self.split)
+        ing = run_ingest(p, self.out_dir, benchmarks=self.benchmarks, limit=self.limit, executor=self.executor)
+        problems: list[Problem] = ing.problems
+        res.counts.update(ing.counts)
+        res.dropped.update(ing.dropped)
+        res.decontaminated = ing.decontaminated
+        quarantine: list[dict] = []
+
+        pool = EnginePool()
+        store = ResponseStore(self.out_dir / "store.sqlite")
+        gens: dict[str, CachedGenerator] = {}
+
+        def gen(role: str) -> CachedGenerator:
+            eng = pool.get(getattr(p, role).engine)
+            return gens.setdefault(role, CachedGenerator(eng, store, progress=self.progress))
+
+        try:
+            rub = RubricWriter(p.rubric_writer, p.rubrics, gen("rubric_writer")).run(problems)
+            res.counts["rubrics"] = len(rub.rubrics)
+            res.dropped["rubrics"] = _reasons(rub.failures.values())
+            quarantine += [{"stage": "rubrics", "problem_id": k, "reason": v} for k, v in rub.failures.items()]
+            write_jsonl(self.out_dir / "stages" / "rubrics.jsonl",
+                        ({"problem_id": k, "rubric": r.render(), "attempts": rub.attempts[k]} for k, r in sorted(rub.rubrics.items())))
+            with_rubric = [x for x in problems if x.id in rub.rubrics]
+
+            rollouts = ProofGenerator("student", p.student, "rollout", gen("student"), p.student_samples).run(with_rubric)
+            res.counts["rollouts"] = len(rollouts)
+            judge = Grader("judge", p.judge, p.grading, gen("judge"))
+            diff = estimate_difficulty(problems, rub.rubrics, rollouts, judge)
+            res.counts["rollout_grades"] = sum(1 for g in diff.grades if g.score is not None)
+            res.dropped["rollout_grades"] = _reasons(_kind(g.reason) for g in diff.grades if g.score is None)
+            quarantine += [{"stage": "rollout_grades", "sample": g.sample_key, "reason": g.reason}
+                           for g in diff.grades if g.score is None]
+            write_jsonl(self.out_dir / "stages" / "rollouts.jsonl", (dataclasses.asdict(s) for s in rollouts))
+            write_jsonl(self.out_dir / "stages" / "rollout_grades.jsonl", (dataclasses.asdict(g) for g in diff.grades))
+
+            rename: dict[str, str] = {}
+            if self.split == "rl":
+                split = build_rl(problems, rub.rubrics, diff.by_problem, p.splits.rl, self.out_dir)
+            else:
+                teacher = ProofGenerator("teacher", p.teacher, "distill", gen("teacher"), p.teacher_samples)
+                proofs = teacher.run(problems)
+                res.counts["distilled"] = len(proofs)
+                grader = Grader("grader", p.grader, p.grading, gen("grader"))
+                by_id = {x.id: x for x in problems}
+                grades = grader.run([GradeJob(by_id[s.problem_id], rub.rubrics.get(s.problem_id), s) for s in proofs])
+                res.counts["proof_grades"] = sum(1 for g in grades if g.score is not None)
+                res.dropped["proof_grades"] = _reasons(_kind(g.reason) for g in grades if g.score is None)
+                quarantine += [{"stage": "proof_grades", "sample": g.sample_key, "reason": g.reason}
+                               for g in grades if g.score is None]
+                write_jsonl(self.out_dir / "stages" / "distill.jsonl", (dataclasses.asdict(s) for s in proofs))
+                write_jsonl(self.out_dir / "stages" / "proof_grades.jsonl", (dataclasses.asdict(g) for g in grades))
+                rename = sft_column_names(p.splits.column_naming, p.grader.engine.model_label,
+                                          p.student.engine.model_label, p.student_samples)
+                split = build_sft(problems, proofs, grades, diff.by_problem, p.splits.sft, self.out_dir, rename)
+            res.rows = split.rows
+            res.counts["split"] = split.rows["default"]
+            res.dropped["split"] = split.dropped
+            write_jsonl(self.out_dir / "quarantine" / "llm.jsonl", quarantine)
+            res.card = write_card(
+                self.out_dir, split=self.split, profile=p, rows=split.rows, counts=res.counts, dropped=res.dropped,
+                decontaminated=ing.decontaminated, decontam_report=ing.decontam_report,
+                rubrics_text=[r.render() for r in rub.rubrics.values()],
+                source_licences={x.source: x.licence or "unknown" for x in problems},
+                rename=rename, benchmark_args=list(self.benchmarks or p.decontamination.benchmarks),
+                limit=self.limit,
+            )
+        finally:
+            store.close()
+            pool.close()
+        res.generated = sum(g.stats.generated for g in gens.values())
+        res.cached = sum(g.stats.cached for g in gens.values())
+        res.seconds = time.time() - t0
+        manifest = {
+            "split": self.split, "profile": p.name, "counts": res.counts, "dropped": res.dropped, "rows": res.rows,
+            "generated": res.generated, "cached": res.cached, "seconds": round(res.seconds, 2),
+            "decontaminated": res.decontaminated,
+        }
+        (self.out_dir / "build.json").write_text(json.dumps(manifest, indent=2))
+        return res
+
+
+def _kind(reason: str) -> str:
+    return reason.split(":", 1)[0] if reason else "unknown"
+
+
+def _reasons(reasons: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in reasons:
+        k = _kind(r)
+        out[k] = out.get(k, 0) + 1
+    return out

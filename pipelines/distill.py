@@ -1,0 +1,105 @@
+"""Proof generation: teacher distillation (SFT) and student rollouts (RL difficulty).
+
+Both send one prompt per problem and ``n`` samples per prompt through the
+store-backed generator, then split each reply into ``reasoning_content`` and
+``proof`` at the end of the thinking block:
+
+- a reply with ``<think> ... </think>`` (or just a closing ``</think>``, as
+  Qwen3-Thinking / DeepSeek chat templates open the block in the prompt): the
+  reasoning is before the close, the proof after it;
+- a reply with an opened but never closed block: all reasoning, no proof
+  (``unterminated``);
+- a reply without thinking tags (non-reasoning models such as SmolLM2): no
+  reasoning, the whole reply is the proof.
+
+A trailing self-evaluation section (DeepSeek-Math-V2 appends one) is stripped from
+the proof. Truncated replies (``finish_reason == 'length'``) are kept and marked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from fineproofs import prompts
+from fineproofs.config import RoleConfig
+from fineproofs.engines.base import GenerationRequest, SamplingParams
+from fineproofs.generation import CachedGenerator
+from fineproofs.records import Problem, ProofSample
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
+_SELF_EVAL = re.compile(
+    r"\n\s*(?:#+\s*|\*\*)?\s*(?:self[- ]evaluation|here is my evaluation of the (?:solution|proof)|"
+    r"evaluation of the (?:above )?(?:solution|proof))\b.*\Z",
+    re.I | re.S,
+)
+
+
+@dataclass
+class SplitReply:
+    reasoning: str
+    proof: str
+    unterminated: bool
+
+
+def split_reasoning(text: str) -> SplitReply:
+    if THINK_CLOSE in text:
+        before, _, after = text.rpartition(THINK_CLOSE)
+        reasoning = before.split(THINK_OPEN, 1)[-1]
+        return SplitReply(reasoning.strip(), strip_self_evaluation(after.strip()), False)
+    if THINK_OPEN in text:
+        return SplitReply(text.split(THINK_OPEN, 1)[1].strip(), "", True)
+    return SplitReply("", strip_self_evaluation(text.strip()), False)
+
+
+def strip_self_evaluation(proof: str) -> str:
+    return _SELF_EVAL.sub("", proof).rstrip()
+
+
+def sampling_of(role: RoleConfig) -> SamplingParams:
+    s = role.sampling
+    return SamplingParams(s.temperature, s.top_p, s.max_tokens, s.seed)
+
+
+class ProofGenerator:
+    """``n`` proofs per problem from one role (``teacher`` with the ``distill``
+    prompt, ``student`` with the ``rollout`` prompt)."""
+
+    def __init__(self, role_name: str, role: RoleConfig, prompt_name: str, generator: CachedGenerator, n: int):
+        self.role_name = role_name
+        self.role = role
+        self.prompt = prompts.load(prompt_name)
+        self.generator = generator
+        self.n = n
+
+    @property
+    def stage(self) -> str:
+        return "distill" if self.role_name == "teacher" else "rollouts"
+
+    def run(self, problems: list[Problem]) -> list[ProofSample]:
+        sp = sampling_of(self.role)
+        reqs = [GenerationRequest(self.prompt.render(problem=p.statement), self.n, sp) for p in problems]
+        replies = self.generator.run(reqs, stage=self.stage, prompt_version=self.prompt.version)
+        out: list[ProofSample] = []
+        for p, samples in zip(problems, replies):
+            for j, r in enumerate(samples):
+                if not r.ok:
+                    continue  # engine failure: kept in the store as failed, reported by `status`
+                split = split_reasoning(r.text)
+                out.append(
+                    ProofSample(
+                        problem_id=p.id,
+                        role=self.role_name,
+                        sample_index=j,
+                        model=self.role.engine.model,
+                        reasoning_content=split.reasoning,
+                        proof=split.proof,
+                        finish_reason="unterminated" if split.unterminated else r.finish_reason,
+                        prompt_tokens=r.prompt_tokens,
+                        completion_tokens=r.completion_tokens,
+                        truncated=r.finish_reason == "length" or split.unterminated,
+                    )
+                )
+        return out

@@ -1,0 +1,199 @@
+"""Source specs → raw datatrove documents.
+
+A spec is ``demo`` (the bundled sample), ``hf:<dataset id or local dataset dir>[@split]``
+(streamed with ``datasets``), or a local file/directory (.wiki, .tex, .txt, .jsonl,
+.json, .csv, .parquet). Each raw document carries ``metadata["format"]``:
+
+- ``wiki``: ``text`` is the page's wikitext (parsed later);
+- ``item``: already split (booklet problem or table row): ``text`` is the raw statement
+  and ``metadata["solutions"]`` the raw solutions.
+
+Anything unreadable (non-UTF-8, oversized, malformed JSON) still becomes a document,
+with ``metadata["raw_error"]``, so the parse step quarantines it with that reason.
+Files are sharded over tasks by position in the sorted list of files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
+
+from fineproofs.pipelines.sources import booklet, rows, wiki
+
+DEMO_LICENCE = "Apache-2.0 (fineproofs demo data)"
+WIKI_EXT = {".wiki", ".mediawiki"}
+TEX_EXT = {".tex", ".txt"}
+TABLE_EXT = {".jsonl", ".json", ".csv", ".parquet"}
+CRAWL_INDEX = "crawl_index.json"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One unit of reading: a file, or a Hub dataset (``path`` = ``hf:...``)."""
+
+    path: str
+    kind: str  # wiki | tex | table | hub
+    demo: bool = False
+    display: str = ""  # path shown in urls (relative for demo data)
+
+
+def demo_dir() -> Path:
+    return Path(str(resources.files("fineproofs.data") / "demo"))
+
+
+def _kind(p: Path) -> str | None:
+    s = p.suffix.lower()
+    return "wiki" if s in WIKI_EXT else "tex" if s in TEX_EXT else "table" if s in TABLE_EXT else None
+
+
+def resolve_sources(paths: list[str]) -> list[SourceFile]:
+    """Expand specs into a sorted, de-duplicated list of source files."""
+    out: list[SourceFile] = []
+    for spec in paths:
+        if spec.startswith("hf:"):
+            out.append(SourceFile(spec, "hub", display=spec))
+            continue
+        demo = spec == "demo"
+        root = demo_dir() if demo else Path(spec).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"source {spec!r} does not exist")
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for f in files:
+            if f.name == CRAWL_INDEX or f.name.lower() == "readme.md":
+                continue
+            if kind := _kind(f):
+                shown = "demo/" + f.relative_to(root).as_posix() if demo else str(f)
+                out.append(SourceFile(str(f), kind, demo, shown))
+    seen, uniq = set(), []
+    for s in out:
+        if s.path not in seen:
+            seen.add(s.path)
+            uniq.append(s)
+    return uniq
+
+
+class SourceReader(PipelineStep):
+    """Yield one raw document per wiki page, booklet problem or table row."""
+
+    name = "📖 sources"
+    type = "📖 - READER"
+
+    def __init__(self, sources: list[SourceFile], columns: dict[str, str] | None = None,
+                 wiki_base_url: str = wiki.AOPS_WIKI, licence: str = "", max_bytes: int = 5_000_000,
+                 hub_split: str = "train"):
+        super().__init__()
+        self.sources = sources
+        self.columns = dict(columns or {})
+        self.wiki_base_url = wiki_base_url
+        self.licence = licence
+        self.max_bytes = max_bytes
+        self.hub_split = hub_split
+
+    # -- helpers -----------------------------------------------------------------
+    def _base(self, src: SourceFile, fmt: str, tag: str, k: int | str) -> dict:
+        return {
+            "format": fmt,
+            "origin": src.display,
+            "source": ("demo_" + tag) if src.demo else tag,
+            "licence": DEMO_LICENCE if src.demo else self.licence,
+            "locator": f"{src.display}#{k}",
+        }
+
+    def _error_doc(self, src: SourceFile, k, reason: str, text: str = "") -> Document:
+        meta = self._base(src, "error", src.kind, k) | {"raw_error": reason}
+        return Document(text=text[:2000], id=meta["locator"], metadata=meta)
+
+    def _read_text(self, src: SourceFile) -> tuple[str, str]:
+        p = Path(src.path)
+        size = p.stat().st_size
+        if size > self.max_bytes:
+            return "", f"too_large: {size} bytes > {self.max_bytes}"
+        data = p.read_bytes()
+        try:
+            return data.decode("utf-8-sig"), ""
+        except UnicodeDecodeError as e:
+            return data.decode("utf-8", errors="replace"), f"non_utf8: {e.reason} at byte {e.start}"
+
+    # -- per kind ----------------------------------------------------------------
+    def _wiki(self, src: SourceFile) -> Iterator[Document]:
+        text, err = self._read_text(src)
+        if err:
+            yield self._error_doc(src, 0, err, text)
+            return
+        index_path = Path(src.path).parent / CRAWL_INDEX
+        entry = {}
+        if index_path.exists():
+            entry = json.loads(index_path.read_text()).get(Path(src.path).name, {})
+        title = entry.get("title") or wiki.title_from_filename(src.path)
+        comp, year = wiki.title_fields(title)
+        meta = self._base(src, "wiki", "wiki" if src.demo else "aops_wiki", 0) | {
+            "title": title,
+            "url": entry.get("url") or wiki.wiki_url(title, self.wiki_base_url),
+            "competition": comp,
+            "year": year,
+            "category": wiki.category_of(text),
+        }
+        meta["locator"] = meta["url"]
+        yield Document(text=text, id=meta["url"], metadata=meta)
+
+    def _tex(self, src: SourceFile) -> Iterator[Document]:
+        text, err = self._read_text(src)
+        if err:
+            yield self._error_doc(src, 0, err, text)
+            return
+        comp, year = booklet.booklet_fields(src.path)
+        items = booklet.split_booklet(text)
+        if not items:
+            yield self._error_doc(src, 0, "no_problems_found", text)
+        for it in items:
+            meta = self._base(src, "item", "booklet", it.label) | {
+                "url": f"{src.display}#{it.label}",
+                "competition": comp,
+                "year": year,
+                "category": it.category,
+                "solutions": it.solutions,
+            }
+            yield Document(text=it.statement, id=meta["url"], metadata=meta)
+
+    def _rows(self, src: SourceFile, rows_iter) -> Iterator[Document]:
+        tag = "hub"
+        for i, row, err in rows_iter:
+            if err:
+                yield self._error_doc(src, f"L{i}", err)
+                continue
+            r = rows.map_row(row, self.columns)
+            meta = self._base(src, "item", tag, f"L{i}")
+            licence = meta["licence"] if src.demo else (r["licence"] or self.licence)
+            tag_source = meta["source"]
+            meta.update({k: v for k, v in r.items() if k != "problem"})
+            meta["source"] = r["source"] or tag_source
+            meta["licence"] = licence
+            meta["url"] = r["url"] or meta["locator"]
+            yield Document(text=r["problem"], id=meta["locator"], metadata=meta)
+
+    def _iter_source(self, src: SourceFile) -> Iterator[Document]:
+        if src.kind == "wiki":
+            yield from self._wiki(src)
+        elif src.kind == "tex":
+            yield from self._tex(src)
+        elif src.kind == "table":
+            yield from self._rows(src, rows.iter_table_file(Path(src.path)))
+        else:  # hub
+            spec, _, split = src.path[3:].partition("@")
+            it = ((i, row, "") for i, row in rows.iter_dataset(spec, split or self.hub_split))
+            yield from self._rows(src, it)
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        for src in self.sources[rank::world_size]:
+            try:
+                for doc in self._iter_source(src):
+                    self.stat_update("read")
+                    yield doc
+            except Exception as e:  # an unreadable file is quarantined, never fatal
+                yield self._error_doc(src, "file", f"unreadable: {type(e).__name__}: {e}"[:300])
