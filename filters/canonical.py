@@ -62,7 +62,6 @@ class Canonical:
     prose: list[str]  # prose words only (stemmed, synonyms, no stop words)
     anon: list[str]  # math tokens only, every letter → "v", no formula boundaries
     numbers: set[str]  # numeric constants (other than 0, 1, 2)
-    formulas: list[list[str]]  # each formula's anonymised tokens
 
 
 def _stem(w: str) -> str:
@@ -103,7 +102,7 @@ def canonical(text: str) -> Canonical:
     t = re.sub(r"\\(?:mathbb|mathbf|mathcal|mathrm)\s+([A-Za-z])", r" \1 ", t)
     for _ in range(2):
         t = _WRAPPERS.sub(lambda m: " " + m.group(1) + " ", t)
-    out = Canonical([], [], "", [], [], set(), [])
+    out = Canonical([], [], "", [], [], set())
     compact: list[str] = []
     for i, part in enumerate(_MATH_SPLIT.split(t)):
         if i % 2:  # a formula
@@ -162,7 +161,6 @@ def _add_formula(toks: list[str], out: Canonical, compact: list[str]) -> None:
     if not toks:
         return
     names: dict[str, str] = {}
-    n_anon = len(out.anon)
     if out.math:
         out.math.append("|")
     for x in toks:
@@ -178,7 +176,6 @@ def _add_formula(toks: list[str], out: Canonical, compact: list[str]) -> None:
             if x[0].isdigit() and x not in ("0", "1", "2"):
                 out.numbers.add(x)
     compact.extend(toks)
-    out.formulas.append(out.anon[n_anon:])
 
 
 def _mathy_word(tok: str, part: str, m: re.Match) -> bool:

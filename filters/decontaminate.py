@@ -2,22 +2,24 @@
 user CSV / JSONL / parquet, or a Hub dataset ``hf:<id>``).
 
 Both sides go through the same :func:`~fineproofs.filters.canonical.canonical`
-normalisation. A candidate is compared only with benchmark problems that share a rare
-feature (inverted index), using four signals:
+normalisation (markup, delimiters, unicode math, synonyms, variables anonymised). A
+candidate is compared only with the benchmark problems sharing the most rare
+features (inverted index), using these signals:
 
 - ``ngram``: share of the benchmark's word n-grams (``ngram``, default 8) found in
   the candidate (containment, so forum framing around a copy does not dilute it);
-- ``shingle``: share of the benchmark's character shingles (on the canonical text
-  with the original variable letters) found in the candidate;
-- ``weighted``: IDF-weighted share of the benchmark's word 3-grams (weights from
-  document frequency over all benchmark problems: template phrasing such as "find
-  all functions f: Z → Z such that" weighs almost nothing);
-- ``math``: IDF-weighted share of the benchmark's formula 3-grams (variables renamed
-  per formula), the part a paraphrase keeps and a template-sharing problem changes.
+- ``shingle``: share of the benchmark's character shingles found in the candidate;
+- ``prose`` / ``prose3``: IDF-weighted share of the benchmark's prose words / word
+  3-grams (IDF over all benchmark problems, so template phrasing such as "find all
+  functions such that" weighs little);
+- ``math``: IDF-weighted share of the benchmark's formula 4-grams (letters
+  anonymised), the part a paraphrase keeps and a template-sharing problem changes;
+- ``numbers``: share of the benchmark's constants (numbers other than 0, 1, 2).
 
-Decision (see :meth:`Decontaminator.decide`): the textual signals flag only when the
-formulas agree too (or the benchmark problem has almost no formula); a paraphrase is
-flagged when formulas match and the distinctive words overlap.
+:meth:`Decontaminator.decide` combines them: a copy needs the distinctive prose
+backed by ``ngram``/``shingle``/formulas (formulas alone when the prose is mere
+template); a paraphrase needs matching formulas plus distinctive words, or rich prose
+mostly shared; all benchmark constants must be present in either case.
 """
 
 from __future__ import annotations
@@ -114,9 +116,6 @@ class _Feats:
     prose3: set  # prose word 3-grams
     math: set  # anonymised formula 4-grams
     numbers: set  # numeric constants other than 0, 1, 2
-    n_math: int
-    anon3: set  # anonymised math 3-grams of the whole text
-    big: list  # (length, 3-gram set) of each substantial formula
 
 
 class Decontaminator:
@@ -126,18 +125,19 @@ class Decontaminator:
                  shingle_similarity: float = 0.6, shingle_size: int = 8, weighted_overlap: float = 0.6,
                  math_overlap: float = 0.75, paraphrase_words: float = 0.3, max_df: float = 0.05):
         self.problems = problems
-        self.big_formula = 7
         self.n, self.k = ngram, shingle_size
         self.t_ngram, self.t_shingle, self.t_weighted = ngram_overlap, shingle_similarity, weighted_overlap
         self.t_math, self.t_para = math_overlap, paraphrase_words
         self.feats = [self._feats(p.text) for p in problems]
-        n = max(1, len(problems))
+        # IDF over the benchmark problems; small user benchmarks are smoothed as if
+        # among ~460 problems (IMO-Bench size) so the absolute thresholds keep meaning
+        n = max(460, len(problems))
         self.idf: dict[str, dict] = {}
         for kind in ("prose", "prose3", "math"):
             df = Counter(g for f in self.feats for g in getattr(f, kind))
             self.idf[kind] = {g: math.log((n + 1) / (c + 0.5)) for g, c in df.items()}
         self.default_idf = math.log((n + 1) / 0.5)
-        max_count = max(2, int(max_df * n))
+        max_count = max(2, int(max_df * len(problems)))
         self.index: dict = defaultdict(list)
         for i, f in enumerate(self.feats):
             for kind in ("prose", "prose3", "math"):
@@ -148,8 +148,7 @@ class Decontaminator:
     def _feats(self, text: str) -> _Feats:
         c = canonical(text)
         return _Feats(ngrams(c.words, self.n), shingles(c.compact, self.k), set(c.prose), ngrams(c.prose, 3),
-                      {g for g in ngrams(c.anon, 4) if sum(t not in _TRIVIAL for t in g) >= 2}, c.numbers, len(c.anon), ngrams(c.anon, 3),
-                      [(len(f), ngrams(f, 3)) for f in c.formulas if len(f) >= self.big_formula])
+                      {g for g in ngrams(c.anon, 4) if sum(t not in _TRIVIAL for t in g) >= 2}, c.numbers)
 
     def _w(self, kind: str, b: set, c: set) -> float:
         idf = self.idf[kind]
@@ -171,9 +170,6 @@ class Decontaminator:
             "prose3": self._w("prose3", b.prose3, c.prose3),
             "math": self._w("math", b.math, c.math) if b.math else 0.0,
             "numbers": len(b.numbers & c.numbers) / len(b.numbers) if b.numbers else -1.0,
-            "formulas": (sum(n for n, g in b.big if len(g & c.anon3) >= 0.75 * len(g)) / sum(n for n, _ in b.big))
-            if b.big else -1.0,
-            "big": sum(n for n, _ in b.big),
         }
 
     def decide(self, b: _Feats, s: dict[str, float]) -> tuple[str, float] | None:

@@ -112,8 +112,8 @@ class DecontamConfig(_Strict):
     ngram_overlap: float = Field(0.5, gt=0, le=1)
     shingle_similarity: float = Field(0.6, gt=0, le=1)
     shingle_size: int = Field(8, gt=1)  # characters
-    weighted_overlap: float = Field(0.6, gt=0, le=1)  # IDF-weighted word 3-gram containment
-    math_overlap: float = Field(0.75, gt=0, le=1)  # IDF-weighted formula 3-gram containment
+    weighted_overlap: float = Field(0.6, gt=0, le=1)  # IDF-weighted prose 3-gram containment
+    math_overlap: float = Field(0.75, gt=0, le=1)  # IDF-weighted formula 4-gram containment
     paraphrase_words: float = Field(0.3, ge=0, le=1)  # words needed alongside matching formulas
 
 
@@ -135,16 +135,52 @@ class GradingConfig(_Strict):
 
 
 class SFTSplitConfig(_Strict):
+    """Which graded teacher samples become FineProofs-SFT rows.
+
+    A sample graded ``correct_grade`` or more is *correct*; one graded in
+    [``min_grade``, ``correct_grade``) is *incomplete* (a proof with gaps that still
+    earns partial credit). FineProofs keeps both (``keep_incomplete: true``).
+    """
+
     min_grade: int = Field(5, ge=0, le=7)  # FineProofs keeps correct and incomplete proofs
-    keep_truncated: bool = False
+    correct_grade: int = Field(7, ge=0, le=7)  # grade from which a proof counts as correct
+    keep_incomplete: bool = True  # keep proofs graded in [min_grade, correct_grade)
+    keep_truncated: bool = False  # keep samples cut at max_tokens
+    max_rows_per_shard: int = Field(100_000, gt=0)  # parquet shards: data/<config>/train-XXXXX-of-YYYYY
+
+    @model_validator(mode="after")
+    def _check(self) -> "SFTSplitConfig":
+        if self.correct_grade < self.min_grade:
+            raise ValueError(f"correct_grade ({self.correct_grade}) must be >= min_grade ({self.min_grade})")
+        return self
 
 
 class RLSplitConfig(_Strict):
+    """Which problems become FineProofs-RL rows (reward = grade / 7).
+
+    A GRPO group whose rewards are all equal has zero advantage and teaches nothing:
+    by default problems the student never solves (every rollout graded 0) or always
+    solves (every rollout graded 7) are dropped, and with ``drop_all_same`` any
+    constant group. ``reward_mean`` must also lie in the closed band
+    [``min_reward_mean``, ``max_reward_mean``].
+    """
+
     min_reward_mean: float = Field(0.0, ge=0.0, le=1.0)
     max_reward_mean: float = Field(1.0, ge=0.0, le=1.0)
+    drop_never_solved: bool = True  # reward_mean == 0: the student never scores
+    drop_always_solved: bool = True  # reward_mean == 1: the student always gets 7/7
     drop_all_same: bool = True  # groups with zero reward variance carry no GRPO signal
     min_num_rewards: int = Field(1, ge=1)
-    seed: int = 42
+    seed: int = 42  # shuffle seed
+    max_rows_per_shard: int = Field(100_000, gt=0)  # parquet shards: data/default/train-XXXXX-of-YYYYY
+
+    @model_validator(mode="after")
+    def _check(self) -> "RLSplitConfig":
+        if self.max_reward_mean < self.min_reward_mean:
+            raise ValueError(
+                f"max_reward_mean ({self.max_reward_mean}) must be >= min_reward_mean ({self.min_reward_mean})"
+            )
+        return self
 
 
 class SplitsConfig(_Strict):

@@ -110,13 +110,12 @@ def _fingerprint(profile: Profile, benchmarks: list[str], tasks: int) -> str:
 
 def _code_version() -> str:
     """Hash of the ingest code itself, so a changed filter invalidates cached work."""
-    roots = [Path(__file__).parent / "sources", Path(__file__), Path(__file__).parent.parent / "filters"]
     from fineproofs import filters
+    from fineproofs.pipelines import sources
 
-    roots[-1] = Path(filters.__file__).parent
-    h = hashlib.sha256()
-    for r in roots:
-        for f in sorted([r] if r.is_file() else r.rglob("*.py")):
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for pkg in (filters, sources):
+        for f in sorted(Path(pkg.__file__).parent.rglob("*.py")):
             h.update(f.read_bytes())
     return h.hexdigest()[:12]
 

@@ -2,8 +2,9 @@
 
 Round 0 asks the rubric writer for a scheme from problem + reference solution.
 Each reply is parsed and validated in code (:mod:`fineproofs.rubric_format`); a
-problem whose reply is invalid goes to the next round, which continues the same
-conversation with the validation error (``rubric_retry`` prompt). After
+problem whose reply is invalid goes to the next round, which asks again with the
+validation error appended to the request (``rubric_retry`` prompt) under a new
+sample index. After
 ``max_attempts`` rounds the problem is quarantined with the last error. All rounds
 of all problems are batched, and every reply is in the response store, so a
 re-run replays the same decisions without generating.
@@ -46,6 +47,14 @@ class RubricWriter:
     def prompt_version(self) -> str:
         return f"{self.prompt.version}+{self.retry.version}"
 
+    def _conversation(self, base: list[dict[str, str]], error: str | None) -> list[dict[str, str]]:
+        """The original request; on a retry, the validation error is appended to the
+        user turn (the rejected reply itself is not replayed: it primes the same mistake)."""
+        if not error:
+            return base
+        note = self.retry.render(error=error)[-1]["content"]
+        return base[:-1] + [{"role": "user", "content": f"{base[-1]['content']}\n\n{note}"}]
+
     def run(self, problems: list[Problem]) -> RubricResult:
         res = RubricResult()
         sp = sampling_of(self.role)
@@ -54,25 +63,27 @@ class RubricWriter:
             for p in problems
         }
         pending = list(problems)
+        notes: dict[str, str] = {}
         for attempt in range(self.cfg.max_attempts):
             if not pending:
                 break
-            reqs = [GenerationRequest(convs[p.id], 1, sp, self.cfg.prefill) for p in pending]
-            replies = self.generator.run(reqs, stage=self.stage, prompt_version=self.prompt_version)
+            reqs = [GenerationRequest(self._conversation(convs[p.id], notes.get(p.id)), 1, sp, self.cfg.prefill)
+                    for p in pending]
+            # each attempt is its own sample index: a retry never replays an earlier reply
+            replies = self.generator.run(reqs, stage=self.stage, prompt_version=self.prompt_version,
+                                         first_sample=attempt)
             still = []
             for p, (r,) in zip(pending, replies):
                 res.attempts[p.id] = attempt + 1
                 if not r.ok:
                     res.failures[p.id] = f"engine_failure: {r.reason}"
+                    still.append(p)
                     continue
                 try:
                     rubric = parse_rubric(r.text, p.id)
                 except RubricError as e:
                     res.failures[p.id] = f"invalid_rubric: {e}"
-                    convs[p.id] = convs[p.id] + [
-                        {"role": "assistant", "content": r.text},
-                        *self.retry.render(error=str(e))[-1:],
-                    ]
+                    notes[p.id] = str(e)
                     still.append(p)
                     continue
                 rubric.model = self.role.engine.model

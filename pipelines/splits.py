@@ -1,24 +1,50 @@
 """Split builders: FineProofs-SFT and FineProofs-RL rows, the selection policy as code.
 
-SFT (``SFTSplitConfig``): a teacher sample is kept when its grade is valid and at
-least ``min_grade``, it carries no injection flag, and it is not truncated unless
-``keep_truncated``. Config ``all`` holds every kept sample; ``default`` one row per
-problem: the best grade, ties broken by (not truncated, lowest sample index).
-``messages`` is user = problem, assistant = ``<think>reasoning</think>`` + proof.
+SFT (:class:`~fineproofs.config.SFTSplitConfig`), per graded teacher sample, in this
+order (the first rule that applies is the recorded drop reason):
 
-RL (``RLSplitConfig``): problems with a valid rubric and at least
-``min_num_rewards`` graded rollouts, ``reward_mean`` within
-[``min_reward_mean``, ``max_reward_mean``], and, with ``drop_all_same``, a non-zero
-reward spread (a GRPO group whose rewards are all equal has zero advantage);
-shuffled with ``seed``.
+1. ``unknown_problem``: the sample's problem is not in the problem set;
+2. ``no_valid_grade``: no grade, or the grader failed (quarantined, never a 0);
+3. ``injection_flagged``: the grader flagged the proof (e.g. a prompt injection);
+4. ``truncated``: cut at ``max_tokens``, unless ``keep_truncated``;
+5. ``empty_proof``: nothing after the thinking block;
+6. ``grade_below_<min_grade>``;
+7. ``incomplete_not_kept``: graded in [``min_grade``, ``correct_grade``) while
+   ``keep_incomplete`` is off. FineProofs keeps correct *and* incomplete proofs.
 
-Joins and statistics run in polars; rows are written as parquet in the Hub
-layout ``data/<config>/train-00000-of-00001.parquet`` with the exact published
-features.
+Config ``all`` holds every kept sample; ``default`` one row per problem: the best
+grade, ties broken by (untruncated first, lowest sample index). Rows follow the
+problem order of the problem set, then grade (best first) and sample index.
+``messages`` is what the student's chat template (Qwen3-Thinking) renders for an
+assistant turn with ``reasoning_content``: user = problem, assistant =
+``"<think>\\n" + reasoning + "\\n</think>\\n\\n" + proof``.
+
+RL (:class:`~fineproofs.config.RLSplitConfig`), per problem:
+
+1. ``no_valid_rubric``;
+2. ``too_few_graded_rollouts``: fewer than ``min_num_rewards`` validly graded rollouts
+   (the difficulty measurement is missing);
+3. ``never_solved`` (every rollout graded 0) / ``always_solved`` (every rollout 7/7)
+   with ``drop_never_solved`` / ``drop_always_solved``: a GRPO group whose rewards are
+   all equal has zero advantage;
+4. ``reward_mean_outside_band``: ``reward_mean`` not in
+   [``min_reward_mean``, ``max_reward_mean``];
+5. ``all_rewards_equal`` with ``drop_all_same``.
+
+Kept problems are shuffled with ``seed``: they are ordered by
+``sha256(f"{seed}:{problem_id}")``, which depends on nothing but the seed and the ids
+(no RNG, same order on every machine and library version).
+
+Joins and counts run in polars; rows are written as parquet in the Hub layout
+``data/<config>/train-XXXXX-of-YYYYY.parquet`` (``max_rows_per_shard`` rows each) with
+the exact published features (:data:`fineproofs.records.RL_FEATURES`,
+``features_of(SFTRow, rename)``). Shards are written to temporary names first and
+stale shards of an earlier build are removed, so a loader never sees a mix.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,30 +67,138 @@ from fineproofs.records import (
 )
 from fineproofs.pipelines.difficulty import Difficulty
 
+SFT_CONFIGS = ("default", "all")
+RL_CONFIGS = ("default",)
+
 
 @dataclass
 class SplitResult:
-    configs: dict[str, Path]  # config name -> parquet file
+    configs: dict[str, Path]  # config name -> first parquet shard
     rows: dict[str, int]
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    shards: dict[str, list[Path]] = field(default_factory=dict)  # config name -> every shard
 
 
 def assistant_content(reasoning: str, proof: str) -> str:
-    if reasoning:
-        return f"<think>\n{reasoning}\n</think>\n\n{proof}"
-    return proof
+    """The assistant turn as Qwen3-Thinking's chat template renders ``reasoning_content``
+    + ``content``: the thinking block is always present (empty when the teacher gave no
+    reasoning), so the student learns one format."""
+    return f"<think>\n{reasoning.strip(chr(10))}\n</think>\n\n{proof.lstrip(chr(10))}"
 
 
-def shard_path(out_dir: Path, config: str) -> Path:
-    return out_dir / "data" / config / "train-00000-of-00001.parquet"
+def shard_name(index: int, total: int) -> str:
+    return f"train-{index:05d}-of-{total:05d}.parquet"
+
+
+def shard_path(out_dir: Path, config: str, index: int = 0, total: int = 1) -> Path:
+    return Path(out_dir) / "data" / config / shard_name(index, total)
+
+
+def _write_table(rows: list[dict], features: datasets.Features, path: Path) -> None:
+    """Parquet with the exact Arrow schema of ``features`` (and the ``huggingface``
+    schema metadata ``datasets`` reads the features from), also when empty."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not rows:  # no row group at all: readers see the schema and zero rows
+        pq.ParquetWriter(str(path), features.arrow_schema).close()
+        return
+    table = pa.Table.from_pylist([features.encode_example(r) for r in rows], schema=features.arrow_schema)
+    pq.write_table(table, str(path))
 
 
 def write_parquet(rows: list[dict], features: datasets.Features, path: Path) -> None:
     """Atomic: a crash never leaves a half-written shard where a loader finds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
-    datasets.Dataset.from_list(rows, features=features).to_parquet(str(tmp))
+    _write_table(rows, features, tmp)
     os.replace(tmp, path)
+
+
+def write_config(rows: list[dict], features: datasets.Features, out_dir: Path, config: str,
+                 max_rows_per_shard: int) -> list[Path]:
+    """Write one config's rows as shards; remove shards of an earlier build."""
+    total = max(1, -(-len(rows) // max_rows_per_shard))
+    folder = Path(out_dir) / "data" / config
+    folder.mkdir(parents=True, exist_ok=True)
+    tmps = []
+    for i in range(total):
+        final = folder / shard_name(i, total)
+        tmp = final.with_suffix(".parquet.tmp")
+        part = rows[i * max_rows_per_shard:(i + 1) * max_rows_per_shard]
+        _write_table(part, features, tmp)
+        tmps.append((tmp, final))
+    keep = {final.name for _, final in tmps}
+    for old in folder.glob("*.parquet"):
+        if old.name not in keep:
+            old.unlink()
+    for tmp, final in tmps:
+        os.replace(tmp, final)
+    return [final for _, final in tmps]
+
+
+def _counts(frame: pl.DataFrame, column: str = "reason") -> dict[str, int]:
+    if frame.height == 0:
+        return {}
+    c = frame.group_by(column).len().sort(column)
+    return {r[column]: r["len"] for r in c.iter_rows(named=True)}
+
+
+def _problem_frame(problems: list[Problem]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"problem_id": p.id, "order": i} for i, p in enumerate(problems)],
+        schema={"problem_id": pl.String, "order": pl.Int64},
+    ).unique(subset="problem_id", keep="first", maintain_order=True)
+
+
+def _difficulty_frame(difficulty: dict[str, Difficulty]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"problem_id": k, "scores": list(d.scores), "num_rewards": d.num_rewards} for k, d in difficulty.items()],
+        schema={"problem_id": pl.String, "scores": pl.List(pl.Int64), "num_rewards": pl.Int64},
+    )
+
+
+# ---------------------------------------------------------------------------
+# SFT
+# ---------------------------------------------------------------------------
+
+
+def select_sft(problems: list[Problem], samples: list[ProofSample], grades: list[Grade],
+               cfg: SFTSplitConfig) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """The SFT policy: (kept samples = config ``all``, best per problem = ``default``, drops)."""
+    sample_frame = pl.DataFrame(
+        [{"sample_key": s.key, "problem_id": s.problem_id, "sample_index": s.sample_index,
+          "truncated": bool(s.truncated), "empty": not s.proof.strip(), "pos": i} for i, s in enumerate(samples)],
+        schema={"sample_key": pl.String, "problem_id": pl.String, "sample_index": pl.Int64, "truncated": pl.Boolean,
+                "empty": pl.Boolean, "pos": pl.Int64},
+    )
+    grade_frame = pl.DataFrame(
+        [{"sample_key": g.sample_key, "grade": g.score, "flagged": bool(g.flags)} for g in grades],
+        schema={"sample_key": pl.String, "grade": pl.Int64, "flagged": pl.Boolean},
+    ).unique(subset="sample_key", keep="last", maintain_order=True)
+    joined = (
+        sample_frame.join(grade_frame, on="sample_key", how="left")
+        .join(_problem_frame(problems), on="problem_id", how="left")
+    )
+    reason = (
+        pl.when(pl.col("order").is_null()).then(pl.lit("unknown_problem"))
+        .when(pl.col("grade").is_null()).then(pl.lit("no_valid_grade"))
+        .when(pl.col("flagged")).then(pl.lit("injection_flagged"))
+        .when(pl.col("truncated") & pl.lit(not cfg.keep_truncated)).then(pl.lit("truncated"))
+        .when(pl.col("empty")).then(pl.lit("empty_proof"))
+        .when(pl.col("grade") < cfg.min_grade).then(pl.lit(f"grade_below_{cfg.min_grade}"))
+        .when((pl.col("grade") < cfg.correct_grade) & pl.lit(not cfg.keep_incomplete))
+        .then(pl.lit("incomplete_not_kept"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    joined = joined.with_columns(reason.alias("reason"))
+    dropped = _counts(joined.filter(pl.col("reason").is_not_null()))
+    kept = (
+        joined.filter(pl.col("reason").is_null())
+        .sort(["order", "grade", "truncated", "sample_index", "pos"], descending=[False, True, False, False, False])
+    )
+    best = kept.unique(subset="problem_id", keep="first", maintain_order=True)
+    return kept, best, dropped
 
 
 def build_sft(
@@ -77,65 +211,79 @@ def build_sft(
     rename: dict[str, str],
 ) -> SplitResult:
     probs = {p.id: p for p in problems}
-    g = {x.sample_key: x for x in grades}
-    recs, dropped = [], {}
-
-    def drop(reason: str) -> None:
-        dropped[reason] = dropped.get(reason, 0) + 1
-
-    for s in samples:
-        grade = g.get(s.key)
-        if grade is None or grade.score is None:
-            drop("no_valid_grade")
-            continue
-        if grade.flags:
-            drop("injection_flagged")
-            continue
-        if s.truncated and not cfg.keep_truncated:
-            drop("truncated")
-            continue
-        if not s.proof.strip():
-            drop("empty_proof")
-            continue
-        if grade.score < cfg.min_grade:
-            drop(f"grade_below_{cfg.min_grade}")
-            continue
-        recs.append({"problem_id": s.problem_id, "sample_index": s.sample_index, "grade": grade.score,
-                     "truncated": s.truncated, "reasoning": s.reasoning_content, "proof": s.proof})
-    frame = pl.DataFrame(
-        recs,
-        schema={"problem_id": pl.String, "sample_index": pl.Int64, "grade": pl.Int64, "truncated": pl.Boolean,
-                "reasoning": pl.String, "proof": pl.String},
-    ).sort(["problem_id", "grade", "truncated", "sample_index"], descending=[False, True, False, False])
-    best = frame.unique(subset="problem_id", keep="first", maintain_order=True)
-
+    by_key = {s.key: s for s in samples}
+    kept, best, dropped = select_sft(problems, samples, grades, cfg)
     features = features_of(SFTRow, rename)
 
     def rows_of(df: pl.DataFrame) -> list[dict]:
         out = []
         for r in df.iter_rows(named=True):
-            p = probs[r["problem_id"]]
+            p, s = probs[r["problem_id"]], by_key[r["sample_key"]]
             d = difficulty.get(p.id)
-            reward = d.reward_mean if d and d.num_rewards else None
             row = SFTRow(
                 problem=p.statement,
-                reasoning_content=r["reasoning"],
-                proof=r["proof"],
+                reasoning_content=s.reasoning_content,
+                proof=s.proof,
                 category=p.category,
                 competition=p.competition,
                 grade=r["grade"],
-                reward=reward,
+                reward=d.reward_mean if d and d.num_rewards else None,
                 source=p.source,
-                messages=[Message("user", p.statement), Message("assistant", assistant_content(r["reasoning"], r["proof"]))],
+                messages=[Message("user", p.statement),
+                          Message("assistant", assistant_content(s.reasoning_content, s.proof))],
             )
             out.append(to_row(row, rename))
         return out
 
-    paths = {}
-    for name, df in (("default", best), ("all", frame)):
-        paths[name] = shard_path(out_dir, name)
-        write_parquet(rows_of(df), features, paths[name])
-    return SplitResult(paths, {"default": best.height, "all": frame.height}, dropped)
+    shards = {}
+    for name, df in (("default", best), ("all", kept)):
+        shards[name] = write_config(rows_of(df), features, out_dir, name, cfg.max_rows_per_shard)
+    return SplitResult({k: v[0] for k, v in shards.items()}, {"default": best.height, "all": kept.height},
+                       dropped, shards)
+
+
+# ---------------------------------------------------------------------------
+# RL
+# ---------------------------------------------------------------------------
+
+
+def shuffle_key(seed: int, problem_id: str) -> str:
+    return hashlib.sha256(f"{seed}:{problem_id}".encode()).hexdigest()
+
+
+def select_rl(problems: list[Problem], rubrics: dict[str, Rubric], difficulty: dict[str, Difficulty],
+              cfg: RLSplitConfig) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The RL policy: (kept problems in shuffled order, drops)."""
+    rub = pl.DataFrame({"problem_id": list(rubrics)}, schema={"problem_id": pl.String}).with_columns(
+        pl.lit(True).alias("has_rubric"))
+    frame = (
+        _problem_frame(problems)
+        .join(rub, on="problem_id", how="left")
+        .join(_difficulty_frame(difficulty), on="problem_id", how="left")
+        .with_columns(
+            pl.col("num_rewards").fill_null(0),
+            (pl.col("scores").list.sum() / pl.col("num_rewards") / 7).alias("mean"),
+        )
+    )
+    reason = (
+        pl.when(pl.col("has_rubric").is_null()).then(pl.lit("no_valid_rubric"))
+        .when(pl.col("num_rewards") < cfg.min_num_rewards).then(pl.lit("too_few_graded_rollouts"))
+        .when((pl.col("scores").list.max() == 0) & pl.lit(cfg.drop_never_solved)).then(pl.lit("never_solved"))
+        .when((pl.col("scores").list.min() == 7) & pl.lit(cfg.drop_always_solved)).then(pl.lit("always_solved"))
+        .when((pl.col("mean") < cfg.min_reward_mean - 1e-12) | (pl.col("mean") > cfg.max_reward_mean + 1e-12))
+        .then(pl.lit("reward_mean_outside_band"))
+        .when((pl.col("scores").list.n_unique() == 1) & pl.lit(cfg.drop_all_same)).then(pl.lit("all_rewards_equal"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    frame = frame.with_columns(reason.alias("reason"))
+    dropped = _counts(frame.filter(pl.col("reason").is_not_null()))
+    kept = (
+        frame.filter(pl.col("reason").is_null())
+        .with_columns(pl.col("problem_id").map_elements(lambda i: shuffle_key(cfg.seed, i), return_dtype=pl.String)
+                      .alias("shuffle"))
+        .sort("shuffle")
+    )
+    return kept, dropped
 
 
 def build_rl(
@@ -145,37 +293,20 @@ def build_rl(
     cfg: RLSplitConfig,
     out_dir: Path,
 ) -> SplitResult:
-    dropped: dict[str, int] = {}
-    recs = []
-    for p in problems:
-        reason = None
-        d = difficulty.get(p.id)
-        if p.id not in rubrics:
-            reason = "no_valid_rubric"
-        elif d is None or d.num_rewards < cfg.min_num_rewards:
-            reason = "too_few_graded_rollouts"
-        elif not cfg.min_reward_mean <= d.reward_mean <= cfg.max_reward_mean:
-            reason = "reward_mean_outside_band"
-        elif cfg.drop_all_same and d.reward_std == 0:
-            reason = "all_rewards_equal"
-        if reason:
-            dropped[reason] = dropped.get(reason, 0) + 1
-            continue
-        recs.append(
-            to_row(
-                RLRow(
-                    problem=p.statement,
-                    source=p.source,
-                    rubrics=rubrics[p.id].render(),
-                    scores=d.scores,
-                    rewards=d.rewards,
-                    num_rewards=d.num_rewards,
-                    reward_mean=d.reward_mean,
-                    reward_std=d.reward_std,
-                )
-            )
-        )
-    rows = pl.DataFrame(recs).sample(fraction=1.0, shuffle=True, seed=cfg.seed).to_dicts() if recs else []
-    path = shard_path(out_dir, "default")
-    write_parquet(rows, RL_FEATURES, path)
-    return SplitResult({"default": path}, {"default": len(rows)}, dropped)
+    probs = {p.id: p for p in problems}
+    kept, dropped = select_rl(problems, rubrics, difficulty, cfg)
+    rows = []
+    for pid in kept["problem_id"].to_list():
+        p, d = probs[pid], difficulty[pid]
+        rows.append(to_row(RLRow(
+            problem=p.statement,
+            source=p.source,
+            rubrics=rubrics[pid].render(),
+            scores=list(d.scores),
+            rewards=d.rewards,
+            num_rewards=d.num_rewards,
+            reward_mean=d.reward_mean,
+            reward_std=d.reward_std,
+        )))
+    shards = write_config(rows, RL_FEATURES, out_dir, "default", cfg.max_rows_per_shard)
+    return SplitResult({"default": shards[0]}, {"default": len(rows)}, dropped, {"default": shards})

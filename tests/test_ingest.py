@@ -105,3 +105,22 @@ def test_ingest_cli(tmp_path):
     assert len((tmp_path / "problems" / "problems.jsonl").read_text().splitlines()) == 3
     res = CliRunner().invoke(ingest, ["--profile", "nope", "--output", str(tmp_path)])
     assert res.exit_code != 0 and "unknown profile" in res.output
+
+
+def test_broken_inputs_are_quarantined_not_fatal(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "rows.jsonl").write_bytes(
+        b'{"problem": "Prove that $n^3-n$ is divisible by $6$ for every integer $n$.", "solution": "Three consecutive."}\n'
+        b'{broken\n{"problem": "caf\xe9 au lait"}\n{"problem": ""}\n'
+        + b'{"problem": "Prove that ' + b"x" * 9000 + b'.", "solution": "s"}\n'
+        + b'{"problem": "Prove that $\\\\frac{a}{b$ is fine.", "solution": "s"}\n')
+    (src / "p.wiki").write_bytes(b"==Problem==\n\xff\xfe garbage")
+    (src / "r.wiki").write_text("#REDIRECT [[Elsewhere]]")
+    (src / "empty.tex").write_text("")
+    data = _profile().model_dump()
+    data["sources"]["paths"] = [str(src)]
+    r = run_ingest(Profile.model_validate(data), tmp_path / "out", benchmarks=[])
+    assert len(r.problems) == 1 and r.counts["read"] == 9
+    assert r.dropped["parsed"] == {"empty_problem": 1, "malformed_json": 1, "no_problems_found": 1, "non_utf8": 2, "redirect": 1}
+    assert r.dropped["clean"] == {"broken_latex": 1, "too_long": 1}

@@ -1,0 +1,119 @@
+"""``fineproofs train sft|rl|rc`` and ``fineproofs eval`` (heavy imports inside the commands).
+
+Each command takes a config (``--config paper`` = the QED-Nano recipe, the default;
+``--config embedded`` = the same stage on 2 CPU cores with SmolLM2-135M; or a YAML
+path), the data (a ``fineproofs build`` run directory or a Hub dataset id), an output
+directory, and ``--set key.sub=value`` overrides. Training resumes from the last
+checkpoint in the output directory unless ``--no-resume``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _common(f):
+    f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override one config key, e.g. --set trainer.max_steps=10 (repeatable).")(f)
+    f = click.option("--no-resume", is_flag=True, help="Start over even if OUTPUT has checkpoints.")(f)
+    f = click.option("--model", default=None, help="Policy to train: Hub id, local dir or `embedded` (overrides model.name).")(f)
+    f = click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
+                     help="Output directory (checkpoints, final model, judge store, run record).")(f)
+    f = click.option("--data", "-d", default=None,
+                     help="A `fineproofs build` run directory, parquet file/dir, or Hub dataset id (overrides data.source).")(f)
+    f = click.option("--config", "-c", "config", default="paper", show_default=True,
+                     help="Bundled config (paper, embedded) or a YAML file.")(f)
+    return f
+
+
+def _run(stage: str, config, data, output, model, no_resume, overrides):
+    from fineproofs.config import ConfigError
+    from fineproofs.train.config import load_stage_config
+
+    try:
+        cfg = load_stage_config(stage, config, list(overrides))
+        if stage == "sft":
+            from fineproofs.train.sft import run_sft as fn
+        elif stage == "rl":
+            from fineproofs.train.rl import run_rl as fn
+        else:
+            from fineproofs.train.rc import run_rc as fn
+        res = fn(cfg, output, data=data, model=model, resume=not no_resume)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(res.summary())
+    if res.metrics:
+        import json
+
+        click.echo(json.dumps(res.metrics, indent=2, default=str))
+
+
+@click.group()
+def train() -> None:
+    """Train a proof model the QED-Nano way: sft -> rl (rubric rewards) -> rc (reasoning cache).
+
+    Multi-GPU: launch through accelerate with a shipped config, e.g.
+    `accelerate launch --config_file $(python -c "import fineproofs.train as t;
+    print(t.config_path('accelerate_zero3.yaml'))") -m fineproofs.cli train sft ...`
+    (see train/README.md).
+    """
+
+
+@train.command("sft")
+@_common
+def sft(config, data, output, model, no_resume, overrides):
+    """Supervised fine-tuning on FineProofs-SFT `messages` (assistant-only loss, packing)."""
+    _run("sft", config, data, output, model, no_resume, overrides)
+
+
+@train.command("rl")
+@_common
+def rl(config, data, output, model, no_resume, overrides):
+    """GRPO with the rubric judge's grade / 7 as reward (judge failures masked)."""
+    _run("rl", config, data, output, model, no_resume, overrides)
+
+
+@train.command("rc")
+@_common
+def rc(config, data, output, model, no_resume, overrides):
+    """GRPO over reasoning-cache states (T-turn chains with a frozen summariser)."""
+    _run("rc", config, data, output, model, no_resume, overrides)
+
+
+@click.command("eval")
+@click.option("--config", "-c", "config", default="paper", show_default=True,
+              help="Bundled eval config (paper, embedded) or a YAML file.")
+@click.option("--model", default=None, help="Model under test (overrides policy.engine.model): checkpoint dir, Hub id, embedded.")
+@click.option("--benchmark", "-b", default=None, help="IMO-ProofBench CSV or Hub dataset id (overrides `benchmark`).")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where results.json / results.parquet and the response store go.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="First N problems (Basic/Advanced interleaved).")
+@click.option("--turns", type=click.IntRange(min=1), default=None, help="Reasoning-cache turns at test time.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
+def eval_cmd(config, model, benchmark, output, limit, turns, overrides):
+    """Evaluate on IMO-ProofBench: single pass and with the reasoning cache, judge on 0/1/6/7.
+
+    Judge failures are reported and excluded from the means, never scored 0.
+    """
+    from fineproofs.config import ConfigError
+    from fineproofs.train.config import load_stage_config
+
+    sets = list(overrides)
+    if limit:
+        sets.append(f"limit={limit}")
+    if turns:
+        sets.append(f"rc_turns={turns}")
+    try:
+        cfg = load_stage_config("eval", config, sets)
+        from fineproofs.train.evaluate import run_eval
+
+        res = run_eval(cfg, output, model=model, benchmark=benchmark)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"results: {Path(output) / 'results.json'}, {Path(output) / 'results.parquet'}")
+    return res
+
+
+eval = eval_cmd  # the name the main CLI registers

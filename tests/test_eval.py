@@ -1,0 +1,125 @@
+"""`fineproofs eval`: IMO-ProofBench CSV, 0/1/6/7 judge, RC at test time, failures excluded."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from fineproofs.engines.base import Completion, Engine  # noqa: E402
+from fineproofs.train.config import load_stage_config  # noqa: E402
+from fineproofs.train.tiny import make_tiny_model  # noqa: E402
+
+CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imobench" / "proofbench_v2.csv"
+pytestmark = pytest.mark.skipif(not CSV.exists(), reason="IMO-ProofBench CSV not present")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+class ScriptedJudge(Engine):
+    model_id = "scripted-judge"
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.n = 0
+
+    def generate(self, requests):
+        for i, r in enumerate(requests):
+            reply = self.replies[self.n % len(self.replies)]
+            self.n += 1
+            if reply is None:
+                yield i, [Completion("", "error", status="failed", reason="timeout")]
+            else:
+                yield i, [Completion(reply)]
+
+
+def test_load_benchmark_splits():
+    from fineproofs.train.evaluate import load_benchmark
+
+    probs = load_benchmark(str(CSV))
+    assert len(probs) == 60 and {p.split for p in probs} == {"Basic", "Advanced"}
+    four = load_benchmark(str(CSV), limit=4)
+    assert [p.split for p in four] == ["Basic", "Advanced", "Basic", "Advanced"]
+    assert all(p.guidelines for p in four)
+
+
+def test_judge_scale_and_failures():
+    """Only 0/1/6/7 are accepted; a 5 is unparseable and retried; failures are excluded."""
+    from fineproofs.config import GradingConfig, RoleConfig
+    from fineproofs.generation import CachedGenerator
+    from fineproofs.store import ResponseStore
+    from fineproofs.train.evaluate import ProofBenchGrader, load_benchmark, summarise
+
+    p = load_benchmark(str(CSV), limit=2)
+    judge = ScriptedJudge(["<score>7</score> ok", "<score>5</score>", "<score>6</score> almost"])
+    g = ProofBenchGrader(RoleConfig(), GradingConfig(max_attempts=2),
+                         CachedGenerator(judge, ResponseStore(":memory:"), progress=False))
+    v = g.run([(p[0], "Proof A."), (p[1], "Proof B."), (p[0], None)])
+    assert v[0].score == 7 and v[1].score == 6  # 5 rejected, retried -> 6
+    assert v[2].status == "empty" and v[2].score == 0
+    judge2 = ScriptedJudge([None])
+    g2 = ProofBenchGrader(RoleConfig(), GradingConfig(max_attempts=2),
+                          CachedGenerator(judge2, ResponseStore(":memory:"), progress=False))
+    (f,) = g2.run([(p[0], "Proof.")])
+    assert f.status == "failed" and f.score is None
+    rows = [dict(mode="single", split="Basic", score=7, status="ok", max_context_tokens=1, total_reasoning_tokens=1),
+            dict(mode="single", split="Advanced", score=None, status="failed", max_context_tokens=1,
+                 total_reasoning_tokens=1)]
+    (t,) = summarise(rows)
+    assert t["overall_pct"] == 100.0 and t["judge_failures"] == 1 and t["Advanced_points"] is None
+
+
+def test_eval_tiny_policy_end_to_end(tiny, tmp_path):
+    from fineproofs.engines import EnginePool
+    from fineproofs.train.evaluate import run_eval
+
+    cfg = load_stage_config("eval", "embedded", [
+        f"policy.engine.model={tiny}", f"summarizer.engine.model={tiny}", "policy.sampling.max_tokens=16",
+        "summarizer.sampling.max_tokens=12", "limit=2", "grading.max_attempts=1",
+    ])
+    pool = EnginePool()
+    judge = ScriptedJudge(["<score>7</score>", "<score>1</score>", None])
+    pool._engines[cfg.judge.engine.model_dump_json(exclude={"label"})] = judge
+    try:
+        res = run_eval(cfg, tmp_path / "ev", benchmark=str(CSV), pool=pool)
+        modes = [e["mode"] for e in res["table"]]
+        assert modes == ["single", "rc@1", "rc@2"]
+        assert (tmp_path / "ev" / "results.parquet").exists()
+        saved = json.loads((tmp_path / "ev" / "results.json").read_text())
+        assert saved["table"][0]["overall_n"] + saved["table"][0]["judge_failures"] == 2
+        import pandas as pd
+
+        df = pd.read_parquet(tmp_path / "ev" / "results.parquet")
+        failed = df[df.status == "failed"][["problem_id", "sample", "turn"]].drop_duplicates()
+        n_req = judge.n
+        run_eval(cfg, tmp_path / "ev", benchmark=str(CSV), pool=pool, print_results=False)
+        # resumed from the store: policy and summariser not asked again, only judge failures retried
+        assert judge.n - n_req == len(failed)
+    finally:
+        pool.close()
+
+
+@pytest.mark.slow
+def test_eval_embedded_smollm2(tmp_path):
+    from fineproofs.train.evaluate import run_eval
+
+    cfg = load_stage_config("eval", "embedded", ["limit=2"])
+    res = run_eval(cfg, tmp_path / "ev", benchmark=str(CSV))
+    assert {e["mode"] for e in res["table"]} == {"single", "rc@1", "rc@2"}

@@ -1,0 +1,123 @@
+"""RC stage: reasoning-cache chains, bounded context, and GRPO over RC states.
+
+The bounded-context figures are counted tokens from real generations (tiny random
+policy and summariser through TransformersEngine): the context of every turn stays
+under a bound that does not depend on T, while the total reasoning grows linearly."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from fineproofs.config import EngineConfig, RoleConfig, SamplingConfig  # noqa: E402
+from fineproofs.train.config import load_stage_config  # noqa: E402
+from fineproofs.train.tiny import PROBLEMS, make_tiny_model, write_synthetic_run  # noqa: E402
+
+L, S = 24, 16  # tokens per reasoning turn, tokens per summary
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread (on a shared 2-core box, spin-waiting threads cost 100x)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return write_synthetic_run(tmp_path_factory.mktemp("run"))
+
+
+def test_state_prompts():
+    from fineproofs.train.data import rollout_messages
+    from fineproofs.train.rc import state_messages
+
+    assert state_messages(PROBLEMS[0]) == rollout_messages(PROBLEMS[0])  # s_0 is the RL prompt
+    msgs = state_messages(PROBLEMS[0], "I proved the base case.")
+    assert "<summary>\nI proved the base case.\n</summary>" in msgs[-1]["content"]
+
+
+def test_context_stays_bounded_while_reasoning_grows(tiny, tmp_path):
+    from fineproofs.engines.transformers_engine import TransformersEngine
+    from fineproofs.generation import CachedGenerator
+    from fineproofs.store import ResponseStore
+    from fineproofs.train.rc import SUMMARY_BLOCK, Summarizer, engine_generate, run_chains, state_messages
+
+    eng = TransformersEngine(str(tiny), batch_size=8)
+    store = ResponseStore(tmp_path / "store.sqlite")
+    policy = RoleConfig(engine=EngineConfig(model=str(tiny)), sampling=SamplingConfig(temperature=1.0, max_tokens=L))
+    summ_role = RoleConfig(engine=EngineConfig(model=str(tiny)), sampling=SamplingConfig(temperature=1.0, max_tokens=S))
+    gen = engine_generate(CachedGenerator(eng, store, progress=False), policy)
+    summarizer = Summarizer(summ_role, eng, store, max_words=40)
+    problems = PROBLEMS[:2]
+
+    def ntok(msgs):
+        return len(eng.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
+                                                     return_dict=True)["input_ids"])
+
+    p0 = max(ntok(state_messages(p)) for p in problems)
+    block = ntok(state_messages(problems[0], "x")) - ntok(state_messages(problems[0])) - 1
+    # context bound, independent of T: prompt + summary block + a re-tokenised summary + one turn
+    bound = p0 + block + 2 * S + L
+    rows = []
+    for T in (1, 2, 4, 8, 16):
+        chains = run_chains(problems, T, gen, summarizer, summarize_last=False)
+        max_ctx = max(c.max_context_tokens for c in chains)
+        total = sum(c.total_reasoning_tokens for c in chains) / len(chains)
+        no_cache = sum(c.turns[0].prompt_tokens + c.total_reasoning_tokens for c in chains) / len(chains)
+        rows.append((T, max_ctx, total, no_cache))
+        assert max_ctx <= bound, (T, max_ctx, bound)
+        assert total >= 0.75 * T * L  # each turn spends (nearly) its full budget: linear in T
+    print(f"\nRC token figures (turn budget {L}, summary budget {S}, context bound {bound}):")
+    print(f"{'T':>3} {'max context/turn':>17} {'total reasoning':>16} {'context without cache':>22}")
+    for T, mc, tot, nc in rows:
+        print(f"{T:>3} {mc:>17} {tot:>16.0f} {nc:>22.0f}")
+    # bounded: the largest context at T=16 stays under the same bound; reasoning keeps growing
+    assert rows[-1][1] <= bound and rows[-1][2] >= 0.75 * 8 * rows[1][2]
+    assert rows[-1][3] > bound  # without the cache the context would have outgrown it
+
+
+def test_rc_grpo_tiny_policy_real_judge(tiny, run_dir, tmp_path):
+    """Each drawn state is its own GRPO group; chain figures are recorded; resume works."""
+    from fineproofs.engines import EnginePool
+    from fineproofs.train.rc import run_rc
+
+    cfg = load_stage_config("rc", "embedded", [
+        f"model.name={tiny}", "trainer.max_completion_length=16", "trainer.max_steps=1",
+        f"rc.summarizer.engine.model={tiny}", "rc.summarizer.sampling.max_tokens=12", "grading.max_attempts=1",
+    ])
+    pool = EnginePool()
+    try:
+        res = run_rc(cfg, tmp_path / "rc", data=str(run_dir / "rl"), pool=pool)
+        print("\n" + res.summary(), res.metrics["rc"])
+        assert res.global_step == 1
+        rc = res.metrics["rc"]
+        assert rc["turns"] == 2 and sum(rc["states_trained"].values()) == 1  # 4 rows = 1 group = 1 state
+        assert rc["max_context_tokens"] > 0 and rc["mean_total_reasoning_tokens"] > 0
+        res2 = run_rc(cfg.model_copy(update={"trainer": {**cfg.trainer, "max_steps": 2}}), tmp_path / "rc",
+                      data=str(run_dir / "rl"), pool=pool)
+        assert res2.resumed_from.endswith("checkpoint-1") and res2.global_step == 2
+    finally:
+        pool.close()
+
+
+@pytest.mark.slow
+def test_rc_embedded_smollm2(run_dir, tmp_path):
+    from fineproofs.train.rc import run_rc
+
+    cfg = load_stage_config("rc", "embedded", ["trainer.max_steps=1"])
+    res = run_rc(cfg, tmp_path / "rc", data=str(run_dir / "rl"))
+    print("\n" + res.summary(), res.metrics)
+    assert res.global_step == 1

@@ -1,0 +1,288 @@
+"""Typed configs for the training stages and evaluation, validated at the edge.
+
+Each stage reads one YAML file. The bundled ones live in ``fineproofs/train/configs/``
+as ``<stage>_<name>.yaml`` (``paper`` = the QED-Nano recipe on GPUs, ``embedded`` =
+the same pipeline shrunk to run on 2 CPU cores with SmolLM2-135M); any other path is
+read as a file. ``--set key.sub=value`` overrides single keys from the command line
+(the value is parsed as YAML, so ``--set trainer.max_steps=3`` gives an int).
+
+A file has our own typed sections (``model``, ``data``, ``judge``, ``rc``...) and a
+``trainer:`` mapping that is passed, key for key, to TRL's own dataclass
+(``trl.SFTConfig`` or ``trl.GRPOConfig``): unknown keys are rejected with the closest
+valid name, and TRL's own ``__post_init__`` checks run before any model is loaded.
+Every problem is raised as :class:`fineproofs.config.ConfigError` with a message that
+says which key is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fineproofs.config import ConfigError, GradingConfig, RoleConfig
+
+STAGES = ("sft", "rl", "rc", "eval")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """The policy being trained: a Hub id, a local directory, or ``embedded``."""
+
+    name: str = "embedded"
+    revision: str = ""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: str | None = None  # e.g. flash_attention_2 on GPUs
+    # Chat template used for training: "auto" keeps the model's template when it already
+    # has {% generation %} markers, else uses TRL's patched template for known families,
+    # else fineproofs' ChatML training template (checked to render exactly like the
+    # model's own). A path to a .jinja file forces that template.
+    chat_template: str = "auto"
+
+
+class DataSpec(_Strict):
+    """Where the training rows come from (``--data`` on the command line overrides ``source``).
+
+    ``source``: a ``fineproofs build`` run directory (reads
+    ``<dir>/data/<config>/train-*.parquet``), a parquet file or directory, or a Hub
+    dataset id (``lm-provers/FineProofs-SFT``). ``config``: the dataset config
+    (SFT: ``all`` = every kept sample, ``default`` = one per problem; RL: ``default``).
+    """
+
+    source: str = ""
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    limit: int | None = Field(None, ge=1)
+    seed: int = 42
+
+
+class RewardSpec(_Strict):
+    """How a rollout becomes a reward (see :mod:`fineproofs.train.reward`)."""
+
+    # a completion that hit the length limit (no EOS) is unterminated: reward 0, judge not called
+    require_eos: bool = True
+    # grade the text after the thinking block; a reply with an unclosed <think> is unterminated
+    # (0). Models without thinking tags (SmolLM2) have their whole reply graded.
+
+
+class RCSpec(_Strict):
+    """The reasoning cache (see :mod:`fineproofs.train.rc`)."""
+
+    turns: int = Field(3, ge=1)  # reasoning/summarisation cycles per rollout chain
+    states_per_problem: int = Field(2, ge=1)  # states trained per problem (of turns + 1)
+    summary_max_words: int = Field(400, ge=10)
+    summarizer: RoleConfig = Field(default_factory=RoleConfig)
+
+
+class _StageBase(_Strict):
+    stage: str
+    name: str = ""
+    description: str = ""
+    gpus: int = Field(0, ge=0)  # GPUs the recipe assumes (documentation; 0 = CPU)
+    accelerate_config: str | None = None  # shipped accelerate config the recipe is launched with
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+
+class SFTRunConfig(_StageBase):
+    stage: Literal["sft"] = "sft"
+
+
+class RLRunConfig(_StageBase):
+    stage: Literal["rl"] = "rl"
+    judge: RoleConfig = Field(default_factory=RoleConfig)
+    grading: GradingConfig = Field(default_factory=GradingConfig)
+    reward: RewardSpec = Field(default_factory=RewardSpec)
+
+
+class RCRunConfig(RLRunConfig):
+    stage: Literal["rc"] = "rc"  # type: ignore[assignment]
+    rc: RCSpec = Field(default_factory=RCSpec)
+
+
+class EvalRunConfig(_Strict):
+    """``fineproofs eval``: IMO-ProofBench, single pass and with the reasoning cache."""
+
+    stage: Literal["eval"] = "eval"
+    name: str = ""
+    description: str = ""
+    gpus: int = Field(0, ge=0)
+    # the benchmark: a CSV (IMO-ProofBench columns) or a Hub dataset id
+    benchmark: str = "../shared/data/imobench/proofbench_v2.csv"
+    benchmark_split: str = "train"
+    limit: int | None = Field(None, ge=1)
+    levels: list[Literal["Basic", "Advanced"]] = Field(default_factory=lambda: ["Basic", "Advanced"])
+    # the model under evaluation (engine.model is replaced by --model)
+    policy: RoleConfig = Field(default_factory=RoleConfig)
+    judge: RoleConfig = Field(default_factory=RoleConfig)
+    grading: GradingConfig = Field(default_factory=GradingConfig)
+    summarizer: RoleConfig = Field(default_factory=RoleConfig)
+    samples: int = Field(1, ge=1)  # proofs per problem per mode (scores are averaged)
+    modes: list[Literal["single", "rc"]] = Field(default_factory=lambda: ["single", "rc"])
+    rc_turns: int = Field(3, ge=1)
+    summary_max_words: int = Field(400, ge=10)
+
+
+STAGE_MODELS: dict[str, type[BaseModel]] = {
+    "sft": SFTRunConfig,
+    "rl": RLRunConfig,
+    "rc": RCRunConfig,
+    "eval": EvalRunConfig,
+}
+
+
+# ---------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------
+
+
+def bundled_configs(stage: str | None = None) -> list[str]:
+    """Bundled config names, e.g. ``['embedded', 'paper']`` for a stage."""
+    names = []
+    for p in resources.files("fineproofs.train").joinpath("configs").iterdir():
+        if p.name.endswith(".yaml") and "_" in p.name:
+            st, _, name = p.name[:-5].partition("_")
+            if st in STAGES and (stage is None or st == stage):
+                names.append(name if stage else f"{st}_{name}")
+    return sorted(names)
+
+
+def config_text(stage: str, name_or_path: str) -> tuple[str, str]:
+    """(YAML text, where it came from) for a bundled name or a file path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path.read_text(), str(path)
+    res = resources.files("fineproofs.train").joinpath("configs", f"{stage}_{name_or_path}.yaml")
+    if not res.is_file():
+        raise ConfigError(
+            f"unknown {stage} config {name_or_path!r}: use one of {bundled_configs(stage)} or a path to a YAML file"
+        )
+    return res.read_text(), f"{stage}_{name_or_path}.yaml"
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. trainer.max_steps=3")
+    key, _, raw = item.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML: {e}") from e
+    return [k for k in key.strip().split(".") if k], value
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    for item in overrides:
+        keys, value = _parse_override(item)
+        if not keys:
+            raise ConfigError(f"--set {item!r}: empty key")
+        node = data
+        for k in keys[:-1]:
+            nxt = node.get(k)
+            if nxt is None:
+                nxt = node[k] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item!r}: {k} is not a mapping")
+            node = nxt
+        node[keys[-1]] = value
+    return data
+
+
+def load_stage_config(stage: str, name_or_path: str = "paper", overrides: list[str] | tuple[str, ...] = ()):
+    """A validated config for ``stage`` (``sft``/``rl``/``rc``/``eval``)."""
+    if stage not in STAGE_MODELS:
+        raise ConfigError(f"unknown stage {stage!r}; use one of {list(STAGE_MODELS)}")
+    text, origin = config_text(stage, name_or_path)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{origin}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping at the top level")
+    data.setdefault("stage", stage)
+    if data["stage"] != stage:
+        raise ConfigError(f"{origin} is a {data['stage']!r} config, not a {stage!r} one")
+    data = apply_overrides(data, overrides)
+    try:
+        cfg = STAGE_MODELS[stage].model_validate(data)
+    except ValidationError as e:
+        lines = [f"{origin} is invalid:"]
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            lines.append(f"  - {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from e
+    if stage != "eval":
+        validate_trainer_keys(stage, cfg.trainer, origin)
+    return cfg
+
+
+def trl_args_class(stage: str):
+    import trl
+
+    return trl.SFTConfig if stage == "sft" else trl.GRPOConfig
+
+
+def validate_trainer_keys(stage: str, trainer: dict[str, Any], origin: str = "config") -> None:
+    cls = trl_args_class(stage)
+    valid = {f.name for f in dataclasses.fields(cls) if f.init}
+    bad = [k for k in trainer if k not in valid]
+    if bad:
+        lines = [f"{origin}: unknown `trainer` key(s) for trl.{cls.__name__}:"]
+        for k in bad:
+            close = difflib.get_close_matches(k, sorted(valid), n=1)
+            lines.append(f"  - trainer.{k}" + (f" (did you mean trainer.{close[0]}?)" if close else ""))
+        raise ConfigError("\n".join(lines))
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def build_trl_args(stage: str, trainer: dict[str, Any], output_dir: str | Path, **extra):
+    """The TRL ``SFTConfig`` / ``GRPOConfig`` for a stage, adapted to the machine.
+
+    On a machine without a GPU: ``use_cpu=True`` and ``bf16/fp16=False`` (TRL's own
+    advice for CPU runs); a config asking for vLLM there is an error, not a silent
+    downgrade, because the paper's throughput assumptions would not hold.
+    """
+    cls = trl_args_class(stage)
+    kw = dict(trainer)
+    kw.update({k: v for k, v in extra.items() if v is not None})
+    kw["output_dir"] = str(output_dir)
+    if not has_gpu():
+        if kw.get("use_vllm"):
+            raise ConfigError(
+                "this config generates with vLLM (trainer.use_vllm: true), which needs a GPU; on CPU use "
+                "`--config embedded` or `--set trainer.use_vllm=false`"
+            )
+        kw["use_cpu"] = True
+        kw["bf16"] = False
+        kw["fp16"] = False
+    validate_trainer_keys(stage, kw)
+    try:
+        return cls(**kw)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid trl.{cls.__name__} settings: {e}") from e
+
+
+def require_paper_hardware(cfg) -> None:
+    """A GPU recipe on a machine without GPUs fails early, saying what to run instead."""
+    if getattr(cfg, "gpus", 0) and not has_gpu():
+        raise ConfigError(
+            f"the {cfg.name or cfg.stage} config assumes {cfg.gpus} GPU(s) and none is visible; on CPU run the "
+            f"same stage with `--config embedded` (SmolLM2-135M), or pass your own YAML"
+        )

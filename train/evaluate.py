@@ -1,0 +1,290 @@
+"""``fineproofs eval``: IMO-ProofBench with a judge on the 0/1/6/7 scale.
+
+* Benchmark: a CSV with the IMO-ProofBench columns (``Problem ID, Problem, Solution,
+  Grading guidelines, Category, Level, Short Answer, Source``; ids ``PB-Basic-xxx`` /
+  ``PB-Advanced-xxx``) or a Hub dataset with the same columns.
+* Modes: ``single`` (one proof from the ``rollout`` prompt) and ``rc`` (the reasoning
+  cache at test time, ``rc_turns`` turns; :mod:`fineproofs.train.rc`). RC turn 1 *is*
+  the single-pass generation (same prompt, same store key), and every RC turn's
+  proof is graded, so the results also give the score after each turn.
+* Judge: the ``eval_grade`` prompt (problem, reference solution, the benchmark's
+  grading guidelines, the proof fenced as data after
+  :func:`~fineproofs.pipelines.grade.neutralise`). The reply must contain exactly
+  one ``<score>N</score>`` (:func:`~fineproofs.pipelines.grade.parse_score`) with N
+  in {0, 1, 6, 7}; anything else is unparseable and retried with a new sample, up
+  to ``grading.max_attempts``. A proof still without a valid score is a **judge
+  failure: reported, and excluded from the means, never scored 0**. An empty or
+  unterminated proof is a real 0 (the model produced nothing gradable).
+* Output (in ``--output``): ``results.parquet`` (one row per problem x sample x
+  mode/turn), ``results.json`` (summary table, failures, token figures, config) and
+  the table printed. Scores are reported as mean points (0-7) and as a percentage
+  of 7, overall and for Basic / Advanced.
+* Every completion (policy, summariser, judge) goes through the response store
+  ``<output>/eval_store.sqlite``: an interrupted eval resumes where it stopped and a
+  finished one re-runs with zero requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fineproofs import prompts
+from fineproofs.config import ConfigError, GradingConfig, RoleConfig
+from fineproofs.engines import EnginePool
+from fineproofs.engines.base import GenerationRequest
+from fineproofs.generation import CachedGenerator
+from fineproofs.pipelines.distill import sampling_of
+from fineproofs.pipelines.grade import ScoreParseError, aggregate, injection_flags, neutralise, parse_score
+from fineproofs.store import ResponseStore
+from fineproofs.train.config import EvalRunConfig
+from fineproofs.train.rc import Summarizer, engine_generate, run_chains
+from fineproofs.train.reward import proof_or_none
+
+log = logging.getLogger(__name__)
+
+PROOFBENCH_SCORES = (0, 1, 6, 7)
+COLUMNS = ("Problem ID", "Problem", "Solution", "Grading guidelines")
+
+
+@dataclass
+class BenchProblem:
+    id: str
+    problem: str
+    solution: str
+    guidelines: str
+    category: str = ""
+    level: str = ""
+    split: str = ""  # Basic | Advanced
+
+
+def load_benchmark(source: str, split: str = "train", levels=("Basic", "Advanced"), limit: int | None = None,
+                   base: Path | None = None) -> list[BenchProblem]:
+    path = Path(source)
+    if not path.is_absolute() and base is not None and not path.exists() and (base / path).exists():
+        path = base / path
+    if path.exists():
+        import pandas as pd
+
+        rows = pd.read_csv(path).fillna("").to_dict("records")
+    elif "/" in source and not source.startswith((".", "/")):
+        import datasets
+
+        try:
+            rows = list(datasets.load_dataset(source, split=split))
+        except Exception as e:
+            raise ConfigError(f"could not load the benchmark {source!r}: {e}") from e
+    else:
+        raise ConfigError(f"benchmark {source!r} not found (a CSV path or a Hub dataset id)")
+    if rows and (missing := [c for c in COLUMNS if c not in rows[0]]):
+        raise ConfigError(f"benchmark {source} lacks the IMO-ProofBench column(s) {missing}")
+    out = []
+    for r in rows:
+        pid = str(r["Problem ID"])
+        which = "Advanced" if "advanced" in pid.lower() else "Basic" if "basic" in pid.lower() else ""
+        if levels and which not in levels:
+            continue
+        out.append(BenchProblem(pid, str(r["Problem"]), str(r.get("Solution", "")), str(r.get("Grading guidelines", "")),
+                                str(r.get("Category", "")), str(r.get("Level", "")), which))
+    # interleave Basic and Advanced so a --limit run still reports both
+    basic = [p for p in out if p.split == "Basic"]
+    adv = [p for p in out if p.split != "Basic"]
+    mixed = [x for pair in zip(basic, adv) for x in pair] + basic[len(adv):] + adv[len(basic):]
+    return mixed[:limit] if limit else mixed
+
+
+@dataclass
+class Verdict:
+    score: int | None
+    status: str  # ok | failed | empty
+    reason: str = ""
+    flags: list[str] = field(default_factory=list)
+
+
+class ProofBenchGrader:
+    """The judge on the 0/1/6/7 scale, with fineproofs' guard and strict parsing."""
+
+    def __init__(self, role: RoleConfig, cfg: GradingConfig, generator: CachedGenerator):
+        self.role, self.cfg, self.generator = role, cfg, generator
+        self.prompt = prompts.load("eval_grade")
+
+    def messages(self, p: BenchProblem, proof: str):
+        return self.prompt.render(problem=p.problem, solution=p.solution or "(none available)",
+                                  guidelines=p.guidelines or "(none)", proof=neutralise(proof))
+
+    @staticmethod
+    def parse(reply: str) -> int:
+        score = parse_score(reply)
+        if score not in PROOFBENCH_SCORES:
+            raise ScoreParseError(f"score {score} is not one of {PROOFBENCH_SCORES}")
+        return score
+
+    def run(self, items: list[tuple[BenchProblem, str | None]]) -> list[Verdict]:
+        sp = sampling_of(self.role)
+        prefill = "<score>" if self.cfg.prefill_score_tag else ""
+        attempts = self.cfg.max_attempts
+        out: list[Verdict | None] = [None] * len(items)
+        slots = []
+        for i, (p, proof) in enumerate(items):
+            if proof is None:
+                out[i] = Verdict(0, "empty", "empty or unterminated proof")
+            else:
+                slots += [(i, j) for j in range(self.cfg.judges)]
+        msgs = {i: self.messages(items[i][0], items[i][1]) for i, _ in slots}
+        scores: dict[tuple[int, int], int] = {}
+        reasons: dict[tuple[int, int], str] = {}
+        pending = slots
+        for a in range(attempts):
+            if not pending:
+                break
+            by_index: dict[int, list] = {}
+            for s in pending:
+                by_index.setdefault(s[1] * attempts + a, []).append(s)
+            still = []
+            for idx, group in sorted(by_index.items()):
+                reqs = [GenerationRequest(msgs[i], 1, sp, prefill) for i, _ in group]
+                replies = self.generator.run(reqs, stage="eval_grade", prompt_version=self.prompt.version,
+                                             first_sample=idx)
+                for s, (r,) in zip(group, replies):
+                    if not r.ok:
+                        reasons[s] = f"judge_failure: {r.reason}"
+                        still.append(s)
+                        continue
+                    try:
+                        scores[s] = self.parse(r.text)
+                    except ScoreParseError as e:
+                        reasons[s] = f"unparseable: {e}"
+                        still.append(s)
+            pending = still
+        for i, (p, proof) in enumerate(items):
+            if out[i] is not None:
+                continue
+            valid = [scores[(i, j)] for j in range(self.cfg.judges) if (i, j) in scores]
+            flags = injection_flags(proof)
+            if valid:
+                agg = aggregate(valid, self.cfg.aggregate)
+                agg = min(PROOFBENCH_SCORES, key=lambda s: (abs(s - agg), s))  # ensembles stay on the scale
+                out[i] = Verdict(agg, "ok", flags=flags)
+            else:
+                out[i] = Verdict(None, "failed", f"{reasons.get((i, 0), 'no reply')} (after {attempts} attempts)",
+                                 flags)
+        return out  # type: ignore[return-value]
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    table = []
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        sel = [r for r in rows if r["mode"] == mode]
+        entry = {"mode": mode}
+        for part, keep in (("overall", lambda r: True), ("Basic", lambda r: r["split"] == "Basic"),
+                           ("Advanced", lambda r: r["split"] == "Advanced")):
+            rs = [r for r in sel if keep(r)]
+            m = _mean([r["score"] for r in rs if r["status"] != "failed"])
+            entry[f"{part}_points"] = m
+            entry[f"{part}_pct"] = None if m is None else 100 * m / 7
+            entry[f"{part}_n"] = sum(r["status"] != "failed" for r in rs)
+        entry["judge_failures"] = sum(r["status"] == "failed" for r in sel)
+        entry["mean_max_context_tokens"] = _mean([r["max_context_tokens"] for r in sel])
+        entry["mean_total_reasoning_tokens"] = _mean([r["total_reasoning_tokens"] for r in sel])
+        table.append(entry)
+    return table
+
+
+def print_table(table: list[dict], title: str = "IMO-ProofBench") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def pct(v):
+        return "-" if v is None else f"{v:.1f}%"
+
+    t = Table(title=title)
+    for col in ("mode", "overall", "Basic", "Advanced", "graded", "judge failed", "max ctx", "reasoning"):
+        t.add_column(col, justify="right" if col != "mode" else "left")
+    for e in table:
+        t.add_row(e["mode"], pct(e["overall_pct"]), pct(e["Basic_pct"]), pct(e["Advanced_pct"]), str(e["overall_n"]),
+                  str(e["judge_failures"]), f"{e['mean_max_context_tokens'] or 0:.0f}",
+                  f"{e['mean_total_reasoning_tokens'] or 0:.0f}")
+    Console().print(t)
+
+
+def run_eval(cfg: EvalRunConfig, output_dir: str | Path, *, model: str | None = None, benchmark: str | None = None,
+             pool: EnginePool | None = None, print_results: bool = True) -> dict:
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    policy = cfg.policy
+    if model:
+        policy = policy.model_copy(update={"engine": policy.engine.model_copy(update={"model": model})})
+    problems = load_benchmark(benchmark or cfg.benchmark, cfg.benchmark_split, cfg.levels, cfg.limit,
+                              base=Path.cwd())
+    if not problems:
+        raise ConfigError("the benchmark selection is empty")
+    own_pool = pool is None
+    pool = pool or EnginePool()
+    store = ResponseStore(out / "eval_store.sqlite")
+    try:
+        gen = CachedGenerator(pool.get(policy.engine), store, progress=False)
+        judge = ProofBenchGrader(cfg.judge, cfg.grading, CachedGenerator(pool.get(cfg.judge.engine), store,
+                                                                          progress=False))
+        summarizer = Summarizer(cfg.summarizer, pool.get(cfg.summarizer.engine), store, cfg.summary_max_words)
+        turns = cfg.rc_turns if "rc" in cfg.modes else 1
+        rows = []
+        for s in range(cfg.samples):
+            summarizer.sample_index = s
+            chains = run_chains([p.problem for p in problems], turns,
+                                engine_generate(gen, policy, sample_index=s), summarizer, summarize_last=False)
+            items, meta = [], []
+            for p, c in zip(problems, chains):
+                for t in c.turns:
+                    items.append((p, proof_or_none(t.text)))
+                    meta.append((p, c, t))
+            verdicts = judge.run(items)
+            for k, ((p, c, t), v) in enumerate(zip(meta, verdicts)):
+                upto = c.turns[: t.turn]
+                modes = []
+                if t.turn == 1 and "single" in cfg.modes:
+                    modes.append("single")
+                if "rc" in cfg.modes:
+                    modes.append(f"rc@{t.turn}")
+                for mode in modes:
+                    rows.append({
+                        "mode": mode, "problem_id": p.id, "split": p.split, "level": p.level, "category": p.category,
+                        "sample": s, "turn": t.turn, "score": v.score, "status": v.status, "reason": v.reason,
+                        "flags": ",".join(v.flags), "proof": items[k][1] or "",
+                        "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
+                        "max_context_tokens": max(x.context_tokens for x in upto),
+                        "total_reasoning_tokens": sum(x.completion_tokens for x in upto),
+                    })
+        table = summarise(rows)
+        seen, failures = set(), []
+        for r in rows:
+            if r["status"] == "failed" and (r["problem_id"], r["sample"], r["turn"]) not in seen:
+                seen.add((r["problem_id"], r["sample"], r["turn"]))
+                failures.append({k: r[k] for k in ("problem_id", "sample", "turn", "reason")})
+        result = {
+            "benchmark": benchmark or cfg.benchmark, "model": policy.engine.model, "judge": cfg.judge.engine.model,
+            "problems": len(problems), "samples": cfg.samples, "rc_turns": turns, "table": table,
+            "judge_failures": failures, "config": cfg.model_dump(), "store": store.summary(),
+        }
+        import pandas as pd
+
+        pd.DataFrame(rows).to_parquet(out / "results.parquet", index=False)
+        (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
+        if print_results:
+            print_table(table, f"IMO-ProofBench: {policy.engine.model} ({len(problems)} problems x {cfg.samples})")
+            if failures:
+                print(f"{len(failures)} judge failure(s), excluded from the means (see results.json)")
+        return result
+    finally:
+        store.close()
+        if own_pool:
+            pool.close()
+
+
+__all__ = ["BenchProblem", "ProofBenchGrader", "Verdict", "load_benchmark", "run_eval", "summarise"]

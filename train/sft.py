@@ -1,0 +1,54 @@
+"""Stage 1, SFT: TRL's ``SFTTrainer`` on FineProofs-SFT ``messages``.
+
+* Data: the ``messages`` column (user = problem, assistant =
+  ``<think>reasoning</think>`` + proof) of a build run directory (config ``all`` by
+  default: every kept sample) or a Hub dataset.
+* Loss on the assistant turn only (``assistant_only_loss``), through a training
+  chat template with ``{% generation %}`` markers that renders exactly like the
+  model's own (:mod:`fineproofs.train.templates`); the template is saved with the
+  checkpoint, so inference sees the same text.
+* Packing (best-fit decreasing, padding-free) to ``max_length`` tokens.
+* Resume: the last ``checkpoint-*`` in the output directory is picked up unless
+  ``resume=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fineproofs.train.common import StepTimer, finish, load_policy, pick_resume
+from fineproofs.train.config import SFTRunConfig, build_trl_args, require_paper_hardware
+from fineproofs.train.data import load_rows, sft_dataset
+from fineproofs.train.templates import training_chat_template
+
+log = logging.getLogger(__name__)
+
+
+def run_sft(cfg: SFTRunConfig, output_dir: str | Path, *, data: str | None = None, model: str | None = None,
+            resume: bool | str = True, callbacks: list | None = None, check_hardware: bool = True):
+    from trl import SFTTrainer
+
+    if check_hardware:
+        require_paper_hardware(cfg)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if model:
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": model})})
+    args = build_trl_args("sft", cfg.trainer, out)  # validate before anything heavy is loaded
+    ds = sft_dataset(load_rows(cfg.data, "sft", data))
+    policy, tok = load_policy(cfg.model)
+    if args.assistant_only_loss:
+        tok.chat_template = training_chat_template(tok, cfg.model.chat_template)
+    resume_from = pick_resume(out, resume)
+    timer = StepTimer()
+    trainer = SFTTrainer(
+        model=policy, args=args, train_dataset=ds, processing_class=tok, callbacks=[timer, *(callbacks or [])]
+    )
+    start = 0
+    if resume_from:
+        from transformers import TrainerState
+
+        start = TrainerState.load_from_json(str(Path(resume_from) / "trainer_state.json")).global_step
+    trainer.train(resume_from_checkpoint=resume_from)
+    return finish("sft", trainer, out, resume_from, timer, cfg.model_dump(), start)
