@@ -66,23 +66,32 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def preflight(profile: Profile, split: str) -> None:
-    """Fail early, naming the server a role needs, before any work is done."""
+    """Fail early, naming the server each role needs, before any work is done."""
     roles = ["rubric_writer", "student", "judge"] + (["teacher", "grader"] if split == "sft" else [])
+    problems = []
     for role in roles:
         eng = getattr(profile, role).engine
         if eng.kind == "http":
             from fineproofs.engines.http_engine import HTTPEngine
 
-            HTTPEngine.from_config(eng).preflight(role=role)
+            engine = HTTPEngine.from_config(eng)
+            try:
+                engine.preflight()
+            except RuntimeError as e:
+                problems.append(f"- {role} ({eng.model}): {e}")
+            finally:
+                engine.close()
         elif eng.kind == "vllm":
             try:
                 import vllm  # noqa: F401
-            except ImportError as e:
-                raise RuntimeError(
-                    f"profile {profile.name!r}: role {role} runs {eng.model} on in-process vLLM, which is not "
-                    "installed: `pip install 'fineproofs[vllm]'` on a GPU machine, or set "
-                    f"{role}.engine.kind: http with endpoints of a running `vllm serve {eng.model}`"
-                ) from e
+            except ImportError:
+                problems.append(
+                    f"- {role} ({eng.model}) runs on in-process vLLM, which is not installed: "
+                    "`pip install 'fineproofs[vllm]'` on a GPU machine, or set "
+                    f"{role}.engine.kind: http with the endpoints of a running `vllm serve {eng.model}`"
+                )
+    if problems:
+        raise RuntimeError(f"profile {profile.name!r} cannot run here:\n" + "\n".join(problems))
 
 
 class Build:

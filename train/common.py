@@ -61,7 +61,7 @@ def resolve_dtype(name: str):
 
 def load_policy(spec, padding_side: str = "right"):
     """(model, tokenizer) for a :class:`~fineproofs.train.config.ModelSpec`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from fineproofs.models import resolve_model
 
@@ -72,6 +72,14 @@ def load_policy(spec, padding_side: str = "right"):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     mkw = dict(kw, dtype=resolve_dtype(spec.dtype))
+    config = AutoConfig.from_pretrained(path, **kw)
+    qc = getattr(config, "quantization_config", None)
+    method = qc.get("quant_method") if isinstance(qc, dict) else getattr(qc, "quant_method", None)
+    if method == "gguf":
+        # a plain-weights copy converted from GGUF (the embedded model) still names its GGUF
+        # origin; the weights are dense, so it trains as a normal model
+        delattr(config, "quantization_config")
+        mkw["config"] = config
     if spec.attn_implementation:
         mkw["attn_implementation"] = spec.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(path, **mkw)
