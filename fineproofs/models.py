@@ -13,12 +13,15 @@ import fcntl
 import importlib.metadata
 import logging
 import os
+import shutil
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "smollm2-135m-instruct"
+# bump when the conversion changes: older cached copies are rebuilt
+CONVERSION_VERSION = "2"
 
 
 def cache_dir() -> Path:
@@ -45,12 +48,17 @@ def embedded_gguf() -> Path:
 def embedded_model_dir() -> Path:
     """A plain transformers copy of the embedded model, built once and cached."""
     target = cache_dir() / "models" / EMBEDDED_NAME
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+    marker = target / ".fineproofs-conversion"
+
+    def ready() -> bool:
+        return marker.exists() and marker.read_text() == CONVERSION_VERSION
+
+    if ready():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{EMBEDDED_NAME}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / "model.safetensors").exists():
+        if ready():
             return target
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -58,11 +66,19 @@ def embedded_model_dir() -> Path:
         log.info("converting embedded GGUF %s into %s (once, ~20 s)", gguf.name, target)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        plain = AutoModelForCausalLM.from_config(loaded.config)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            # the weights are dequantised on load: the copy is a plain float model
+            del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config)
         plain.load_state_dict(loaded.state_dict())
         tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
         plain.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        (tmp / marker.name).write_text(CONVERSION_VERSION)
+        if target.exists():
+            shutil.rmtree(target)
         tmp.rename(target)  # atomic: a half-written copy is never picked up
     return target
 

@@ -66,8 +66,9 @@ class FaultServer:
         seed: int = 0,
         honor_n: bool = True,
         continue_mode: str = "continue",
-        model: str = "fake-model",
+        model: str | tuple[str, ...] = "fake-model",
         port: int = 0,
+        reply_fn=None,
     ):
         assert continue_mode in ("continue", "echo", "reject")
         assert all(f in FAULT_KINDS for f in faults), faults
@@ -80,7 +81,9 @@ class FaultServer:
         self.seed = seed
         self.honor_n = honor_n
         self.continue_mode = continue_mode
-        self.model = model
+        self.models = (model,) if isinstance(model, str) else tuple(model)
+        self.model = self.models[0]
+        self.reply_fn = reply_fn or fake_reply  # (messages, prefill, seed, index) -> continuation text
         self.port = port
         self.injected: collections.Counter[str] = collections.Counter()
         self.received: list[dict] = []  # chat request bodies, in arrival order
@@ -164,7 +167,7 @@ class FaultServer:
         if self.upstream:
             async with self._client.get(self.upstream + "/v1/models") as r:
                 return web.Response(body=await r.read(), status=r.status, content_type="application/json")
-        return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -214,7 +217,7 @@ class FaultServer:
 
     async def _fake(self, body: dict) -> tuple[int, bytes]:
         await asyncio.sleep(self.latency)
-        if body.get("model") != self.model:  # as vLLM answers for a model it does not serve
+        if body.get("model") not in self.models:  # as vLLM answers for a model it does not serve
             err = {"error": {"message": f"The model `{body.get('model')}` does not exist.", "code": 404}}
             return 404, json.dumps(err).encode()
         messages = body["messages"]
@@ -229,7 +232,7 @@ class FaultServer:
         n = int(body.get("n") or 1) if self.honor_n else 1
         choices = []
         for i in range(n):
-            text = fake_reply(messages, prefill, body.get("seed"), i)
+            text = self.reply_fn(messages, prefill, body.get("seed"), i)
             if prefill and self.continue_mode == "echo":
                 text = prefill + text
             choices.append(

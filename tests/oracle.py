@@ -1,0 +1,33 @@
+"""A deterministic stand-in for every model role, for build tests over HTTP.
+
+Not a model: a reply function for :class:`faultproxy.FaultServer` that answers each
+fineproofs prompt in the format the stage expects — a valid 7-point rubric for the
+rubric prompt, a ``<score>N</score>`` for the grading prompt, a thinking block and a
+proof for distillation and rollouts — with content derived from a hash of the request.
+It lets the paper profile run unchanged against loopback servers and makes outputs
+comparable across clean, faulty and killed-and-resumed runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+def _h(*parts) -> int:
+    return int(hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12], 16)
+
+
+def oracle_reply(messages, prefill: str, seed, index: int) -> str:
+    h = _h(messages, prefill, seed, index)
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    user = messages[-1]["content"] if messages else ""
+    if "write marking schemes" in system:
+        a = 1 + h % 5
+        return f"1. ({a} points) Establishes the first claim (variant {h % 97}).\n2. ({7 - a} points) Completes the argument."
+    if "grader of olympiad proofs" in system:
+        score = h % 8
+        text = f"{score}</score> The proof meets {score} points of the scheme."
+        return text if prefill.endswith("<score>") else f"<score>{text}"
+    kind = "rollout" if user.startswith("Generate a rigorous proof") else "teacher"
+    return f"<think>\nPlan {h % 1000} for the {kind}.\n</think>\n\nProof ({kind} {h % 10007}). By induction the claim holds."
