@@ -55,6 +55,7 @@ class CachedGenerator:
         """Samples ``first_sample .. first_sample+n-1`` of every request, from the
         store where present, generated otherwise; same order as ``requests``."""
         keys = [[self.key(r, prompt_version, first_sample + j) for j in range(r.n)] for r in requests]
+        self.store.plan(stage, (k for ks in keys for k in ks))
         have = self.store.get_many(k for ks in keys for k in ks)
         todo: list[GenerationRequest] = []
         owners: list[tuple[int, list[int]]] = []

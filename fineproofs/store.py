@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS responses_stage ON responses(stage, status);
+CREATE TABLE IF NOT EXISTS planned (   -- every sample a stage asked for, so status can show pending work
+    key TEXT PRIMARY KEY,
+    stage TEXT NOT NULL
+);
 """
 
 
@@ -154,6 +158,13 @@ class ResponseStore:
                 ),
             )
 
+    def plan(self, stage: str, keys: Iterable[str]) -> None:
+        """Record the samples a stage is about to ask for (shown as pending until stored)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR IGNORE INTO planned (key, stage) VALUES (?, ?)", ((k, stage) for k in keys))
+            self._db.execute("COMMIT")
+
     def count(self, stage: str | None = None, status: str | None = None) -> int:
         q, args = "SELECT COUNT(*) FROM responses WHERE 1=1", []
         if stage:
@@ -164,19 +175,29 @@ class ResponseStore:
             return self._db.execute(q, args).fetchone()[0]
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per stage: done, failed by reason, tokens and cost."""
+        """Per stage: done, failed by reason, pending, tokens and cost."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT stage, status, reason, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost) "
                 "FROM responses GROUP BY stage, status, reason ORDER BY stage"
             ).fetchall()
+            pending = self._db.execute(
+                "SELECT p.stage, COUNT(*) FROM planned p LEFT JOIN responses r ON p.key = r.key "
+                "WHERE r.key IS NULL GROUP BY p.stage"
+            ).fetchall()
         stages: dict[str, dict[str, Any]] = {}
-        for stage, status, reason, n, pt, ct, cost in rows:
-            s = stages.setdefault(
+
+        def entry(stage: str) -> dict[str, Any]:
+            return stages.setdefault(
                 stage,
-                {"stage": stage, "done": 0, "failed": 0, "failed_by_reason": {}, "prompt_tokens": 0,
+                {"stage": stage, "done": 0, "failed": 0, "failed_by_reason": {}, "pending": 0, "prompt_tokens": 0,
                  "completion_tokens": 0, "cost": 0.0},
             )
+
+        for stage, n in pending:
+            entry(stage)["pending"] = n
+        for stage, status, reason, n, pt, ct, cost in rows:
+            s = entry(stage)
             if status == "ok":
                 s["done"] += n
             else:

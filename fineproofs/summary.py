@@ -38,15 +38,27 @@ def print_status(run_dir: Path, console: Console | None = None) -> None:
     with ResponseStore(path) as store:
         rows = store.summary()
     table = Table(title=f"LLM stages in {run_dir}")
-    for col in ("stage", "done", "failed", "failed by reason", "prompt tokens", "completion tokens", "cost"):
+    for col in ("stage", "done", "failed", "failed by reason", "pending", "prompt tokens", "completion tokens", "cost"):
         table.add_column(col, justify="left" if col in ("stage", "failed by reason") else "right")
     for r in rows:
         table.add_row(
             r["stage"], str(r["done"]), str(r["failed"]),
-            ", ".join(f"{k}: {v}" for k, v in r["failed_by_reason"].items()),
+            ", ".join(f"{k}: {v}" for k, v in r["failed_by_reason"].items()), str(r["pending"]),
             str(r["prompt_tokens"]), str(r["completion_tokens"]), f"{r['cost']:.4f}",
         )
     console.print(table)
+    quarantine = Path(run_dir) / "quarantine" / "llm.jsonl"
+    if quarantine.exists():
+        import collections
+        import json
+
+        counts = collections.Counter()
+        for line in quarantine.read_text().splitlines():
+            q = json.loads(line)
+            counts[(q["stage"], q["reason"].split(":", 1)[0])] += 1
+        if counts:
+            console.print("quarantined after parsing/validation (stage, reason: count): " + ", ".join(
+                f"{st} {why}: {n}" for (st, why), n in sorted(counts.items())))
     manifest = Path(run_dir) / "build.json"
     if manifest.exists():
         import json

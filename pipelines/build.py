@@ -128,6 +128,8 @@ class Build:
         ing = run_ingest(p, self.out_dir, benchmarks=self.benchmarks, limit=self.limit, executor=self.executor)
         problems: list[Problem] = ing.problems
         res.counts.update(ing.counts)
+        if self.limit and self.limit < list(ing.counts.values())[-1]:
+            res.counts["limit"] = len(problems)
         res.dropped.update(ing.dropped)
         res.decontaminated = ing.decontaminated
         quarantine: list[dict] = []

@@ -55,3 +55,12 @@ def test_sigkill_never_corrupts(tmp_path):
             # every committed row is whole
             got = st.get_many([f"k{i}" for i in range(n)])
             assert all(r.text == "x" * 1000 for r in got.values())
+
+
+def test_planned_samples_show_as_pending(tmp_path):
+    with ResponseStore(tmp_path / "s.sqlite") as st:
+        st.plan("rubrics", ["a", "b", "c"])
+        st.put(_resp("a", stage="rubrics"), {})
+        st.put(_resp("b", stage="rubrics", status="failed", reason="http_500 after 4 retries"), {})
+        (row,) = st.summary()
+        assert (row["done"], row["failed"], row["pending"]) == (1, 1, 1)

@@ -20,6 +20,11 @@ What each asks for and what is parsed from the reply:
 - ``grade``: problem, optional reference solution, rubric and the proof fenced
   between ``<<<PROOF>>>`` markers as data. The reply must contain exactly one
   ``<score>N</score>`` with N in 0..7 (:mod:`fineproofs.pipelines.grade`).
+- ``rc_reason`` / ``rc_summarize``: one reasoning-cache turn conditioned on the
+  problem and the current summary, and the frozen summariser's short first-person
+  summary of a turn (:mod:`fineproofs.train.rc` documents the parsing).
+- ``eval_grade``: IMO-ProofBench grading with the benchmark's guidelines on the
+  0/1/6/7 scale (:mod:`fineproofs.train.evaluate`).
 """
 
 from __future__ import annotations
