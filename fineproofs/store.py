@@ -2,9 +2,11 @@
 
 The key is a SHA-256 of (model, model revision, prompt version, sampling params,
 messages, assistant prefill, sample index). Entries live in one SQLite database per
-run directory, in WAL mode with ``synchronous=FULL``: each completion is committed
-as soon as it arrives, so a SIGKILL at any moment loses at most the requests still
-in flight, and SQLite's journal guarantees what was committed is never corrupted.
+run directory, in WAL mode: each completion is committed as soon as it arrives, so
+a SIGKILL at any moment loses at most the requests still in flight, and SQLite's
+journal guarantees what was committed is never corrupted. ``synchronous=NORMAL``
+(the default) is durable against process crashes; pass ``durable=True`` for
+``FULL``, which also survives a power loss at the price of one fsync per completion.
 
 Failures (retry budget exhausted, unparseable replies recorded by a stage) are
 stored too, with ``status='failed'`` and a reason, so ``fineproofs status`` can
@@ -93,13 +95,13 @@ class StoredResponse:
 class ResponseStore:
     """SQLite-backed, thread-safe, crash-safe store of completions."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, durable: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

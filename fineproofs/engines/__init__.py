@@ -11,7 +11,7 @@ from __future__ import annotations
 from fineproofs.config import EngineConfig
 from fineproofs.engines.base import Completion, Engine, GenerationRequest, SamplingParams
 
-__all__ = ["Completion", "Engine", "EnginePool", "GenerationRequest", "SamplingParams", "make_engine"]
+__all__ = ["Completion", "Engine", "EnginePool", "GenerationRequest", "LazyEngine", "SamplingParams", "make_engine"]
 
 
 def make_engine(cfg: EngineConfig) -> Engine:
@@ -33,16 +33,40 @@ def make_engine(cfg: EngineConfig) -> Engine:
     raise ValueError(f"unknown engine kind {cfg.kind!r}")
 
 
+class LazyEngine(Engine):
+    """Builds the real engine on the first ``generate``: a stage whose completions are
+    all in the response store never loads a model or contacts a server."""
+
+    def __init__(self, cfg: EngineConfig):
+        self.cfg = cfg
+        self.model_id = cfg.model
+        self.revision = cfg.revision
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.cfg)
+        return self._engine
+
+    def generate(self, requests):
+        return self.engine.generate(requests)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+
 class EnginePool:
-    """One engine per distinct engine config, created on first use."""
+    """One (lazily built) engine per distinct engine config."""
 
     def __init__(self) -> None:
-        self._engines: dict[str, Engine] = {}
+        self._engines: dict[str, LazyEngine] = {}
 
-    def get(self, cfg: EngineConfig) -> Engine:
+    def get(self, cfg: EngineConfig) -> LazyEngine:
         key = cfg.model_dump_json(exclude={"label"})
         if key not in self._engines:
-            self._engines[key] = make_engine(cfg)
+            self._engines[key] = LazyEngine(cfg)
         return self._engines[key]
 
     def close(self) -> None:
