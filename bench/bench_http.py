@@ -3,8 +3,9 @@
 A fake OpenAI-compatible server (tests/faultproxy.py) answers every call after a
 fixed latency L, in a separate process so it does not share the GIL with the
 engine. With C calls in flight the ideal throughput is C / L; this prints the
-measured ratio for the engine alone and for the store-backed CachedGenerator path
-(every completion committed to SQLite as it arrives).
+measured ratio for the engine alone, for the store-backed CachedGenerator path
+(every completion committed to SQLite as it arrives), and for the whole distill
+stage (prompt rendering, store, reply splitting into reasoning/proof).
 
     python bench/bench_http.py                     # a few (C, L) settings
     python bench/bench_http.py --c 64 --latency 0.5 --requests 1280
@@ -25,6 +26,9 @@ from fineproofs.engines.base import GenerationRequest  # noqa: E402
 from fineproofs.engines.http_engine import HTTPEngine  # noqa: E402
 from fineproofs.generation import CachedGenerator  # noqa: E402
 from fineproofs.store import ResponseStore  # noqa: E402
+from fineproofs.config import EngineConfig, RoleConfig, SamplingConfig  # noqa: E402
+from fineproofs.pipelines.distill import ProofGenerator  # noqa: E402
+from fineproofs.records import Problem  # noqa: E402
 
 
 def start_fake_server(latency: float) -> tuple[subprocess.Popen, str]:
@@ -61,6 +65,16 @@ def bench(c: int, latency: float, n: int) -> None:
                 gen.run(requests(n, "cached"), stage="bench", prompt_version="v0")
                 wall = time.perf_counter() - t0
                 print(f"{'':26s}  CachedGenerator   : {n / wall:8.1f} req/s "
+                      f"/ C/L {ideal:8.1f} = {n / wall / ideal:.3f}")
+                role = RoleConfig(engine=EngineConfig(kind="http", model="fake-model", endpoints=[url],
+                                                      max_concurrency=c), sampling=SamplingConfig())
+                problems = [Problem(statement=f"Prove that statement {i} holds.", source="bench") for i in range(n)]
+                stage = ProofGenerator("teacher", role, "distill", CachedGenerator(eng, store, progress=False), 1)
+                t0 = time.perf_counter()
+                samples = stage.run(problems)
+                wall = time.perf_counter() - t0
+                assert len(samples) == n
+                print(f"{'':26s}  distill stage     : {n / wall:8.1f} req/s "
                       f"/ C/L {ideal:8.1f} = {n / wall / ideal:.3f}")
     finally:
         proc.terminate()

@@ -43,15 +43,14 @@ def parse_rubric(text: str, problem_id: str = "") -> Rubric:
     zero: list[str] = []
     deds: list[RubricItem] = []
     section = "main"
-    chain = ""
     current: RubricItem | None = None  # a checkpoint whose description may continue on the next lines
     for raw in text.splitlines():
         line = raw.strip()
         if not line:
             current = None
             continue
-        if m := _ALT_HEAD.match(line):
-            section, chain = "alt", m.group(1).upper()
+        if _ALT_HEAD.match(line):
+            section = "alt"
             continue
         if _ZERO_HEAD.match(line):
             section = "zero"

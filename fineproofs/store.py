@@ -160,6 +160,11 @@ class ResponseStore:
                 ),
             )
 
+    def keys(self) -> list[str]:
+        """Every stored key, sorted (for audits and resume checks)."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT key FROM responses ORDER BY key")]
+
     def plan(self, stage: str, keys: Iterable[str]) -> None:
         """Record the samples a stage is about to ask for (shown as pending until stored)."""
         with self._lock:

@@ -27,3 +27,34 @@ def embedded_engine():
     from fineproofs.engines.transformers_engine import TransformersEngine
 
     return TransformersEngine("embedded", batch_size=8)
+
+
+@pytest.fixture(autouse=True)
+def one_thread(request):
+    """Training tests on tiny models: one intra-op thread (spin-waiting OpenMP threads
+    on a shared 2-core box cost up to 100x); other tests keep torch's default."""
+    if not request.node.module.__name__.split(".")[-1].startswith(("test_train_", "test_eval")):
+        yield
+        return
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A tiny random Llama with a tokenizer trained on the fly (fineproofs.train.tiny)."""
+    from fineproofs.train.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    """A synthetic build output with the exact FineProofs layout and features."""
+    from fineproofs.train.tiny import write_synthetic_run
+
+    return write_synthetic_run(tmp_path_factory.mktemp("run"))

@@ -9,40 +9,19 @@ with no lost or duplicated records.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import random
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from buildkit import PAPER_MODELS, paper_profile_file, rows, run_killed_at, store_keys  # noqa: E402
 from faultproxy import FaultServer  # noqa: E402
 from oracle import oracle_reply  # noqa: E402
 
 from fineproofs.config import load_profile  # noqa: E402
 from fineproofs.pipelines.build import Build  # noqa: E402
-from fineproofs.store import ResponseStore  # noqa: E402
-
-PAPER_MODELS = ("deepseek-ai/DeepSeek-Math-V2", "Qwen/Qwen3-4B-Thinking-2507", "openai/gpt-oss-20b", "gemini-3-pro")
-
-
-def paper_profile_file(tmp_path: Path, url: str, student_samples: int | None = None) -> Path:
-    data = yaml.safe_load(Path(load_profile.__code__.co_filename).with_name("profiles").joinpath("paper.yaml").read_text())
-    for role in ("teacher", "student", "judge", "grader", "rubric_writer"):
-        data[role]["engine"]["endpoints"] = [url]
-        data[role]["engine"]["max_retries"] = 8
-    if student_samples:
-        data["student_samples"] = student_samples
-    path = tmp_path / "paper-loopback.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture
@@ -54,17 +33,6 @@ def server():
 @pytest.fixture(autouse=True)
 def _key(monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", "test-key-not-secret")
-
-
-def shard_digest(out: Path) -> dict[str, str]:
-    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.glob("data/*/*.parquet"))}
-
-
-def rows(out: Path) -> dict[str, list]:
-    import pyarrow.parquet as pq
-
-    return {str(p.relative_to(out)): pq.read_table(p).to_pylist() for p in sorted(out.glob("data/*/*.parquet"))}
 
 
 @pytest.mark.parametrize("split", ["rl", "sft"])
@@ -96,33 +64,6 @@ def test_faults_at_30_percent_give_the_clean_output(tmp_path):
             if rate:
                 assert sum(s.injected.values()) > 0
     assert outs[0.0] == outs[0.3]
-
-
-RUNNER = """
-import sys
-from fineproofs.config import load_profile
-from fineproofs.pipelines.build import Build
-Build(load_profile(sys.argv[1]), sys.argv[2], "rl", limit=4, progress=False).run()
-"""
-
-
-def run_killed_at(profile: Path, out: Path, delays: list[float]) -> None:
-    """Start the build, SIGKILL it after each delay, then let the last run finish."""
-    env = {**os.environ, "GEMINI_API_KEY": "test-key-not-secret"}
-    for d in delays:
-        p = subprocess.Popen([sys.executable, "-c", RUNNER, str(profile), str(out)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(d)
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGKILL)
-        p.wait()
-    subprocess.run([sys.executable, "-c", RUNNER, str(profile), str(out)], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def store_keys(out: Path) -> list[str]:
-    with ResponseStore(out / "store.sqlite") as st:
-        return [r[0] for r in st._db.execute("SELECT key FROM responses ORDER BY key")]
 
 
 @pytest.mark.slow

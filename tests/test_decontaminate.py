@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fineproofs.filters.decontaminate import Decontaminator, load_benchmark
-from fineproofs.filters.canonical import canonical, ngrams
+from fineproofs.filters.canonical import ngrams
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "ingest"))
 from decontam_probes import NEGATIVES, PARAPHRASES  # noqa: E402

@@ -12,25 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from fineproofs.engines.base import Completion, Engine  # noqa: E402
 from fineproofs.train.config import load_stage_config  # noqa: E402
-from fineproofs.train.tiny import make_tiny_model  # noqa: E402
 
 CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imobench" / "proofbench_v2.csv"
 pytestmark = pytest.mark.skipif(not CSV.exists(), reason="IMO-ProofBench CSV not present")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
 class ScriptedJudge(Engine):

@@ -14,30 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from fineproofs.config import EngineConfig, RoleConfig, SamplingConfig  # noqa: E402
 from fineproofs.train.config import load_stage_config  # noqa: E402
-from fineproofs.train.tiny import PROBLEMS, make_tiny_model, write_synthetic_run  # noqa: E402
+from fineproofs.train.tiny import PROBLEMS  # noqa: E402
 
 L, S = 24, 16  # tokens per reasoning turn, tokens per summary
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread (on a shared 2-core box, spin-waiting threads cost 100x)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return write_synthetic_run(tmp_path_factory.mktemp("run"))
 
 
 def test_state_prompts():
@@ -53,7 +32,7 @@ def test_context_stays_bounded_while_reasoning_grows(tiny, tmp_path):
     from fineproofs.engines.transformers_engine import TransformersEngine
     from fineproofs.generation import CachedGenerator
     from fineproofs.store import ResponseStore
-    from fineproofs.train.rc import SUMMARY_BLOCK, Summarizer, engine_generate, run_chains, state_messages
+    from fineproofs.train.rc import Summarizer, engine_generate, run_chains, state_messages
 
     eng = TransformersEngine(str(tiny), batch_size=8)
     store = ResponseStore(tmp_path / "store.sqlite")

@@ -14,28 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from fineproofs.engines.base import Completion, Engine  # noqa: E402
 from fineproofs.train.config import load_stage_config  # noqa: E402
-from fineproofs.train.tiny import RUBRIC, make_tiny_model, write_synthetic_run  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread (on a shared 2-core box, spin-waiting threads cost 100x)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return write_synthetic_run(tmp_path_factory.mktemp("run"))
+from fineproofs.train.tiny import RUBRIC  # noqa: E402
 
 
 class ScriptedJudge(Engine):
