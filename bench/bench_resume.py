@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from buildkit import PAPER_MODELS, paper_profile_file, rows, run_killed_at, store_keys  # noqa: E402
+from buildkit import PAPER_MODELS, paper_profile_file, rows, run_killed_after, run_killed_at, store_keys  # noqa: E402
 from faultproxy import FaultServer  # noqa: E402
 from oracle import oracle_reply  # noqa: E402
 
@@ -35,16 +35,18 @@ from fineproofs.pipelines.build import Build  # noqa: E402
 
 def bench_kills(kills: int, seed: int) -> None:
     os.environ["GEMINI_API_KEY"] = "bench-key"
-    with tempfile.TemporaryDirectory() as d, FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply, latency=0.01) as s:
+    with tempfile.TemporaryDirectory() as d, FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply, latency=0.05) as s:
         tmp = Path(d)
-        profile = paper_profile_file(tmp, s.url, student_samples=16)
+        profile = paper_profile_file(tmp, s.url, student_samples=64)
         t0 = time.perf_counter()
-        run_killed_at(profile, tmp / "clean", [])
+        run_killed_at(profile, tmp / "clean", [], limit=8)
         clean_s = time.perf_counter() - t0
+        clean_keys = store_keys(tmp / "clean")
         rng = random.Random(seed)
-        delays = [rng.uniform(0.5, clean_s) for _ in range(kills)]
-        done = run_killed_at(profile, tmp / "killed", delays)
-        clean_keys, killed_keys = store_keys(tmp / "clean"), store_keys(tmp / "killed")
+        # kill at random points of the generation: once the store holds a random number of records
+        targets = rng.sample(range(1, len(clean_keys)), kills)
+        done = run_killed_after(profile, tmp / "killed", targets, limit=8)
+        killed_keys = store_keys(tmp / "killed")
         lost = len(set(clean_keys) - set(killed_keys))
         dup = len(killed_keys) - len(set(killed_keys))
         same = rows(tmp / "clean") == rows(tmp / "killed")

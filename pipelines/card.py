@@ -188,7 +188,7 @@ def write_card(
     sampling_counts = {"teacher": profile.teacher_samples, "student": profile.student_samples}
     roles = {
         name: {
-            "model": getattr(profile, name).engine.model,
+            "model": getattr(profile, name).engine.display_name,
             "revision": getattr(profile, name).engine.revision,
             "engine": getattr(profile, name).engine.kind,
             **getattr(profile, name).sampling.model_dump(),
@@ -230,7 +230,7 @@ def write_card(
         "fields": [{"name": n, "type": _type_name(f), "description": FIELD_DOCS.get(n, _column_doc(n))}
                    for n, f in features.items()],
         "sources": profile.sources.paths,
-        "models": {n: getattr(profile, n).engine.model for n in ROLES},
+        "models": {n: getattr(profile, n).engine.display_name for n in ROLES},
         "prompt_versions": card_data["prompt_versions"],
         "decontaminated": decontaminated,
         "decontam": decontam,

@@ -41,25 +41,56 @@ RUNNER = """
 import sys
 from fineproofs.config import load_profile
 from fineproofs.pipelines.build import Build
-Build(load_profile(sys.argv[1]), sys.argv[2], "rl", limit=4, progress=False).run()
+Build(load_profile(sys.argv[1]), sys.argv[2], "rl", limit=int(sys.argv[3]), progress=False).run()
 """
 
 
-def run_killed_at(profile: Path, out: Path, delays: list[float]) -> int:
+def run_killed_at(profile: Path, out: Path, delays: list[float], limit: int = 4) -> int:
     """Start the build, SIGKILL it after each delay, then let the last run finish."""
     env = {**os.environ, "GEMINI_API_KEY": "test-key-not-secret"}
     kills = 0
     for d in delays:
-        p = subprocess.Popen([sys.executable, "-c", RUNNER, str(profile), str(out)], env=env,
+        p = subprocess.Popen([sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(d)
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
             kills += 1
         p.wait()
-    subprocess.run([sys.executable, "-c", RUNNER, str(profile), str(out)], env=env, check=True,
+    subprocess.run([sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return kills
+
+
+def run_killed_after(profile: Path, out: Path, targets: list[int], limit: int = 4, timeout: float = 120) -> int:
+    """Start the build and SIGKILL it once the store holds each target number of
+    records (so every kill lands mid-generation), then let the last run finish."""
+    env = {**os.environ, "GEMINI_API_KEY": "test-key-not-secret"}
+    kills = 0
+    for target in sorted(targets):
+        p = subprocess.Popen([sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + timeout
+        while p.poll() is None and time.time() < deadline:
+            if (out / "store.sqlite").exists() and stored_count(out) >= target:
+                os.kill(p.pid, signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.005)
+        p.wait()
+    subprocess.run([sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return kills
+
+
+def stored_count(out: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(out / "store.sqlite", timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    except sqlite3.OperationalError:  # schema not created yet
+        return 0
 
 
 def store_keys(out: Path) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from buildkit import PAPER_MODELS, paper_profile_file, rows, run_killed_at, store_keys  # noqa: E402
+from buildkit import PAPER_MODELS, paper_profile_file, rows, run_killed_after, run_killed_at, store_keys  # noqa: E402
 from faultproxy import FaultServer  # noqa: E402
 from oracle import oracle_reply  # noqa: E402
 
@@ -72,10 +72,11 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         profile = paper_profile_file(tmp_path, s.url, student_samples=16)
         clean = tmp_path / "clean"
         run_killed_at(profile, clean, [])
-        rng = random.Random(0)
+        total = len(store_keys(clean))
         killed = tmp_path / "killed"
-        run_killed_at(profile, killed, [rng.uniform(1.0, 6.0) for _ in range(3)])
+        # each kill lands mid-generation: once the store holds a random number of records
+        kills = run_killed_after(profile, killed, random.Random(0).sample(range(1, total), 3))
+    assert kills == 3
     assert rows(killed) == rows(clean)
     keys = store_keys(killed)
     assert keys == store_keys(clean)  # nothing lost, nothing duplicated
-    assert len(keys) == len(set(keys))
