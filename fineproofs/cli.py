@@ -121,7 +121,7 @@ def _register_optional() -> None:
     import importlib
 
     for module, names in (
-        ("fineproofs.commands.ingest", ("ingest", "decontaminate")),
+        ("fineproofs.commands.ingest", ("ingest", "decontaminate", "crawl")),
         ("fineproofs.commands.hub", ("push", "stats")),
         ("fineproofs.commands.train", ("train", "eval")),
     ):

@@ -111,3 +111,18 @@ def test_crawled_store_ingests(server, tmp_path):
     assert (p2.source, p2.competition, p2.year, p2.category, len(p2.solutions)) == ("aops_wiki", "TST", 2019, "Combinatorics", 2)
     p1 = next(p for p in r.problems if p.url.endswith("Problem_1"))
     assert len(p1.solutions) == 1 and "video" not in p1.solutions[0].lower()
+
+
+def test_crawl_command_resumes(server, tmp_path):
+    from click.testing import CliRunner
+
+    from fineproofs.cli import cli
+
+    args = ["crawl", "--api", server.url + "/w/api.php", "--output", str(tmp_path / "c"), "--category", CAT,
+            "--min-interval", "0"]
+    first = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert first.exit_code == 0 and "pages stored: 4" in first.output
+    n = len(server.page_requests())
+    again = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert again.exit_code == 0 and len(server.page_requests()) == n  # nothing fetched twice
+    assert (tmp_path / "c" / "pages").is_dir()

@@ -95,3 +95,30 @@ def ingest(profile_name: str, output: Path, benchmarks: tuple[str, ...], executo
     else:
         click.secho("WARNING: " + NO_BENCHMARK_WARNING, fg="red", bold=True, err=True)
     click.echo(f"{len(r.problems)} problems -> {r.problems_path} (quarantine: {r.quarantine_dir})")
+
+
+@click.command("crawl")
+@click.option("--api", "api_url", required=True,
+              help="MediaWiki API endpoint, e.g. https://artofproblemsolving.com/wiki/api.php")
+@click.option("--output", "output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="crawl store: raw responses + pages/ (ready to ingest: add OUTPUT/pages to sources.paths)")
+@click.option("--category", default=None, help="crawl the pages of this category (e.g. 'Category:Olympiad Problems')")
+@click.option("--prefix", default=None, help="crawl the pages whose titles start with this prefix")
+@click.option("--title", "titles", multiple=True, help="crawl these page titles (repeatable)")
+@click.option("--limit", type=int, default=None, help="at most N pages")
+@click.option("--min-interval", type=float, default=1.0, show_default=True, help="seconds between requests per host")
+@click.option("--refresh", is_flag=True, help="re-check stored pages (conditional requests: unchanged pages cost a 304)")
+def crawl(api_url, output, category, prefix, titles, limit, min_interval, refresh) -> None:
+    """Crawl wiki pages politely (robots.txt, per-host rate limit, retries with backoff)
+    into a resumable store: a killed crawl re-run fetches only what it did not store."""
+    from fineproofs.pipelines.sources.crawler import WikiCrawler
+
+    if not (category or prefix or titles):
+        raise click.UsageError("give --category, --prefix or --title")
+    crawler = WikiCrawler(api_url, output, min_interval_s=min_interval)
+    stats = crawler.crawl(titles=list(titles) or None, category=category, prefix=prefix, limit=limit, refresh=refresh)
+    click.echo(f"pages stored: {stats.pages}; HTTP requests: {stats.requested}; served from the store: "
+               f"{stats.from_store}; not modified: {stats.not_modified}; retries: {stats.retries}")
+    for what, why in sorted(stats.skipped.items()):
+        click.echo(f"skipped {what}: {why}")
+    click.echo(f"ingest it with sources.paths: [{output / 'pages'}]")
