@@ -100,6 +100,37 @@ def test_eval_tiny_policy_end_to_end(tiny, tmp_path):
         pool.close()
 
 
+def test_policy_failure_is_reported_never_scored_zero(tiny, tmp_path):
+    from fineproofs.engines import EnginePool
+    from fineproofs.train.evaluate import run_eval
+
+    class DownPolicy(Engine):
+        model_id = "down-policy"
+
+        def generate(self, requests):
+            for i, r in enumerate(requests):
+                yield i, [Completion("", "error", status="failed", reason="http_503 after 4 retries")] * r.n
+
+    cfg = load_stage_config("eval", "embedded", [
+        f"policy.engine.model={tiny}", f"summarizer.engine.model={tiny}", "limit=2", "grading.max_attempts=1",
+    ])
+    pool = EnginePool()
+    judge = ScriptedJudge(["<score>7</score>"])
+    pool._engines[cfg.judge.engine.model_dump_json(exclude={"label"})] = judge
+    pool._engines[cfg.policy.engine.model_dump_json(exclude={"label"})] = DownPolicy()
+    try:
+        res = run_eval(cfg, tmp_path / "ev", benchmark=str(CSV), pool=pool, print_results=False)
+    finally:
+        pool.close()
+    assert judge.n == 0  # nothing to grade
+    for entry in res["table"]:
+        assert entry["overall_points"] is None and entry["overall_n"] == 0 and entry["judge_failures"] == 2
+    import pandas as pd
+
+    df = pd.read_parquet(tmp_path / "ev" / "results.parquet")
+    assert set(df.status) == {"failed"} and df.reason.str.startswith("policy_failure").all()
+
+
 @pytest.mark.slow
 def test_eval_embedded_smollm2(tmp_path):
     from fineproofs.train.evaluate import run_eval

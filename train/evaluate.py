@@ -244,7 +244,10 @@ def run_eval(cfg: EvalRunConfig, output_dir: str | Path, *, model: str | None = 
                 for t in c.turns:
                     items.append((p, proof_or_none(t.text)))
                     meta.append((p, c, t))
-            verdicts = judge.run(items)
+            # a turn the policy could not generate is a failure, excluded and reported, never a 0
+            graded = iter(judge.run([it for it, (_, _, t) in zip(items, meta) if not t.failed]))
+            verdicts = [Verdict(None, "failed", f"policy_failure: {t.failed}") if t.failed else next(graded)
+                        for _, _, t in meta]
             for k, ((p, c, t), v) in enumerate(zip(meta, verdicts)):
                 upto = c.turns[: t.turn]
                 modes = []

@@ -92,6 +92,7 @@ class Turn:
     text: str  # the policy's reply
     prompt_tokens: int
     completion_tokens: int
+    failed: str = ""  # the engine's reason when this turn could not be generated
 
     @property
     def context_tokens(self) -> int:
@@ -115,7 +116,8 @@ class Chain:
 
 
 # generate(list of message lists) -> list of (text, prompt_tokens, completion_tokens)
-GenerateFn = Callable[[list[list[dict[str, str]]]], list[tuple[str, int, int]]]
+# (states, turn) -> (text, prompt tokens, completion tokens[, failure reason]) per state
+GenerateFn = Callable[..., list[tuple]]
 # summarize(list of (problem, previous summary, reasoning)) -> list of new summaries (None = failed)
 SummarizeFn = Callable[[list[tuple[str, str, str]]], list[str | None]]
 
@@ -126,14 +128,21 @@ def run_chains(problems: list[str], turns: int, generate: GenerateFn, summarize:
     chains = [Chain(p) for p in problems]
     for t in range(1, turns + 1):
         current = [c.summaries[-1] for c in chains]
-        gens = generate([state_messages(c.problem, s) for c, s in zip(chains, current)])
-        for c, s, (text, pt, ct) in zip(chains, current, gens):
-            c.turns.append(Turn(t, s, text, pt, ct))
+        gens = generate([state_messages(c.problem, s) for c, s in zip(chains, current)], turn=t)
+        for c, s, (text, pt, ct, *failed) in zip(chains, current, gens):
+            c.turns.append(Turn(t, s, text, pt, ct, failed[0] if failed else ""))
         if t == turns and not summarize_last:
             break
-        new = summarize([(c.problem, s, c.turns[-1].text) for c, s in zip(chains, current)])
+        # a turn that could not be generated is not summarised: the next turn keeps the old summary
+        todo = [i for i, c in enumerate(chains) if not c.turns[-1].failed]
+        got = summarize([(chains[i].problem, current[i], chains[i].turns[-1].text) for i in todo]) if todo else []
+        new: list[str | None] = [None] * len(chains)
+        for i, n in zip(todo, got):
+            new[i] = n
         for c, s, n in zip(chains, current, new):
-            if n:
+            if c.turns[-1].failed:
+                c.summaries.append(s)
+            elif n:
                 c.summaries.append(n)
             else:
                 c.summary_failures += 1
@@ -184,10 +193,14 @@ def engine_generate(generator: CachedGenerator, role: RoleConfig, *, sample_inde
     version = prompts.load("rc_reason").version
     sp = sampling_of(role)
 
-    def generate(msgs_list):
+    def generate(msgs_list, turn: int = 1):
         reqs = [GenerationRequest(m, 1, sp) for m in msgs_list]
-        replies = generator.run(reqs, stage=stage, prompt_version=version, first_sample=sample_index)
-        return [(r.text if r.ok else "", r.prompt_tokens, r.completion_tokens) for (r,) in replies]
+        # each turn its own sample index: a turn whose state did not change (failed summary)
+        # is a new draw, not a replay of the previous turn from the store
+        index = sample_index if turn == 1 else sample_index * 1000 + turn
+        replies = generator.run(reqs, stage=stage, prompt_version=version, first_sample=index)
+        return [(r.text if r.ok else "", r.prompt_tokens, r.completion_tokens, "" if r.ok else r.reason)
+                for (r,) in replies]
 
     return generate
 
@@ -235,7 +248,7 @@ class ReasoningCacheRollout:
         unique = list(dict.fromkeys(problems))
         self.summarizer.sample_index = trainer.state.global_step  # fresh summaries each step, cached on resume
 
-        def generate(msgs):
+        def generate(msgs, turn: int = 1):
             ids, comp, _ = self._generate(trainer, msgs, 1)
             return [(self.tok.decode(c, skip_special_tokens=True), len(p), len(c)) for p, c in zip(ids, comp)]
 
