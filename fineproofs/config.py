@@ -134,7 +134,7 @@ class RubricConfig(_Strict):
 class GradingConfig(_Strict):
     judges: int = Field(1, gt=0)  # ensemble size (independent judge samples)
     aggregate: Literal["mean", "median", "majority"] = "median"
-    max_attempts: int = Field(3, gt=0)  # per judge sample, on unparseable replies
+    max_attempts: int = Field(3, gt=0, le=100)  # per judge sample, on unparseable replies
     with_reference: bool = True
     # start the judge's reply with "<score>" (needs a server/engine that continues a
     # prefilled assistant turn; helps small judges, leave off for reasoning judges)

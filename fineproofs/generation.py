@@ -10,7 +10,7 @@ paying only for what was in flight.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
@@ -27,7 +27,6 @@ class GenerationStats:
     generated: int = 0
     failed: int = 0
     completion_tokens: int = 0
-    by_stage: dict[str, int] = field(default_factory=dict)
 
 
 class CachedGenerator:
@@ -37,11 +36,22 @@ class CachedGenerator:
         self.retry_failed = retry_failed
         self.progress = progress
         self.stats = GenerationStats()
+        self._revision: str | None = None
+
+    @property
+    def revision(self) -> str:
+        """The configured revision, else a fingerprint of the weights (local dirs, embedded)."""
+        if self._revision is None:
+            from fineproofs.models import model_fingerprint
+
+            self._revision = self.engine.revision or model_fingerprint(self.engine.model_id)
+        return self._revision
 
     def key(self, req: GenerationRequest, prompt_version: str, sample_index: int) -> str:
         return request_key(
             model=self.engine.model_id,
-            revision=self.engine.revision,
+            revision=self.revision,
+            template_kwargs=getattr(self.engine, "chat_template_kwargs", None) or {},
             prompt_version=prompt_version,
             sampling=req.sampling.to_dict(),
             messages=req.messages,
@@ -59,10 +69,13 @@ class CachedGenerator:
         have = self.store.get_many(k for ks in keys for k in ks)
         todo: list[GenerationRequest] = []
         owners: list[tuple[int, list[int]]] = []
+        scheduled: set[str] = set()  # identical requests in one call are generated once
         for i, (req, ks) in enumerate(zip(requests, keys)):
             missing = [
-                j for j, k in enumerate(ks) if k not in have or (self.retry_failed and not have[k].ok)
+                j for j, k in enumerate(ks)
+                if (k not in have or (self.retry_failed and not have[k].ok)) and k not in scheduled
             ]
+            scheduled.update(ks[j] for j in missing)
             if missing:
                 seeds = [int(ks[j][:8], 16) for j in missing]
                 todo.append(
@@ -70,7 +83,7 @@ class CachedGenerator:
                 )
                 owners.append((i, missing))
         total = sum(len(k) for k in keys)
-        n_missing = sum(len(m) for _, m in owners)
+        n_missing = sum(len(m) for _, m in owners)  # distinct samples to generate
         self.stats.requested += total
         self.stats.cached += total - n_missing
         if n_missing == 0:
@@ -99,7 +112,6 @@ class CachedGenerator:
                                          "sample_index": first_sample + j}))
                     have[resp.key] = resp
                     self.stats.generated += 1
-                    self.stats.by_stage[stage] = self.stats.by_stage.get(stage, 0) + 1
                     self.stats.completion_tokens += c.completion_tokens
                     if not c.ok:
                         self.stats.failed += 1

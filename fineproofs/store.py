@@ -1,7 +1,8 @@
 """Durable response store: every LLM completion, keyed by what produced it.
 
-The key is a SHA-256 of (model, model revision, prompt version, sampling params,
-messages, assistant prefill, sample index). Entries live in one SQLite database per
+The key is a SHA-256 of (model, model revision or weights fingerprint, prompt
+version, sampling params, messages, assistant prefill, chat-template switches such
+as ``enable_thinking``, sample index). Entries live in one SQLite database per
 run directory, in WAL mode: each completion is committed as soon as it arrives, so
 a SIGKILL at any moment loses at most the requests still in flight, and SQLite's
 journal guarantees what was committed is never corrupted. ``synchronous=NORMAL``
@@ -57,6 +58,7 @@ def request_key(
     messages: list[dict[str, str]],
     prefill: str,
     sample_index: int,
+    template_kwargs: dict[str, Any] | None = None,
 ) -> str:
     payload = json.dumps(
         {
@@ -67,6 +69,7 @@ def request_key(
             "messages": messages,
             "prefill": prefill,
             "sample_index": sample_index,
+            "template_kwargs": template_kwargs or {},
         },
         sort_keys=True,
         ensure_ascii=False,

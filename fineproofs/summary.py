@@ -26,7 +26,11 @@ def print_build_summary(result, console: Console | None = None) -> None:
     if not result.decontaminated:
         console.print("[bold yellow]NOT decontaminated[/]: pass --benchmarks FILE to check against benchmarks")
     console.print(f"output: {result.out_dir.resolve()}  (card: {result.card})")
-    console.print(f'load it: datasets.load_dataset("{result.out_dir}", "default")')
+    if result.rows.get("default"):
+        console.print(f'load it: datasets.load_dataset("{result.out_dir}", "default")')
+    else:
+        console.print("[bold red]the split is empty[/]: every problem was dropped (reasons above, details in "
+                      f"{result.out_dir / 'quarantine'}); raise --limit or use a stronger model")
 
 
 def print_status(run_dir: Path, console: Console | None = None) -> None:

@@ -11,7 +11,9 @@ Run directory layout (``--output``)::
     build.json                     counts, timings, generation statistics
 
 Every LLM stage goes through the response store, so a re-run of a finished
-build performs zero generations and reproduces the same rows.
+build performs zero generations and reproduces the same rows (completions that
+failed at the engine, e.g. a server that stayed down, are stored as failures and
+retried by the next run; those are the only requests a re-run sends).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class BuildResult:
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w") as f:
+    with open(tmp, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
@@ -128,7 +130,7 @@ class Build:
         ing = run_ingest(p, self.out_dir, benchmarks=self.benchmarks, limit=self.limit, executor=self.executor)
         problems: list[Problem] = ing.problems
         res.counts.update(ing.counts)
-        if self.limit and self.limit < list(ing.counts.values())[-1]:
+        if self.limit and self.limit < ing.counts.get("decontaminated", len(problems)):
             res.counts["limit"] = len(problems)
         res.dropped.update(ing.dropped)
         res.decontaminated = ing.decontaminated
@@ -151,8 +153,12 @@ class Build:
                         ({"problem_id": k, "rubric": r.render(), "attempts": rub.attempts[k]} for k, r in sorted(rub.rubrics.items())))
             with_rubric = [x for x in problems if x.id in rub.rubrics]
 
-            rollouts = ProofGenerator("student", p.student, "rollout", gen("student"), p.student_samples).run(with_rubric)
+            student = ProofGenerator("student", p.student, "rollout", gen("student"), p.student_samples)
+            rollouts = student.run(with_rubric)
             res.counts["rollouts"] = len(rollouts)
+            res.dropped["rollouts"] = _reasons(f"engine_failure: {r}" for r in student.failures.values())
+            quarantine += [{"stage": "rollouts", "sample": k, "reason": f"engine_failure: {r}"}
+                           for k, r in student.failures.items()]
             judge = Grader("judge", p.judge, p.grading, gen("judge"))
             diff = estimate_difficulty(problems, rub.rubrics, rollouts, judge)
             res.counts["rollout_grades"] = sum(1 for g in diff.grades if g.score is not None)
@@ -169,6 +175,9 @@ class Build:
                 teacher = ProofGenerator("teacher", p.teacher, "distill", gen("teacher"), p.teacher_samples)
                 proofs = teacher.run(problems)
                 res.counts["distilled"] = len(proofs)
+                res.dropped["distilled"] = _reasons(f"engine_failure: {r}" for r in teacher.failures.values())
+                quarantine += [{"stage": "distilled", "sample": k, "reason": f"engine_failure: {r}"}
+                               for k, r in teacher.failures.items()]
                 grader = Grader("grader", p.grader, p.grading, gen("grader"))
                 by_id = {x.id: x for x in problems}
                 grades = grader.run([GradeJob(by_id[s.problem_id], rub.rubrics.get(s.problem_id), s) for s in proofs])
@@ -182,6 +191,10 @@ class Build:
                                           p.student.engine.model_label, p.student_samples)
                 split = build_sft(problems, proofs, grades, diff.by_problem, p.splits.sft, self.out_dir, rename)
             res.rows = split.rows
+            if not split.rows.get("default"):
+                log.warning("!!! the %s split has NO rows: every problem was dropped (see the table below and "
+                            "%s); an empty split cannot be loaded with datasets or pushed", self.split,
+                            self.out_dir / "quarantine")
             res.counts["split"] = split.rows["default"]
             res.dropped["split"] = split.dropped
             write_jsonl(self.out_dir / "quarantine" / "llm.jsonl", quarantine)
@@ -204,7 +217,9 @@ class Build:
             "generated": res.generated, "cached": res.cached, "seconds": round(res.seconds, 2),
             "decontaminated": res.decontaminated,
         }
-        (self.out_dir / "build.json").write_text(json.dumps(manifest, indent=2))
+        tmp = self.out_dir / "build.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        os.replace(tmp, self.out_dir / "build.json")
         return res
 
 

@@ -264,5 +264,7 @@ def _column_doc(name: str) -> str:
     if name.endswith("-grade"):
         return "grade 0-7 of this proof by the grader named in the column"
     if "-reward@" in name:
-        return "mean reward (grade/7) of the student named in the column over k rollouts: the problem's difficulty"
+        return ("mean reward (grade/7) of the student named in the column over its validly graded rollouts "
+                "(at most k; rollouts whose judge failed are left out): the problem's difficulty; "
+                "null when no rollout could be graded or the problem has no valid rubric")
     return ""

@@ -73,6 +73,7 @@ class ProofGenerator:
         self.prompt = prompts.load(prompt_name)
         self.generator = generator
         self.n = n
+        self.failures: dict[str, str] = {}  # sample key -> engine failure reason (after retries)
 
     @property
     def stage(self) -> str:
@@ -85,8 +86,9 @@ class ProofGenerator:
         out: list[ProofSample] = []
         for p, samples in zip(problems, replies):
             for j, r in enumerate(samples):
-                if not r.ok:
-                    continue  # engine failure: kept in the store as failed, reported by `status`
+                if not r.ok:  # stored as failed (retried by the next run), quarantined here
+                    self.failures[f"{p.id}:{self.role_name}:{j}"] = r.reason
+                    continue
                 split = split_reasoning(r.text)
                 out.append(
                     ProofSample(

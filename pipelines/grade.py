@@ -32,6 +32,9 @@ from fineproofs.generation import CachedGenerator
 from fineproofs.pipelines.distill import sampling_of
 from fineproofs.records import Grade, Problem, ProofSample, Rubric
 
+# judge j's attempt a uses sample index j * JUDGE_STRIDE + a: keys stay put when max_attempts changes
+JUDGE_STRIDE = 100
+
 SCORE_TAG = re.compile(r"<score>\s*(-?\d+(?:\.\d+)?)\s*</score>", re.I)
 _ANY_SCORE_TAG = re.compile(r"</?\s*score\s*>", re.I)
 _FENCE = re.compile(r"<<<\s*(END\s+)?PROOF\s*>>>", re.I)
@@ -133,7 +136,7 @@ class Grader:
         sp = sampling_of(self.role)
         prefill = "<score>" if self.cfg.prefill_score_tag else ""
         attempts = self.cfg.max_attempts
-        # slot (job, judge) -> list of attempt outcomes; judge j uses sample indices j*attempts + a
+        # slot (job, judge) -> score / last failure reason
         scores: dict[tuple[int, int], int] = {}
         reasons: dict[tuple[int, int], str] = {}
         pending = [(i, j) for i in range(len(jobs)) for j in range(self.cfg.judges)]
@@ -143,7 +146,7 @@ class Grader:
                 break
             by_index: dict[int, list[tuple[int, int]]] = {}
             for slot in pending:
-                by_index.setdefault(slot[1] * attempts + a, []).append(slot)
+                by_index.setdefault(slot[1] * JUDGE_STRIDE + a, []).append(slot)
             still = []
             for sample_index, slots in sorted(by_index.items()):
                 reqs = [GenerationRequest(msgs[i], 1, sp, prefill) for i, _ in slots]

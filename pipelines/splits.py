@@ -67,10 +67,6 @@ from fineproofs.records import (
 )
 from fineproofs.pipelines.difficulty import Difficulty
 
-SFT_CONFIGS = ("default", "all")
-RL_CONFIGS = ("default",)
-
-
 @dataclass
 class SplitResult:
     configs: dict[str, Path]  # config name -> first parquet shard
@@ -90,10 +86,6 @@ def shard_name(index: int, total: int) -> str:
     return f"train-{index:05d}-of-{total:05d}.parquet"
 
 
-def shard_path(out_dir: Path, config: str, index: int = 0, total: int = 1) -> Path:
-    return Path(out_dir) / "data" / config / shard_name(index, total)
-
-
 def _write_table(rows: list[dict], features: datasets.Features, path: Path) -> None:
     """Parquet with the exact Arrow schema of ``features`` (and the ``huggingface``
     schema metadata ``datasets`` reads the features from), also when empty."""
@@ -105,14 +97,6 @@ def _write_table(rows: list[dict], features: datasets.Features, path: Path) -> N
         return
     table = pa.Table.from_pylist([features.encode_example(r) for r in rows], schema=features.arrow_schema)
     pq.write_table(table, str(path))
-
-
-def write_parquet(rows: list[dict], features: datasets.Features, path: Path) -> None:
-    """Atomic: a crash never leaves a half-written shard where a loader finds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    _write_table(rows, features, tmp)
-    os.replace(tmp, path)
 
 
 def write_config(rows: list[dict], features: datasets.Features, out_dir: Path, config: str,
@@ -128,12 +112,12 @@ def write_config(rows: list[dict], features: datasets.Features, out_dir: Path, c
         part = rows[i * max_rows_per_shard:(i + 1) * max_rows_per_shard]
         _write_table(part, features, tmp)
         tmps.append((tmp, final))
+    for tmp, final in tmps:  # new shards in place first, then the stale ones go
+        os.replace(tmp, final)
     keep = {final.name for _, final in tmps}
     for old in folder.glob("*.parquet"):
         if old.name not in keep:
             old.unlink()
-    for tmp, final in tmps:
-        os.replace(tmp, final)
     return [final for _, final in tmps]
 
 

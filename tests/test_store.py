@@ -15,7 +15,8 @@ def test_key_depends_on_every_part():
                 prefill="", sample_index=0)
     k = request_key(**base)
     for field, value in [("model", "m2"), ("revision", "r"), ("prompt_version", "v2"), ("sampling", {"t": 0.5}),
-                         ("messages", [{"role": "user", "content": "y"}]), ("prefill", "<score>"), ("sample_index", 1)]:
+                         ("messages", [{"role": "user", "content": "y"}]), ("prefill", "<score>"), ("sample_index", 1),
+                         ("template_kwargs", {"enable_thinking": False})]:
         assert request_key(**{**base, field: value}) != k, field
     assert request_key(**base) == k
 
@@ -64,3 +65,38 @@ def test_planned_samples_show_as_pending(tmp_path):
         st.put(_resp("b", stage="rubrics", status="failed", reason="http_500 after 4 retries"), {})
         (row,) = st.summary()
         assert (row["done"], row["failed"], row["pending"]) == (1, 1, 1)
+
+
+def test_identical_requests_in_one_call_are_generated_once(tmp_path):
+    from fineproofs.engines.base import Completion, Engine, GenerationRequest
+    from fineproofs.generation import CachedGenerator
+
+    class Counting(Engine):
+        model_id = "counting"
+        rows = 0
+
+        def generate(self, requests):
+            for i, r in enumerate(requests):
+                Counting.rows += r.n
+                yield i, [Completion(f"reply {j}") for j in range(r.n)]
+
+    req = GenerationRequest([{"role": "user", "content": "same"}], n=2)
+    with ResponseStore(tmp_path / "s.sqlite") as st:
+        out = CachedGenerator(Counting(), st, progress=False).run([req, req], stage="x", prompt_version="v")
+    assert Counting.rows == 2
+    assert [r.text for r in out[0]] == [r.text for r in out[1]] == ["reply 0", "reply 1"]
+
+
+def test_weights_fingerprint_follows_a_local_model_dir(tmp_path):
+    import os
+
+    from fineproofs.models import model_fingerprint
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
+    before = model_fingerprint(str(tmp_path))
+    assert before.startswith("dir:") and model_fingerprint(str(tmp_path)) == before
+    (tmp_path / "model.safetensors").write_bytes(b"y" * 11)  # re-trained into the same directory
+    os.utime(tmp_path / "model.safetensors", ns=(1, 1))
+    assert model_fingerprint(str(tmp_path)) != before
+    assert model_fingerprint("Qwen/Qwen3-4B-Thinking-2507") == ""

@@ -68,6 +68,11 @@ def load_rows(spec, stage: str, source: str | None = None) -> datasets.Dataset:
         raise ConfigError("no training data given: pass --data RUN_DIR_OR_HUB_ID (or set data.source)")
     where, files = resolve_source(src, stage, spec.config)
     if files is not None:
+        import pyarrow.parquet as pq
+
+        if sum(pq.ParquetFile(f).metadata.num_rows for f in ([files] if isinstance(files, str) else files)) == 0:
+            raise ConfigError(f"{src}: the {spec.config!r} split has no rows (the build kept nothing: see its "
+                              "quarantine/ and README.md for the drop reasons)")
         ds = datasets.Dataset.from_parquet(files)
     else:
         try:

@@ -37,7 +37,14 @@ from fineproofs.engines import EnginePool
 from fineproofs.engines.base import GenerationRequest
 from fineproofs.generation import CachedGenerator
 from fineproofs.pipelines.distill import sampling_of
-from fineproofs.pipelines.grade import ScoreParseError, aggregate, injection_flags, neutralise, parse_score
+from fineproofs.pipelines.grade import (
+    JUDGE_STRIDE,
+    ScoreParseError,
+    aggregate,
+    injection_flags,
+    neutralise,
+    parse_score,
+)
 from fineproofs.store import ResponseStore
 from fineproofs.train.config import EvalRunConfig
 from fineproofs.train.rc import Summarizer, engine_generate, run_chains
@@ -141,7 +148,7 @@ class ProofBenchGrader:
                 break
             by_index: dict[int, list] = {}
             for s in pending:
-                by_index.setdefault(s[1] * attempts + a, []).append(s)
+                by_index.setdefault(s[1] * JUDGE_STRIDE + a, []).append(s)
             still = []
             for idx, group in sorted(by_index.items()):
                 reqs = [GenerationRequest(msgs[i], 1, sp, prefill) for i, _ in group]

@@ -41,6 +41,7 @@ class LazyEngine(Engine):
         self.cfg = cfg
         self.model_id = cfg.model
         self.revision = cfg.revision
+        self.chat_template_kwargs = dict(cfg.chat_template_kwargs)
         self._engine: Engine | None = None
 
     @property

@@ -34,8 +34,10 @@ Behaviour, in the order a request meets it:
   (aiohttp ``sock_read``), not the total, and is sized for 100k-token generations.
 * **Accounting.** ``finish_reason``, token usage and a cost (``price_prompt_per_1m``
   / ``price_completion_per_1m``) on every completion. When one reply carries several
-  choices its usage is split between them (prompt once, completion tokens in
-  proportion to the text lengths), so the sums stay exact.
+  choices, each completion records the reply's full ``prompt_tokens`` (the context it
+  was generated in, which the reasoning-cache figures need) while completion tokens
+  and cost are split in proportion to the text lengths, so completion and cost sums
+  stay exact; summed prompt tokens count a shared prompt once per sample.
 * **Key.** Read from the env var named ``api_key_env`` and sent as a bearer token;
   never logged or shown in ``repr``.
 

@@ -15,7 +15,10 @@ class TransformersEngine(Engine):
     """Batched sampling with ``model.generate``.
 
     Requests are sorted by prompt length and packed into batches of ``batch_size``
-    rows (a request with ``n`` samples contributes ``n`` rows), left-padded.
+    rows (a request with ``n`` samples contributes ``n`` rows), left-padded. Each batch
+    is seeded from its first request, so a sample's text depends on its batch-mates:
+    an uninterrupted build and its re-runs are identical (the store replays it), but
+    samples regenerated after a crash are new draws rather than the lost ones.
     """
 
     def __init__(
