@@ -99,8 +99,16 @@ def _reason_key(reason: str) -> str:
 
 
 def _fingerprint(profile: Profile, benchmarks: list[str], tasks: int) -> str:
+    """Everything the ingest output depends on: config, code, and the size and mtime of
+    every source and benchmark file (an edited or added source file invalidates it)."""
+    from fineproofs.pipelines.sources.reader import resolve_sources
+
     files = []
-    for b in benchmarks:
+    try:
+        sources = [s.path for s in resolve_sources(profile.sources.paths) if s.kind != "hub"]
+    except FileNotFoundError:
+        sources = []  # reported by the reader with the path
+    for b in [*benchmarks, *sources]:
         p = Path(b)
         files.append([b, p.stat().st_size if p.exists() else None, p.stat().st_mtime_ns if p.exists() else None])
     blob = json.dumps([profile.sources.model_dump(), profile.filters.model_dump(), profile.decontamination.model_dump(),

@@ -124,3 +124,18 @@ def test_broken_inputs_are_quarantined_not_fatal(tmp_path):
     assert len(r.problems) == 1 and r.counts["read"] == 9
     assert r.dropped["parsed"] == {"empty_problem": 1, "malformed_json": 1, "no_problems_found": 1, "non_utf8": 2, "redirect": 1}
     assert r.dropped["clean"] == {"broken_latex": 1, "too_long": 1}
+
+
+def test_edited_source_file_is_reingested(tmp_path):
+    src = tmp_path / "src.jsonl"
+    row = {"problem": "Prove that the product of two odd integers is odd.", "solution": "Write (2a+1)(2b+1) = 2(2ab+a+b)+1.",
+           "answer": "proof", "question_type": "proof", "problem_type": "Number Theory", "source": "mine"}
+    src.write_text(json.dumps(row) + "\n")
+    data = load_profile("embedded").model_dump()
+    data["sources"]["paths"] = [str(src)]
+    data["limit"] = None
+    prof = Profile.model_validate(data)
+    assert len(run_ingest(prof, tmp_path / "out", benchmarks=[]).problems) == 1
+    row2 = dict(row, problem="Prove that the sum of two even integers is even.", solution="2a+2b = 2(a+b).")
+    src.write_text(src.read_text() + json.dumps(row2) + "\n")
+    assert len(run_ingest(prof, tmp_path / "out", benchmarks=[]).problems) == 2
