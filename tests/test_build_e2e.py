@@ -53,6 +53,7 @@ def test_build_end_to_end_and_rerun_generates_nothing(tmp_path, tiny_profile, im
     assert manifest["generated"] > 0
     assert manifest["decontaminated"] is True
     assert (out / "README.md").read_text().startswith("---\n")
+    print(f"\nrendered card: {out / 'README.md'} (plots in {out / 'plots'})")
     assert "rubrics" in manifest["counts"]
     configs = ["default"] if split == "rl" else ["default", "all"]
     first = {}
