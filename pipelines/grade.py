@@ -106,6 +106,50 @@ class GradeJob:
     sample: ProofSample
 
 
+def judge_with_retries(
+    generator: CachedGenerator,
+    msgs: list[list[dict[str, str]]],
+    cfg: GradingConfig,
+    sp,
+    parse,
+    *,
+    stage: str,
+    prompt_version: str,
+) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], str]]:
+    """``cfg.judges`` judge samples per conversation, each retried up to
+    ``cfg.max_attempts`` times on an engine failure or an unparseable reply.
+
+    Returns the parsed score per (conversation, judge) slot and, for slots that never
+    produced one, the last failure reason. Judge j's attempt a is sample index
+    ``j * JUDGE_STRIDE + a``, so every attempt is its own store entry."""
+    prefill = "<score>" if cfg.prefill_score_tag else ""
+    scores: dict[tuple[int, int], int] = {}
+    reasons: dict[tuple[int, int], str] = {}
+    pending = [(i, j) for i in range(len(msgs)) for j in range(cfg.judges)]
+    for a in range(cfg.max_attempts):
+        if not pending:
+            break
+        by_index: dict[int, list[tuple[int, int]]] = {}
+        for slot in pending:
+            by_index.setdefault(slot[1] * JUDGE_STRIDE + a, []).append(slot)
+        still = []
+        for sample_index, slots in sorted(by_index.items()):
+            reqs = [GenerationRequest(msgs[i], 1, sp, prefill) for i, _ in slots]
+            replies = generator.run(reqs, stage=stage, prompt_version=prompt_version, first_sample=sample_index)
+            for slot, (r,) in zip(slots, replies):
+                if not r.ok:
+                    reasons[slot] = f"judge_failure: {r.reason}"
+                    still.append(slot)
+                    continue
+                try:
+                    scores[slot] = parse(r.text)
+                except ScoreParseError as e:
+                    reasons[slot] = f"unparseable: {e}"
+                    still.append(slot)
+        pending = still
+    return scores, reasons
+
+
 class Grader:
     """Grades proof samples with one judge role (``judge`` for rollouts,
     ``grader`` for teacher proofs)."""
@@ -133,37 +177,11 @@ class Grader:
         )
 
     def run(self, jobs: list[GradeJob]) -> list[Grade]:
-        sp = sampling_of(self.role)
-        prefill = "<score>" if self.cfg.prefill_score_tag else ""
         attempts = self.cfg.max_attempts
-        # slot (job, judge) -> score / last failure reason
-        scores: dict[tuple[int, int], int] = {}
-        reasons: dict[tuple[int, int], str] = {}
-        pending = [(i, j) for i in range(len(jobs)) for j in range(self.cfg.judges)]
-        msgs = [self.messages(job) for job in jobs]
-        for a in range(attempts):
-            if not pending:
-                break
-            by_index: dict[int, list[tuple[int, int]]] = {}
-            for slot in pending:
-                by_index.setdefault(slot[1] * JUDGE_STRIDE + a, []).append(slot)
-            still = []
-            for sample_index, slots in sorted(by_index.items()):
-                reqs = [GenerationRequest(msgs[i], 1, sp, prefill) for i, _ in slots]
-                replies = self.generator.run(
-                    reqs, stage=self.stage, prompt_version=self.prompt.version, first_sample=sample_index
-                )
-                for slot, (r,) in zip(slots, replies):
-                    if not r.ok:
-                        reasons[slot] = f"judge_failure: {r.reason}"
-                        still.append(slot)
-                        continue
-                    try:
-                        scores[slot] = parse_score(r.text)
-                    except ScoreParseError as e:
-                        reasons[slot] = f"unparseable: {e}"
-                        still.append(slot)
-            pending = still
+        scores, reasons = judge_with_retries(
+            self.generator, [self.messages(job) for job in jobs], self.cfg, sampling_of(self.role),
+            parse_score, stage=self.stage, prompt_version=self.prompt.version,
+        )
         grades = []
         for i, job in enumerate(jobs):
             valid = [scores[(i, j)] for j in range(self.cfg.judges) if (i, j) in scores]

@@ -34,14 +34,13 @@ from pathlib import Path
 from fineproofs import prompts
 from fineproofs.config import ConfigError, GradingConfig, RoleConfig
 from fineproofs.engines import EnginePool
-from fineproofs.engines.base import GenerationRequest
 from fineproofs.generation import CachedGenerator
 from fineproofs.pipelines.distill import sampling_of
 from fineproofs.pipelines.grade import (
-    JUDGE_STRIDE,
     ScoreParseError,
     aggregate,
     injection_flags,
+    judge_with_retries,
     neutralise,
     parse_score,
 )
@@ -129,42 +128,20 @@ class ProofBenchGrader:
         return score
 
     def run(self, items: list[tuple[BenchProblem, str | None]]) -> list[Verdict]:
-        sp = sampling_of(self.role)
-        prefill = "<score>" if self.cfg.prefill_score_tag else ""
         attempts = self.cfg.max_attempts
         out: list[Verdict | None] = [None] * len(items)
-        slots = []
+        todo = []
         for i, (p, proof) in enumerate(items):
             if proof is None:
                 out[i] = Verdict(0, "empty", "empty or unterminated proof")
             else:
-                slots += [(i, j) for j in range(self.cfg.judges)]
-        msgs = {i: self.messages(items[i][0], items[i][1]) for i, _ in slots}
-        scores: dict[tuple[int, int], int] = {}
-        reasons: dict[tuple[int, int], str] = {}
-        pending = slots
-        for a in range(attempts):
-            if not pending:
-                break
-            by_index: dict[int, list] = {}
-            for s in pending:
-                by_index.setdefault(s[1] * JUDGE_STRIDE + a, []).append(s)
-            still = []
-            for idx, group in sorted(by_index.items()):
-                reqs = [GenerationRequest(msgs[i], 1, sp, prefill) for i, _ in group]
-                replies = self.generator.run(reqs, stage="eval_grade", prompt_version=self.prompt.version,
-                                             first_sample=idx)
-                for s, (r,) in zip(group, replies):
-                    if not r.ok:
-                        reasons[s] = f"judge_failure: {r.reason}"
-                        still.append(s)
-                        continue
-                    try:
-                        scores[s] = self.parse(r.text)
-                    except ScoreParseError as e:
-                        reasons[s] = f"unparseable: {e}"
-                        still.append(s)
-            pending = still
+                todo.append(i)
+        got, why = judge_with_retries(
+            self.generator, [self.messages(*items[i]) for i in todo], self.cfg, sampling_of(self.role), self.parse,
+            stage="eval_grade", prompt_version=self.prompt.version,
+        )
+        scores = {(todo[k], j): v for (k, j), v in got.items()}
+        reasons = {(todo[k], j): v for (k, j), v in why.items()}
         for i, (p, proof) in enumerate(items):
             if out[i] is not None:
                 continue
