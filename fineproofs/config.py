@@ -251,8 +251,13 @@ def load_profile(name_or_path: str = "embedded") -> Profile:
     try:
         return Profile.model_validate(data)
     except ValidationError as e:
-        lines = [f"profile {name_or_path} is invalid:"]
-        for err in e.errors():
-            loc = ".".join(str(x) for x in err["loc"])
-            lines.append(f"  - {loc}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from e
+        raise invalid(f"profile {name_or_path}", e) from e
+
+
+def invalid(what: str, e: ValidationError) -> ConfigError:
+    """A pydantic error as a :class:`ConfigError` naming each bad key."""
+    lines = [f"{what} is invalid:"]
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        lines.append(f"  - {loc}: {err['msg']}")
+    return ConfigError("\n".join(lines))

@@ -140,6 +140,11 @@ class Build:
         store = ResponseStore(self.out_dir / "store.sqlite")
         gens: dict[str, CachedGenerator] = {}
 
+        def failed(stage: str, reasons: dict[str, str], key: str = "sample") -> None:
+            """Count a stage's quarantined items by reason and keep each with its reason."""
+            res.dropped[stage] = _reasons(reasons.values())
+            quarantine.extend({"stage": stage, key: k, "reason": why} for k, why in reasons.items())
+
         def gen(role: str) -> CachedGenerator:
             eng = pool.get(getattr(p, role).engine)
             return gens.setdefault(role, CachedGenerator(eng, store, progress=self.progress))
@@ -147,8 +152,7 @@ class Build:
         try:
             rub = RubricWriter(p.rubric_writer, p.rubrics, gen("rubric_writer")).run(problems)
             res.counts["rubrics"] = len(rub.rubrics)
-            res.dropped["rubrics"] = _reasons(rub.failures.values())
-            quarantine += [{"stage": "rubrics", "problem_id": k, "reason": v} for k, v in rub.failures.items()]
+            failed("rubrics", rub.failures, "problem_id")
             write_jsonl(self.out_dir / "stages" / "rubrics.jsonl",
                         ({"problem_id": k, "rubric": r.render(), "attempts": rub.attempts[k]} for k, r in sorted(rub.rubrics.items())))
             with_rubric = [x for x in problems if x.id in rub.rubrics]
@@ -156,15 +160,11 @@ class Build:
             student = ProofGenerator("student", p.student, "rollout", gen("student"), p.student_samples)
             rollouts = student.run(with_rubric)
             res.counts["rollouts"] = len(rollouts)
-            res.dropped["rollouts"] = _reasons(f"engine_failure: {r}" for r in student.failures.values())
-            quarantine += [{"stage": "rollouts", "sample": k, "reason": f"engine_failure: {r}"}
-                           for k, r in student.failures.items()]
+            failed("rollouts", {k: f"engine_failure: {r}" for k, r in student.failures.items()})
             judge = Grader("judge", p.judge, p.grading, gen("judge"))
             diff = estimate_difficulty(problems, rub.rubrics, rollouts, judge)
             res.counts["rollout_grades"] = sum(1 for g in diff.grades if g.score is not None)
-            res.dropped["rollout_grades"] = _reasons(_kind(g.reason) for g in diff.grades if g.score is None)
-            quarantine += [{"stage": "rollout_grades", "sample": g.sample_key, "reason": g.reason}
-                           for g in diff.grades if g.score is None]
+            failed("rollout_grades", {g.sample_key: g.reason for g in diff.grades if g.score is None})
             write_jsonl(self.out_dir / "stages" / "rollouts.jsonl", (dataclasses.asdict(s) for s in rollouts))
             write_jsonl(self.out_dir / "stages" / "rollout_grades.jsonl", (dataclasses.asdict(g) for g in diff.grades))
 
@@ -175,16 +175,12 @@ class Build:
                 teacher = ProofGenerator("teacher", p.teacher, "distill", gen("teacher"), p.teacher_samples)
                 proofs = teacher.run(problems)
                 res.counts["distilled"] = len(proofs)
-                res.dropped["distilled"] = _reasons(f"engine_failure: {r}" for r in teacher.failures.values())
-                quarantine += [{"stage": "distilled", "sample": k, "reason": f"engine_failure: {r}"}
-                               for k, r in teacher.failures.items()]
+                failed("distilled", {k: f"engine_failure: {r}" for k, r in teacher.failures.items()})
                 grader = Grader("grader", p.grader, p.grading, gen("grader"))
                 by_id = {x.id: x for x in problems}
                 grades = grader.run([GradeJob(by_id[s.problem_id], rub.rubrics.get(s.problem_id), s) for s in proofs])
                 res.counts["proof_grades"] = sum(1 for g in grades if g.score is not None)
-                res.dropped["proof_grades"] = _reasons(_kind(g.reason) for g in grades if g.score is None)
-                quarantine += [{"stage": "proof_grades", "sample": g.sample_key, "reason": g.reason}
-                               for g in grades if g.score is None]
+                failed("proof_grades", {g.sample_key: g.reason for g in grades if g.score is None})
                 write_jsonl(self.out_dir / "stages" / "distill.jsonl", (dataclasses.asdict(s) for s in proofs))
                 write_jsonl(self.out_dir / "stages" / "proof_grades.jsonl", (dataclasses.asdict(g) for g in grades))
                 rename = sft_column_names(p.splits.column_naming, p.grader.engine.model_label,

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fineproofs.config import ConfigError, GradingConfig, RoleConfig
+from fineproofs.config import ConfigError, GradingConfig, RoleConfig, invalid
 
 STAGES = ("sft", "rl", "rc", "eval")
 
@@ -218,11 +218,7 @@ def load_stage_config(stage: str, name_or_path: str = "paper", overrides: list[s
     try:
         cfg = STAGE_MODELS[stage].model_validate(data)
     except ValidationError as e:
-        lines = [f"{origin} is invalid:"]
-        for err in e.errors():
-            loc = ".".join(str(x) for x in err["loc"])
-            lines.append(f"  - {loc}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from e
+        raise invalid(origin, e) from e
     if stage != "eval":
         validate_trainer_keys(stage, cfg.trainer, origin)
     return cfg
