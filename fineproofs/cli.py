@@ -22,6 +22,12 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger("fineproofs").setLevel(logging.INFO)
     for noisy in ("httpx", "urllib3", "datatrove", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:
+        # datatrove logs every task's pipeline and stats through loguru; its stats files
+        # stay in the run directory (ingest/logs), the terminal keeps our own summary
+        from loguru import logger
+
+        logger.disable("datatrove")
 
 
 class _Group(click.Group):
@@ -33,7 +39,8 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log everything, including library messages.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Log everything, including library messages (datatrove's per-task pipeline logs).")
 def cli(verbose: bool) -> None:
     """fineproofs: build olympiad-proof datasets (FineProofs-SFT / FineProofs-RL)
     from raw sources and retrain small proof models on them.
