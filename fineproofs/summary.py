@@ -18,7 +18,10 @@ def print_build_summary(result, console: Console | None = None) -> None:
     table.add_column("dropped (reason: count)")
     for stage, n in result.counts.items():
         reasons = result.dropped.get(stage, {})
-        table.add_row(stage, str(n), ", ".join(f"{k}: {v}" for k, v in reasons.items()))
+        label = stage
+        if stage == "decontaminated" and not result.decontaminated:
+            label = "decontaminated (skipped: no benchmarks)"
+        table.add_row(label, str(n), ", ".join(f"{k}: {v}" for k, v in reasons.items()))
     console.print(table)
     rows = ", ".join(f"{k}: {v} rows" for k, v in result.rows.items())
     console.print(f"split written: {rows}")
