@@ -84,9 +84,9 @@ def preflight(profile: Profile, split: str) -> None:
             finally:
                 engine.close()
         elif eng.kind == "vllm":
-            try:
-                import vllm  # noqa: F401
-            except ImportError:
+            import importlib.util
+
+            if importlib.util.find_spec("vllm") is None:  # checked without importing it (slow, GPU-bound)
                 problems.append(
                     f"- {role} ({eng.model}) runs on in-process vLLM, which is not installed: "
                     "`pip install 'fineproofs[vllm]'` on a GPU machine, or set "

@@ -275,6 +275,19 @@ def build_trl_args(stage: str, trainer: dict[str, Any], output_dir: str | Path, 
         raise ConfigError(f"invalid trl.{cls.__name__} settings: {e}") from e
 
 
+def prepare_run(cfg, output_dir, model: str | None = None, check_hardware: bool = True):
+    """What every training stage does first: check the hardware the config assumes,
+    create the output directory, and swap in ``--model`` as the starting checkpoint.
+    Returns ``(cfg, out)``."""
+    if check_hardware:
+        require_paper_hardware(cfg)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if model:
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": model})})
+    return cfg, out
+
+
 def require_paper_hardware(cfg) -> None:
     """A GPU recipe on a machine without GPUs fails early, saying what to run instead."""
     if getattr(cfg, "gpus", 0) and not has_gpu():

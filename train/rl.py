@@ -28,7 +28,7 @@ from trl import GRPOTrainer
 
 from fineproofs.engines import EnginePool
 from fineproofs.train.common import StepTimer, finish, load_policy, pick_resume
-from fineproofs.train.config import RLRunConfig, build_trl_args, require_paper_hardware
+from fineproofs.train.config import RLRunConfig, build_trl_args, prepare_run
 from fineproofs.train.data import load_rows, rl_dataset
 from fineproofs.train.reward import RubricReward
 
@@ -83,12 +83,7 @@ def run_grpo(cfg: RLRunConfig, output_dir: str | Path, *, stage: str = "rl", dat
              judge_engine=None):
     """Shared by ``rl`` and ``rc`` (``rollout_builder(cfg, dataset, tokenizer, pool, out)`` ->
     (dataset, rollout_func)). ``judge_engine`` replaces the engine built from ``cfg.judge``."""
-    if check_hardware:
-        require_paper_hardware(cfg)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if model:
-        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": model})})
+    cfg, out = prepare_run(cfg, output_dir, model, check_hardware)
     args = build_trl_args("rl", cfg.trainer, out)
     ds = rl_dataset(load_rows(cfg.data, stage, data))
     own_pool = pool is None

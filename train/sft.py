@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from fineproofs.train.common import StepTimer, finish, load_policy, pick_resume
-from fineproofs.train.config import SFTRunConfig, build_trl_args, require_paper_hardware
+from fineproofs.train.config import SFTRunConfig, build_trl_args, prepare_run
 from fineproofs.train.data import load_rows, sft_dataset
 from fineproofs.train.templates import training_chat_template
 
@@ -29,12 +29,7 @@ def run_sft(cfg: SFTRunConfig, output_dir: str | Path, *, data: str | None = Non
             resume: bool | str = True, callbacks: list | None = None, check_hardware: bool = True):
     from trl import SFTTrainer
 
-    if check_hardware:
-        require_paper_hardware(cfg)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if model:
-        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": model})})
+    cfg, out = prepare_run(cfg, output_dir, model, check_hardware)
     args = build_trl_args("sft", cfg.trainer, out)  # validate before anything heavy is loaded
     ds = sft_dataset(load_rows(cfg.data, "sft", data))
     policy, tok = load_policy(cfg.model)
