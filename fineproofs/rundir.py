@@ -1,0 +1,96 @@
+"""The run directory: its layout, its ownership marker, and the one atomic-write helper.
+
+Every file fineproofs writes is written to a temporary sibling and renamed into
+place (:func:`atomic_write`), so a crash never leaves a half-written file and a
+reader never sees one. A run directory carries a marker file
+(:data:`MARKER`); commands refuse to write into a non-empty directory without it,
+so nothing a user keeps there is ever touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator
+
+from fineproofs.errors import ConfigError
+
+MARKER = ".fineproofs"
+
+# layout, relative to the run directory
+CARD = "README.md"
+PROFILE = "profile.yaml"
+STORE = "store.sqlite"
+MANIFEST = "build.json"
+PROBLEMS = "problems/problems.jsonl"
+QUARANTINE = "quarantine"
+STAGES = "stages"
+DATA = "data"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success it replaces ``path``
+    (``os.replace``, atomic on POSIX), on error it is removed and ``path`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_write(path) as f:
+        f.write(text)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write ``rows`` as JSON lines, atomically; returns how many."""
+    n = 0
+    with atomic_write(path) as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def claim(path: str | Path, *, what: str = "output") -> Path:
+    """Make ``path`` a fineproofs run directory, or refuse.
+
+    An empty or missing directory is created and marked; a directory already marked
+    is reused; a non-empty directory without the marker belongs to the user and is
+    refused with one line (:class:`ConfigError`)."""
+    path = Path(path)
+    if str(path).strip() == "":
+        raise ConfigError(f"--{what} is empty: give a directory name")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} exists and is not a directory")
+    marker = path / MARKER
+    if path.is_dir() and not marker.exists() and any(path.iterdir()):
+        raise ConfigError(
+            f"{what} {path} is not empty and was not created by fineproofs: "
+            "choose a new or empty directory (nothing in it was touched)"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        marker.write_text("This directory was created by fineproofs; it may remove what it wrote here.\n")
+    return path
+
+
+def owned(path: str | Path) -> bool:
+    return (Path(path) / MARKER).exists()
