@@ -18,49 +18,12 @@ the proof. Truncated replies (``finish_reason == 'length'``) are kept and marked
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 from fineproofs import prompts
 from fineproofs.config import RoleConfig
-from fineproofs.engines.base import GenerationRequest, SamplingParams
+from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.generation import CachedGenerator
 from fineproofs.records import Problem, ProofSample
-
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
-
-_SELF_EVAL = re.compile(
-    r"\n\s*(?:#+\s*|\*\*)?\s*(?:self[- ]evaluation|here is my evaluation of the (?:solution|proof)|"
-    r"evaluation of the (?:above )?(?:solution|proof))\b.*\Z",
-    re.I | re.S,
-)
-
-
-@dataclass
-class SplitReply:
-    reasoning: str
-    proof: str
-    unterminated: bool
-
-
-def split_reasoning(text: str) -> SplitReply:
-    if THINK_CLOSE in text:
-        before, _, after = text.rpartition(THINK_CLOSE)
-        reasoning = before.split(THINK_OPEN, 1)[-1]
-        return SplitReply(reasoning.strip(), strip_self_evaluation(after.strip()), False)
-    if THINK_OPEN in text:
-        return SplitReply(text.split(THINK_OPEN, 1)[1].strip(), "", True)
-    return SplitReply("", strip_self_evaluation(text.strip()), False)
-
-
-def strip_self_evaluation(proof: str) -> str:
-    return _SELF_EVAL.sub("", proof).rstrip()
-
-
-def sampling_of(role: RoleConfig) -> SamplingParams:
-    s = role.sampling
-    return SamplingParams(s.temperature, s.top_p, s.max_tokens, s.seed)
+from fineproofs.replies import split_reasoning
 
 
 class ProofGenerator:

@@ -29,7 +29,7 @@ from fineproofs import prompts
 from fineproofs.config import GradingConfig, RoleConfig
 from fineproofs.engines.base import GenerationRequest
 from fineproofs.generation import CachedGenerator
-from fineproofs.pipelines.distill import sampling_of
+from fineproofs.engines.base import sampling_of
 from fineproofs.records import Grade, Problem, ProofSample, Rubric
 
 # judge j's attempt a uses sample index j * JUDGE_STRIDE + a: keys stay put when max_attempts changes

@@ -21,7 +21,7 @@ from fineproofs.engines.base import GenerationRequest
 from fineproofs.generation import CachedGenerator
 from fineproofs.records import Problem, Rubric
 from fineproofs.rubric_format import RubricError, parse_rubric
-from fineproofs.pipelines.distill import sampling_of
+from fineproofs.engines.base import sampling_of
 
 log = logging.getLogger(__name__)
 

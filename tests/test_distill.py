@@ -1,4 +1,4 @@
-from fineproofs.pipelines.distill import split_reasoning, strip_self_evaluation
+from fineproofs.replies import split_reasoning, strip_self_evaluation
 
 
 def test_think_block_split():

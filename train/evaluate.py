@@ -35,7 +35,7 @@ from fineproofs import prompts
 from fineproofs.config import ConfigError, GradingConfig, RoleConfig
 from fineproofs.engines import EnginePool
 from fineproofs.generation import CachedGenerator
-from fineproofs.pipelines.distill import sampling_of
+from fineproofs.engines.base import sampling_of
 from fineproofs.pipelines.grade import (
     ScoreParseError,
     aggregate,

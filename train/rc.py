@@ -51,7 +51,8 @@ from fineproofs import prompts
 from fineproofs.config import RoleConfig
 from fineproofs.engines.base import GenerationRequest
 from fineproofs.generation import CachedGenerator
-from fineproofs.pipelines.distill import sampling_of, split_reasoning
+from fineproofs.engines.base import sampling_of
+from fineproofs.replies import split_reasoning
 from fineproofs.store import ResponseStore
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from pathlib import Path
 from fineproofs.config import GradingConfig, RoleConfig
 from fineproofs.engines.base import Engine
 from fineproofs.generation import CachedGenerator
-from fineproofs.pipelines.distill import split_reasoning
+from fineproofs.replies import split_reasoning
 from fineproofs.pipelines.grade import GradeJob, Grader
 from fineproofs.records import Problem, ProofSample, Rubric
 from fineproofs.rubric_format import RubricError, parse_rubric

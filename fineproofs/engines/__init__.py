@@ -9,9 +9,9 @@ embedded profile runs every role on one in-process SmolLM2).
 from __future__ import annotations
 
 from fineproofs.config import EngineConfig
-from fineproofs.engines.base import Completion, Engine, GenerationRequest, SamplingParams
+from fineproofs.engines.base import Completion, Engine, GenerationRequest, SamplingParams, sampling_of
 
-__all__ = ["Completion", "Engine", "EnginePool", "GenerationRequest", "LazyEngine", "SamplingParams", "make_engine"]
+__all__ = ["Completion", "Engine", "EnginePool", "GenerationRequest", "LazyEngine", "SamplingParams", "make_engine", "sampling_of"]
 
 
 def make_engine(cfg: EngineConfig) -> Engine:

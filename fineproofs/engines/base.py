@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from fineproofs.config import RoleConfig
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,12 @@ class SamplingParams:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def sampling_of(role: RoleConfig) -> SamplingParams:
+    """A role's configured sampling as the engines' :class:`SamplingParams`."""
+    s = role.sampling
+    return SamplingParams(s.temperature, s.top_p, s.max_tokens, s.seed)
 
 
 @dataclass

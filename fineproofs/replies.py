@@ -1,0 +1,49 @@
+"""What a model's reply is made of: reasoning, then the answer (a proof, a grade).
+
+:func:`split_reasoning` cuts a reply at the end of its thinking block:
+
+- ``<think> ... </think>`` (or just a closing ``</think>``, as Qwen3-Thinking and
+  DeepSeek chat templates open the block in the prompt): reasoning before the
+  close, answer after it;
+- an opened but never closed block: all reasoning, no answer (``unterminated``);
+- no thinking tags (non-reasoning models such as SmolLM2): no reasoning, the whole
+  reply is the answer.
+
+A trailing self-evaluation section (DeepSeek-Math-V2 appends one) is stripped from
+the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
+_SELF_EVAL = re.compile(
+    r"\n\s*(?:#+\s*|\*\*)?\s*(?:self[- ]evaluation|here is my evaluation of the (?:solution|proof)|"
+    r"evaluation of the (?:above )?(?:solution|proof))\b.*\Z",
+    re.I | re.S,
+)
+
+
+@dataclass
+class SplitReply:
+    reasoning: str
+    proof: str
+    unterminated: bool
+
+
+def split_reasoning(text: str) -> SplitReply:
+    if THINK_CLOSE in text:
+        before, _, after = text.rpartition(THINK_CLOSE)
+        reasoning = before.split(THINK_OPEN, 1)[-1]
+        return SplitReply(reasoning.strip(), strip_self_evaluation(after.strip()), False)
+    if THINK_OPEN in text:
+        return SplitReply(text.split(THINK_OPEN, 1)[1].strip(), "", True)
+    return SplitReply("", strip_self_evaluation(text.strip()), False)
+
+
+def strip_self_evaluation(proof: str) -> str:
+    return _SELF_EVAL.sub("", proof).rstrip()
