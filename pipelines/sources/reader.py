@@ -10,7 +10,10 @@ A spec is ``demo`` (the bundled sample), ``hf:<dataset id or local dataset dir>[
 
 Anything unreadable (non-UTF-8, oversized, malformed JSON) still becomes a document,
 with ``metadata["raw_error"]``, so the parse step quarantines it with that reason.
-Files are sharded over tasks by position in the sorted list of files.
+Isolation is per item: a bad table row (see :mod:`fineproofs.tables`) or a wrongly
+typed field costs that row; a booklet problem holding bytes that are not UTF-8 costs
+that problem (the others of the booklet proceed); a wiki page is one item. Files are
+sharded over tasks by position in the sorted list of files.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from pathlib import Path
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 
+from fineproofs import tables
 from fineproofs.pipelines.sources import booklet, rows, wiki
+from fineproofs.pipelines.sources.errors import ParseError
+from fineproofs.text import has_surrogates
 
 DEMO_LICENCE = "Apache-2.0 (fineproofs demo data)"
 WIKI_EXT = {".wiki", ".mediawiki"}
@@ -102,15 +108,17 @@ class SourceReader(PipelineStep):
             "origin": src.display,
             "source": ("demo_" + tag) if src.demo else tag,
             "licence": DEMO_LICENCE if src.demo else self.licence,
-            "locator": f"{src.display}#{k}",
+            "locator": f"{src.display}#{_printable(str(k))}",
         }
 
     def _error_doc(self, src: SourceFile, k, reason: str, text: str = "") -> Document:
         meta = self._base(src, "error", src.kind, k) | {"raw_error": reason}
-        return Document(text=text[:2000], id=meta["locator"], metadata=meta)
+        return Document(text=_printable(text[:2000]), id=meta["locator"], metadata=meta)
 
-    def _read_text(self, src: SourceFile) -> tuple[str, str]:
-        p = Path(src.path)
+    def _read_text(self, src: SourceFile, errors: str = "replace") -> tuple[str, str]:
+        """The file's text and '' , or what is wrong with it; with ``errors="surrogateescape"``
+        undecodable bytes stay in the text as lone surrogates (U+DC80-U+DCFF)."""
+        p = tables.check_regular_file(src.path, "source")
         size = p.stat().st_size
         if size > self.max_bytes:
             return "", f"too_large: {size} bytes > {self.max_bytes}"
@@ -118,7 +126,8 @@ class SourceReader(PipelineStep):
         try:
             return data.decode("utf-8-sig"), ""
         except UnicodeDecodeError as e:
-            return data.decode("utf-8", errors="replace"), f"non_utf8: {e.reason} at byte {e.start}"
+            text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors=errors)
+            return text, f"non_utf8: {e.reason} at byte {e.start}"
 
     # -- per kind ----------------------------------------------------------------
     def _wiki(self, src: SourceFile) -> Iterator[Document]:
@@ -126,10 +135,7 @@ class SourceReader(PipelineStep):
         if err:
             yield self._error_doc(src, 0, err, text)
             return
-        index_path = Path(src.path).parent / CRAWL_INDEX
-        entry = {}
-        if index_path.exists():
-            entry = json.loads(index_path.read_text()).get(Path(src.path).name, {})
+        entry = _index_entry(Path(src.path))
         title = entry.get("title") or wiki.title_from_filename(src.path)
         comp, year = wiki.title_fields(title)
         meta = self._base(src, "wiki", "wiki" if src.demo else "aops_wiki", 0) | {
@@ -143,20 +149,23 @@ class SourceReader(PipelineStep):
         yield Document(text=text, id=meta["url"], metadata=meta)
 
     def _tex(self, src: SourceFile) -> Iterator[Document]:
-        text, err = self._read_text(src)
-        if err:
+        text, err = self._read_text(src, errors="surrogateescape")
+        if err and not err.startswith("non_utf8"):
             yield self._error_doc(src, 0, err, text)
             return
         comp, year = booklet.booklet_fields(src.path)
         items = booklet.split_booklet(text)
         if not items:
-            yield self._error_doc(src, 0, "no_problems_found", text)
+            yield self._error_doc(src, 0, err or "no_problems_found", _printable(text))
         for it in items:
+            if bad := _bad_bytes(it.statement, *it.solutions):
+                yield self._error_doc(src, it.label, f"non_utf8: {bad}", _printable(it.statement))
+                continue
             meta = self._base(src, "item", "booklet", it.label) | {
-                "url": f"{src.display}#{it.label}",
+                "url": f"{src.display}#{_printable(it.label)}",
                 "competition": comp,
                 "year": year,
-                "category": it.category,
+                "category": _printable(it.category),
                 "solutions": it.solutions,
             }
             yield Document(text=it.statement, id=meta["url"], metadata=meta)
@@ -167,7 +176,11 @@ class SourceReader(PipelineStep):
             if err:
                 yield self._error_doc(src, f"L{i}", err)
                 continue
-            r = rows.map_row(row, self.columns)
+            try:
+                r = rows.map_row(row, self.columns)
+            except ParseError as e:
+                yield self._error_doc(src, f"L{i}", e.quarantine_reason)
+                continue
             meta = self._base(src, "item", tag, f"L{i}")
             licence = meta["licence"] if src.demo else (r["licence"] or self.licence)
             tag_source = meta["source"]
@@ -183,11 +196,9 @@ class SourceReader(PipelineStep):
         elif src.kind == "tex":
             yield from self._tex(src)
         elif src.kind == "table":
-            yield from self._rows(src, rows.iter_table_file(Path(src.path)))
+            yield from self._rows(src, tables.iter_table(src.path, what="source"))
         else:  # hub
-            spec, _, split = src.path[3:].partition("@")
-            it = ((i, row, "") for i, row in rows.iter_dataset(spec, split or self.hub_split))
-            yield from self._rows(src, it)
+            yield from self._rows(src, tables.iter_table(src.path, split=self.hub_split, what="source"))
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         for src in self.sources[rank::world_size]:
@@ -197,3 +208,28 @@ class SourceReader(PipelineStep):
                     yield doc
             except Exception as e:  # an unreadable file is quarantined, never fatal
                 yield self._error_doc(src, "file", f"unreadable: {type(e).__name__}: {e}"[:300])
+
+
+def _index_entry(path: Path) -> dict:
+    """The crawl index entry of a crawled page ({} when there is none or it is damaged)."""
+    index_path = path.parent / CRAWL_INDEX
+    try:
+        entry = json.loads(index_path.read_text(encoding="utf-8")).get(path.name, {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return entry if isinstance(entry, dict) else {}
+
+
+def _bad_bytes(*texts: str) -> str:
+    """Where the first undecodable byte (kept as a lone surrogate) is, or ''."""
+    for t in texts:
+        if has_surrogates(t):
+            for k, ch in enumerate(t):
+                if "\udc80" <= ch <= "\udcff":
+                    return f"byte 0x{ord(ch) - 0xDC00:02x} at character {k} (Latin-1 or another encoding?)"
+            return "unpaired surrogate"
+    return ""
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", errors="replace").decode("utf-8") if has_surrogates(text) else text

@@ -1,20 +1,23 @@
-"""Tabular sources: Hub datasets (via ``datasets``, streamed) and local JSONL / CSV /
-parquet files, mapped to problem fields through a column mapping.
+"""Tabular sources mapped to problem fields through a column mapping. Reading (CSV,
+JSONL, parquet, Hub datasets, one bad row at a time) is :mod:`fineproofs.tables`.
 
 ``columns`` maps a problem field to a dataset column and overrides the defaults
-(first present column of :data:`DEFAULT_COLUMNS` wins). Local JSONL is read line by
-line so one undecodable or malformed line is quarantined, not fatal.
+(first present column of :data:`DEFAULT_COLUMNS` wins). :func:`map_row` checks the
+type of every field it takes: a binary, struct or list value where text is expected,
+a year that is not a plausible year, or a boolean raise :class:`ParseError`
+(``bad_field``) so the row is quarantined with that reason, never stringified.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import math
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+from fineproofs.pipelines.sources.errors import ParseError
+from fineproofs.text import sanitize_field
+
+YEARS = (1000, 2999)
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "problem": ("problem", "statement", "question", "Problem", "prompt"),
     "solution": ("solution", "solutions", "proof", "Solution", "reference_solution"),
@@ -43,80 +46,73 @@ def resolve_columns(names: list[str], mapping: dict[str, str] | None = None) -> 
     return out
 
 
-def _text(v: Any) -> str:
+def _kind(v: Any) -> str:
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return "binary"
+    if isinstance(v, dict):
+        return "a struct"
+    if isinstance(v, (list, tuple, set)):
+        return "a list"
+    return type(v).__name__
+
+
+def _text(v: Any, field: str, numbers: bool = True) -> str:
+    """A text field's value as a stripped string; ``bad_field`` unless it is text (or,
+    with ``numbers``, a finite number)."""
     if v is None:
         return ""
-    if isinstance(v, float) and v != v:  # NaN from CSV
+    if isinstance(v, str):
+        return v.strip()
+    if isinstance(v, float) and math.isnan(v):  # an empty CSV / pandas cell
         return ""
-    return str(v).strip()
+    if numbers and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return str(v)
+    raise ParseError("bad_field", f"{field} is {_kind(v)}, expected text")
+
+
+def _year(v: Any) -> int | None:
+    if v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            return None  # "unknown", "n/a": no year
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ParseError("bad_field", f"year is {_kind(v)}, expected a number")
+    if isinstance(v, float) and (not math.isfinite(v) or v != int(v)):
+        raise ParseError("bad_field", f"year {v!r} is not a whole number")
+    if not YEARS[0] <= v <= YEARS[1]:
+        raise ParseError("bad_field", f"year {float(v):.6g} out of range {YEARS[0]}-{YEARS[1]}")
+    return int(v)
+
+
+def _solutions(v: Any) -> list[str]:
+    items = v if isinstance(v, (list, tuple)) else [v]
+    return [s for s in (_text(x, "solution", numbers=False) for x in items) if s]
 
 
 def map_row(row: dict[str, Any], mapping: dict[str, str] | None = None) -> dict[str, Any]:
-    """A dataset row → raw problem fields (``problem``, ``solutions`` list, ...)."""
+    """A dataset row → raw problem fields (``problem``, ``solutions`` list, ...);
+    :class:`ParseError` (``bad_field``) when a field has the wrong type."""
     cols = resolve_columns(list(row), mapping)
     get = lambda f: row.get(cols[f]) if f in cols else None  # noqa: E731
-    sol = get("solution")
-    solutions = [_text(s) for s in sol] if isinstance(sol, (list, tuple)) else [_text(sol)]
-    comp = _text(get("competition"))
-    year = get("year")
-    if not year and (m := re.search(r"\b(?:19|20)\d\d\b", comp)):
+    meta = {f: sanitize_field(_text(get(f), f)) for f in ("question_type", "source", "category", "url", "licence")}
+    comp = sanitize_field(_text(get("competition"), "competition"))
+    year = _year(get("year"))
+    if year is None and (m := re.search(r"\b(?:19|20)\d\d\b", comp)):
         year = int(m.group(0))
         comp = (comp[: m.start()] + comp[m.end() :]).strip(" ,")
-    try:
-        year = int(year) if year not in (None, "") else None
-    except (TypeError, ValueError):
-        year = None
-    answer = _text(get("answer"))
+    answer = _text(get("answer"), "answer")
     return {
-        "problem": _text(get("problem")),
-        "solutions": [s for s in solutions if s],
+        "problem": _text(get("problem"), "problem", numbers=False),
+        "solutions": _solutions(get("solution")),
         "answer": "" if answer.lower() in ("proof", "none", "null", "n/a") else answer,
-        "question_type": _text(get("question_type")),
-        "source": _text(get("source")),
+        "question_type": meta["question_type"],
+        "source": meta["source"],
         "competition": comp,
         "year": year,
-        "category": _text(get("category")),
-        "url": _text(get("url")),
-        "licence": _text(get("licence")),
+        "category": meta["category"],
+        "url": meta["url"],
+        "licence": meta["licence"],
     }
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict | None, str]]:
-    """``(line_no, row or None, error)`` for each non-empty line."""
-    with open(path, "rb") as f:
-        for i, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                yield i, None, f"non_utf8: {e.reason} at byte {e.start}"
-                continue
-            except json.JSONDecodeError as e:
-                yield i, None, f"malformed_json: {e.msg}"
-                continue
-            if not isinstance(row, dict):
-                yield i, None, "malformed_json: not an object"
-                continue
-            yield i, row, ""
-
-
-def iter_dataset(spec: str, split: str = "train", data_files: str | list[str] | None = None) -> Iterator[tuple[int, dict]]:
-    """Stream rows with ``datasets``: a Hub id / local dataset dir (``spec``), or a
-    packaged builder (``csv``/``parquet``/``json``) with ``data_files``."""
-    import datasets
-
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    kwargs = {"data_files": data_files} if data_files else {}
-    ds = datasets.load_dataset(spec, split=split, streaming=True, **kwargs)
-    yield from enumerate(ds, 1)
-
-
-def iter_table_file(path: Path) -> Iterator[tuple[int, dict | None, str]]:
-    """Rows of a local JSONL / CSV / parquet file."""
-    if path.suffix in (".jsonl", ".json"):
-        yield from iter_jsonl(path)
-        return
-    builder = {".csv": "csv", ".parquet": "parquet"}[path.suffix]
-    for i, row in iter_dataset(builder, data_files=str(path)):
-        yield i, row, ""
