@@ -1,1 +1,0 @@
-"""Click commands registered by the main CLI group."""
