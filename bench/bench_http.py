@@ -28,6 +28,7 @@ from fineproofs.generation import CachedGenerator  # noqa: E402
 from fineproofs.store import ResponseStore  # noqa: E402
 from fineproofs.config import EngineConfig, RoleConfig, SamplingConfig  # noqa: E402
 from fineproofs.pipelines.distill import ProofGenerator  # noqa: E402
+from fineproofs.pipelines.stage import Work  # noqa: E402
 from fineproofs.records import Problem  # noqa: E402
 
 
@@ -71,9 +72,9 @@ def bench(c: int, latency: float, n: int) -> None:
                 problems = [Problem(statement=f"Prove that statement {i} holds.", source="bench") for i in range(n)]
                 stage = ProofGenerator("teacher", role, "distill", CachedGenerator(eng, store, progress=False), 1)
                 t0 = time.perf_counter()
-                samples = stage.run(problems)
+                works = [x for x in stage.run(Work(p) for p in problems) if isinstance(x, Work)]
                 wall = time.perf_counter() - t0
-                assert len(samples) == n
+                assert sum(len(w.proofs) for w in works) == n
                 print(f"{'':26s}  distill stage     : {n / wall:8.1f} req/s "
                       f"/ C/L {ideal:8.1f} = {n / wall / ideal:.3f}")
     finally:

@@ -2,7 +2,7 @@
 
 ``render_card(split, context)`` fills ``<split>.md.j2`` (which extends
 ``base.md.j2``) with the build's context: configs and features for the YAML
-header, the statistics tables of :func:`fineproofs.stats.card_tables` (rendered by
+header, the statistics tables of :func:`fineproofs.cards.stats.card_tables` (rendered by
 the ``table`` macro), counts per stage with drop reasons, provenance (models,
 revisions, prompt versions, sampling, thresholds), the decontamination report and
 the licence of every source.
@@ -37,6 +37,8 @@ from pathlib import Path
 
 import jinja2
 
+from fineproofs.errors import CardError
+
 REPO_PLACEHOLDER = "ORG/NAME"
 
 # Hub licence identifiers (https://huggingface.co/docs/hub/repositories-licenses)
@@ -63,7 +65,7 @@ document-question-answering graph-ml other
 """.split())
 
 
-class CardValidationError(ValueError):
+class CardValidationError(CardError):
     """The card would not pass the Hub's checks; ``problems`` lists why."""
 
     def __init__(self, problems: list[str]):

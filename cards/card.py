@@ -1,6 +1,7 @@
 """Write the dataset card (README.md with YAML metadata) of a finished build.
 
-:func:`write_card` runs after the split writers: it reads the shards back (the
+:func:`write_card` runs after the build (it reads the run directory: ``build.json``
+and the shards): it reads the shards back (the
 statistics describe what was written, not what was meant to be written), renders
 ``cards/<split>.md.j2``, validates the result offline
 (:func:`fineproofs.cards.validate_card`) and writes next to it:
@@ -18,25 +19,26 @@ statistics describe what was written, not what was meant to be written), renders
   reasons, decontamination, provenance), read back by ``fineproofs stats``.
 
 The card's loading snippet names ``ORG/NAME`` until the run is pushed:
-:func:`fineproofs.hub.push_run` substitutes the real repo id in what it uploads.
+:func:`fineproofs.cards.hub.push_run` substitutes the real repo id in what it uploads.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib.metadata
 import json
-import os
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from fineproofs import prompts
+from fineproofs import prompts, rundir
 from fineproofs.cards import REPO_PLACEHOLDER, render_card, validate_card
-from fineproofs.config import Profile
+from fineproofs.cards.stats import CARD_DATA, card_tables, distributions, write_plots
+from fineproofs.config import Profile, public_yaml
+from fineproofs.errors import DataError
 from fineproofs.records import RL_FEATURES, SFTRow, features_of
 
 FIELD_DOCS = {
@@ -102,17 +104,6 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def _redact_urls(value):
-    """Drop user:password@ from URLs anywhere in a dumped profile."""
-    if isinstance(value, dict):
-        return {k: _redact_urls(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_urls(v) for v in value]
-    if isinstance(value, str):
-        return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", value)
-    return value
-
-
 def _versions() -> dict[str, str]:
     out = {}
     for name in ("fineproofs", "datasets", "huggingface_hub", "transformers", "vllm", "polars"):
@@ -129,42 +120,71 @@ def _arrow_bytes(folder: Path) -> int:
     return sum(pq.read_table(f).nbytes for f in sorted(folder.glob("*.parquet")))
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+@dataclass
+class CardFacts:
+    """What the card says that the shards cannot tell: the build's counts, drops,
+    decontamination and provenance. A build writes them to ``build.json``."""
+
+    split: str
+    rows: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    decontaminated: bool = False
+    decontam_report: dict = field(default_factory=dict)
+    rubric_hash: str = ""
+    source_licences: dict[str, str] = field(default_factory=dict)
+    rename: dict[str, str] = field(default_factory=dict)
+    benchmark_args: list[str] = field(default_factory=list)
+    limit: int | None = None
+
+    @classmethod
+    def from_run(cls, run_dir: Path) -> "CardFacts":
+        path = Path(run_dir) / rundir.MANIFEST
+        try:
+            m = json.loads(path.read_text(encoding="utf-8"))
+            return cls(split=m["split"], rows=m.get("rows", {}), counts=m.get("counts", {}),
+                       dropped=m.get("dropped", {}), decontaminated=bool(m.get("decontaminated")),
+                       decontam_report=m.get("decontamination") or {}, rubric_hash=m.get("rubric_hash", ""),
+                       source_licences=m.get("source_licences", {}), rename=m.get("rename", {}),
+                       benchmark_args=m.get("benchmarks", []), limit=m.get("limit"))
+        except FileNotFoundError as e:
+            raise DataError(f"{path} is missing: run `fineproofs build` into {run_dir} first") from e
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise DataError(f"{path} is damaged ({e}); re-run the build to rewrite it") from e
 
 
-def write_card(
-    out_dir: Path,
-    *,
-    split: str,
-    profile: Profile,
-    rows: dict[str, int],
-    counts: dict[str, int],
-    dropped: dict[str, dict[str, int]],
-    decontaminated: bool,
-    decontam_report: dict,
-    rubrics_text: list[str],
-    source_licences: dict[str, str],
-    rename: dict[str, str],
-    benchmark_args: list[str],
-    limit: int | None,
-    repo_id: str = "",
-) -> Path:
-    from fineproofs.stats import CARD_DATA, card_tables, distributions, write_plots
-
+def write_card(out_dir: Path, profile: Profile, facts: CardFacts | None = None, repo_id: str = "") -> Path:
+    """Render, validate and write the card of the build in ``out_dir`` (facts from its
+    ``build.json`` unless given), with its plots, ``card_data.json`` and ``profile.yaml``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    features = RL_FEATURES if split == "rl" else features_of(SFTRow, rename)
+    facts = facts or CardFacts.from_run(out_dir)
+    split = facts.split
+    features = RL_FEATURES if split == "rl" else features_of(SFTRow, facts.rename)
     config_names = ["default"] if split == "rl" else ["default", "all"]
     dist = distributions(out_dir)
-    rows = {c: dist["rows"].get(c, rows.get(c, 0)) for c in config_names}
+    rows = {c: dist["rows"].get(c, facts.rows.get(c, 0)) for c in config_names}
     configs = [{"name": c, "path": f"data/{c}/train-*.parquet", "rows": rows[c]} for c in config_names]
-    shard_bytes = {c: sum(f.stat().st_size for f in (out_dir / "data" / c).glob("*.parquet")) for c in config_names}
-    arrow_bytes = {c: _arrow_bytes(out_dir / "data" / c) for c in config_names}
-    license_id, license_note = hub_license(source_licences)
-    metadata = {
+    metadata = _metadata(out_dir, split, profile, configs, features, facts.source_licences)
+    card_data = _card_data(split, profile, rows, facts, metadata["pretty_name"])
+    ctx = _context(out_dir, profile, facts, card_data, dist, metadata, configs, features)
+    ctx["repo_id"] = repo_id or REPO_PLACEHOLDER
+    text = render_card(split, ctx)
+    validate_card(text, expected_features={c: features for c in config_names}, root=out_dir)
+    rundir.write_text(out_dir / "profile.yaml", ctx["profile_yaml"])
+    rundir.write_text(out_dir / CARD_DATA, json.dumps(card_data, indent=1, ensure_ascii=False))
+    path = out_dir / "README.md"
+    rundir.write_text(path, text)
+    return path
+
+
+def _metadata(out_dir: Path, split: str, profile: Profile, configs: list[dict], features,
+              source_licences: dict[str, str]) -> dict:
+    """The card's YAML header."""
+    names = [c["name"] for c in configs]
+    shard_bytes = {c: sum(f.stat().st_size for f in (out_dir / "data" / c).glob("*.parquet")) for c in names}
+    arrow_bytes = {c: _arrow_bytes(out_dir / "data" / c) for c in names}
+    license_id, _ = hub_license(source_licences)
+    return {
         "license": license_id,
         **({"license_name": "mixed-source-licences"} if license_id == "other" else {}),
         "language": ["en"],
@@ -172,7 +192,7 @@ def write_card(
         "task_categories": ["text-generation"],
         "tags": ["math", "olympiad", "proofs", "fineproofs", "synthetic"]
         + (["rubrics", "reinforcement-learning", "grpo"] if split == "rl" else ["distillation", "sft", "reasoning"]),
-        "size_categories": [_size_category(max(rows.values(), default=0))],
+        "size_categories": [_size_category(max((c["rows"] for c in configs), default=0))],
         "configs": [
             {"config_name": c["name"], "data_files": [{"split": "train", "path": c["path"]}],
              **({"default": True} if c["name"] == "default" else {})}
@@ -185,8 +205,11 @@ def write_card(
             for c in configs
         ],
     }
+
+
+def _roles(split: str, profile: Profile) -> dict[str, dict]:
     sampling_counts = {"teacher": profile.teacher_samples, "student": profile.student_samples}
-    roles = {
+    return {
         name: {
             "model": getattr(profile, name).engine.display_name,
             "revision": getattr(profile, name).engine.revision,
@@ -197,67 +220,65 @@ def write_card(
         for name in ROLES
         if split == "sft" or name not in ("teacher", "grader")
     }
-    flagged = (decontam_report or {}).get("flagged") or []
+
+
+def _card_data(split: str, profile: Profile, rows: dict[str, int], facts: CardFacts, pretty_name: str) -> dict:
+    """``card_data.json``: what ``fineproofs stats`` reads back."""
+    report = facts.decontam_report or {}
+    flagged = report.get("flagged") or []
     decontam = {
-        "benchmarks": (decontam_report or {}).get("benchmarks") or {},
-        "methods": (decontam_report or {}).get("methods") or [],
+        "benchmarks": report.get("benchmarks") or {},
+        "methods": report.get("methods") or [],
         "by_method": dict(sorted(Counter(f.get("method", "unknown") for f in flagged).items())),
     }
-    thresholds = (profile.splits.sft if split == "sft" else profile.splits.rl).model_dump()
-    pretty_name = metadata["pretty_name"]
-    card_data = {
-        "split": split, "pretty_name": pretty_name, "profile": profile.name, "rows": rows, "counts": counts,
-        "dropped": dropped, "decontaminated": decontaminated, "decontamination": decontam, "roles": roles,
-        "prompt_versions": prompts.versions(), "thresholds": thresholds,
-        "source_licences": [{"source": k, "licence": v} for k, v in sorted(source_licences.items())],
+    return {
+        "split": split, "pretty_name": pretty_name, "profile": profile.name, "rows": rows, "counts": facts.counts,
+        "dropped": facts.dropped, "decontaminated": facts.decontaminated, "decontamination": decontam,
+        "roles": _roles(split, profile), "prompt_versions": prompts.versions(),
+        "thresholds": (profile.splits.sft if split == "sft" else profile.splits.rl).model_dump(),
+        "source_licences": [{"source": k, "licence": v} for k, v in sorted(facts.source_licences.items())],
     }
-    tables = card_tables(out_dir, card_data, dist)
-    plots = write_plots(dist, out_dir)
-    profile_dump = _redact_urls(profile.model_dump())
-    profile_yaml = yaml.safe_dump(profile_dump, sort_keys=False, allow_unicode=True)
-    reward_col = next((n for n in features if "-reward@" in n), "")
-    ctx = {
+
+
+def _context(out_dir: Path, profile: Profile, facts: CardFacts, card_data: dict, dist: dict, metadata: dict,
+             configs: list[dict], features) -> dict:
+    """Everything the Jinja template reads."""
+    _, license_note = hub_license(facts.source_licences)
+    return {
         "metadata_yaml": yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True),
-        "pretty_name": pretty_name,
+        "pretty_name": metadata["pretty_name"],
         "fineproofs_version": importlib.metadata.version("fineproofs"),
         "library_versions": _versions(),
         "built_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
         "profile": profile,
-        "profile_yaml": profile_yaml,
+        "profile_yaml": public_yaml(profile),
         "demo": profile.sources.paths == ["demo"],
-        "repo_id": repo_id or REPO_PLACEHOLDER,
+        "repo_id": REPO_PLACEHOLDER,
         "configs": configs,
         "fields": [{"name": n, "type": _type_name(f), "description": FIELD_DOCS.get(n, _column_doc(n))}
                    for n, f in features.items()],
         "sources": profile.sources.paths,
         "models": {n: getattr(profile, n).engine.display_name for n in ROLES},
         "prompt_versions": card_data["prompt_versions"],
-        "decontaminated": decontaminated,
-        "decontam": decontam,
-        "rubric_hash": hashlib.sha256("\n\n".join(sorted(rubrics_text)).encode()).hexdigest()[:16],
-        "split": split,
-        "limit": limit,
-        "benchmark_args": benchmark_args,
+        "decontaminated": facts.decontaminated,
+        "decontam": card_data["decontamination"],
+        "rubric_hash": facts.rubric_hash,
+        "split": facts.split,
+        "limit": facts.limit,
+        "benchmark_args": facts.benchmark_args,
         "k": profile.student_samples,
         "n": profile.teacher_samples,
         "sft": profile.splits.sft,
         "rl": profile.splits.rl,
-        "reward_column": reward_col,
-        "tables": tables,
-        "plots": plots,
+        "reward_column": next((n for n in features if "-reward@" in n), ""),
+        "tables": card_tables(out_dir, card_data, dist),
+        "plots": write_plots(dist, out_dir),
         "license_note": license_note,
         "column_naming_note": (
             "the published FineProofs names are kept whatever models were used; the models are listed under Provenance"
-            if not rename else "named after the models used: `<grader>-grade`, `<student>-reward@<k>`"
+            if not facts.rename else "named after the models used: `<grader>-grade`, `<student>-reward@<k>`"
         ),
     }
-    text = render_card(split, ctx)
-    validate_card(text, expected_features={c: features for c in config_names}, root=out_dir)
-    _write_text(out_dir / "profile.yaml", profile_yaml)
-    _write_text(out_dir / CARD_DATA, json.dumps(card_data, indent=1, ensure_ascii=False))
-    path = out_dir / "README.md"
-    _write_text(path, text)
-    return path
 
 
 def _column_doc(name: str) -> str:

@@ -29,14 +29,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fineproofs.errors import PushError  # a push that did not happen: the remote is unchanged
+
+__all__ = ["PushError", "PlannedFile", "push_plan", "push_run"]
+
 log = logging.getLogger(__name__)
 
 REPO_TYPE = "dataset"
 ALWAYS = ("README.md", "profile.yaml")
 
 
-class PushError(RuntimeError):
-    """A push that did not happen; the remote is unchanged. The message never holds the token."""
 
 
 @dataclass

@@ -3,7 +3,7 @@
 One function, :func:`card_tables`, computes every table of the card from the run
 directory: the parquet shards (read with polars) for the distributions, and
 ``card_data.json`` (written next to the card by
-:func:`fineproofs.pipelines.card.write_card`) for what the shards cannot tell:
+:func:`fineproofs.cards.card.write_card`) for what the shards cannot tell:
 counts and drop reasons per stage, the decontamination report, provenance and
 licences. The card template renders these tables as markdown, ``fineproofs stats``
 renders the very same tables with rich, so the two never disagree.
@@ -31,6 +31,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fineproofs.errors import DataError
+
 CARD_DATA = "card_data.json"
 PLOTS_DIR = "plots"
 GRADES = list(range(8))
@@ -48,13 +50,25 @@ def read_split(run_dir: Path) -> dict[str, Any]:
     names = sorted(p.name for p in data.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
     for name in sorted(names, key=lambda n: (n != "default", n)):
         files = sorted(str(f) for f in (data / name).glob("*.parquet"))
-        frames[name] = pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+        try:
+            frames[name] = pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+        except (pl.exceptions.PolarsError, OSError) as e:
+            raise DataError(f"{data / name}: a parquet shard is damaged ({str(e).splitlines()[0]}); "
+                            "re-run the build to rewrite it") from e
     return frames
 
 
 def read_card_data(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / CARD_DATA
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is damaged ({e}); re-run the build to rewrite it") from e
+    if not isinstance(data, dict):
+        raise DataError(f"{path} is damaged (not a JSON object); re-run the build to rewrite it")
+    return data
 
 
 def detect_split(frames: dict[str, Any]) -> str:
@@ -253,7 +267,7 @@ def print_stats(run_dir: Path, console=None) -> None:
     meta = read_card_data(run_dir)
     dist = distributions(run_dir)
     if dist["split"] == "unknown":
-        raise FileNotFoundError(f"{run_dir}: no split found (expected data/<config>/*.parquet)")
+        raise DataError(f"{run_dir}: no split found (expected data/<config>/*.parquet): run `fineproofs build` into it first")
     console.print(f"[bold]{meta.get('pretty_name') or Path(run_dir).name}[/] ({dist['split']})")
     if not meta:
         console.print(f"[yellow]{run_dir}/{CARD_DATA} is missing: only the tables computed from the shards[/]")

@@ -10,12 +10,11 @@ from fineproofs.filters.latex import LatexSanity
 from fineproofs.filters.length import LengthFilter
 from fineproofs.filters.markup import MarkupNormaliser, normalise_markup
 from fineproofs.filters.multipart import MultiPartDetector
-from fineproofs.filters.parse import ParseFilter
 from fineproofs.filters.separate import StatementSolutionSeparator
 from fineproofs.filters.solution import RequireSolution
 
 __all__ = [
     "DecontaminationFilter", "Decontaminator", "FigureDependence", "LanguageFilter", "LatexSanity", "LengthFilter",
-    "MarkupNormaliser", "MultiPartDetector", "ParseFilter", "ProblemFilter", "QuestionTypeClassifier",
+    "MarkupNormaliser", "MultiPartDetector", "ProblemFilter", "QuestionTypeClassifier",
     "RequireSolution", "StatementSolutionSeparator", "load_benchmark", "normalise_markup",
 ]

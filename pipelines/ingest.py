@@ -30,7 +30,9 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCl
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
-from fineproofs.config import Profile
+from fineproofs import rundir
+from fineproofs.config import ExecutorConfig, Profile
+from fineproofs.errors import ConfigError, Submitted
 from fineproofs.filters import (
     DecontaminationFilter,
     FigureDependence,
@@ -39,7 +41,6 @@ from fineproofs.filters import (
     LengthFilter,
     MarkupNormaliser,
     MultiPartDetector,
-    ParseFilter,
     QuestionTypeClassifier,
     RequireSolution,
     StatementSolutionSeparator,
@@ -47,7 +48,8 @@ from fineproofs.filters import (
 from fineproofs.filters.decontaminate import load_benchmark
 from fineproofs.filters.dedup import CanonicalMinhashSignature, DedupMerge, minhash_config
 from fineproofs.pipelines.sources import SourceReader, resolve_sources
-from fineproofs.records import FilterDecision, Problem
+from fineproofs.pipelines.sources.parse import ParseFilter
+from fineproofs.records import FilterDecision, Problem, problem_id
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +77,28 @@ def _writer(folder: Path) -> JsonlWriter:
     return JsonlWriter(str(folder), output_filename="${rank}.jsonl", compression=None)
 
 
-def _executor(kind: str, pipeline: list, tasks: int, logs: Path, name: str, depends=None, workers: int = 1):
-    if kind == "local":
+def _executor(ex: ExecutorConfig, pipeline: list, tasks: int, logs: Path, name: str, depends=None, workers: int = 1):
+    """The datatrove executor the profile's ``executor`` section asks for."""
+    common = dict(tasks=tasks, logging_dir=str(logs / name), skip_completed=True, depends=depends)
+    if ex.kind == "local":
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=max(1, min(tasks, workers, cpus)),
-                                     logging_dir=str(logs / name), skip_completed=True, depends=depends)
-    if kind == "slurm":
+        return LocalPipelineExecutor(pipeline, workers=max(1, min(tasks, workers, ex.workers or cpus, cpus)), **common)
+    if ex.kind == "slurm":
+        if shutil.which("sbatch") is None:
+            raise ConfigError("executor.kind is slurm but `sbatch` is not on PATH: run on a Slurm login node, "
+                              "or use --executor local")
         from datatrove.executor import SlurmPipelineExecutor
 
-        return SlurmPipelineExecutor(pipeline, tasks=tasks, time=os.environ.get("FINEPROOFS_SLURM_TIME", "04:00:00"),
-                                     partition=os.environ.get("FINEPROOFS_SLURM_PARTITION", "cpu"),
-                                     logging_dir=str(logs / name), job_name=f"fineproofs-{name}",
-                                     skip_completed=True, depends=depends)
-    if kind == "ray":
+        return SlurmPipelineExecutor(pipeline, time=ex.slurm_time, partition=ex.slurm_partition,
+                                     cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb,
+                                     job_name=f"fineproofs-{name}", **common)
+    try:
         from datatrove.executor import RayPipelineExecutor
-
-        return RayPipelineExecutor(pipeline, tasks=tasks, logging_dir=str(logs / name), skip_completed=True, depends=depends)
-    raise ValueError(f"executor must be local, slurm or ray, got {kind!r}")
+        import ray  # noqa: F401
+    except ImportError as e:
+        raise ConfigError("executor.kind is ray but ray is not installed: `pip install 'ray[default]'`, "
+                          "or use --executor local") from e
+    return RayPipelineExecutor(pipeline, cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb, **common)
 
 
 def _reason_key(reason: str) -> str:
@@ -101,8 +108,6 @@ def _reason_key(reason: str) -> str:
 def _fingerprint(profile: Profile, benchmarks: list[str], tasks: int) -> str:
     """Everything the ingest output depends on: config, code, and the size and mtime of
     every source and benchmark file (an edited or added source file invalidates it)."""
-    from fineproofs.pipelines.sources.reader import resolve_sources
-
     files = []
     try:
         sources = [s.path for s in resolve_sources(profile.sources.paths) if s.kind != "hub"]
@@ -155,33 +160,43 @@ def _to_problem(d: dict) -> Problem:
 
 
 def run_ingest(profile: Profile, out_dir: Path, *, benchmarks: list[str] | None = None, limit: int | None = None,
-               executor: str = "local", tasks: int = 1) -> IngestResult:
-    """Run (or resume) ingest for ``profile`` into ``out_dir``."""
-    out_dir = Path(out_dir)
-    benchmarks = list(benchmarks if benchmarks is not None else profile.decontamination.benchmarks)
-    tasks = max(1, int(tasks))
-    limit = limit if limit is not None else profile.limit
-    work, logs, quarantine = out_dir / "work", out_dir / "logs", out_dir / "quarantine"
-    problems_path = out_dir / "problems" / "problems.jsonl"
-    reports = out_dir / "reports"
-
-    fp = _fingerprint(profile, benchmarks, tasks)
-    fp_file = out_dir / "work" / "fingerprint"
-    if fp_file.exists() and fp_file.read_text() != fp:
-        log.warning("ingest configuration changed since the last run in %s: starting over", out_dir)
-        for d in (work, logs, quarantine, out_dir / "problems", reports):
-            shutil.rmtree(d, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
-    fp_file.write_text(fp)
+               executor: str | None = None, tasks: int | None = None) -> IngestResult:
+    """Run (or resume) ingest for ``profile`` into ``out_dir``; keyword overrides fold
+    into the profile first (:meth:`Profile.with_overrides`), then only it is read."""
+    profile = profile.with_overrides(limit=limit, benchmarks=benchmarks, executor=executor, tasks=tasks)
+    out_dir = rundir.claim(out_dir)
+    benchmarks = list(profile.decontamination.benchmarks)
+    _start_over_if_changed(out_dir, _fingerprint(profile, benchmarks, profile.executor.tasks))
     if not benchmarks:
         log.warning("!" * 20 + " " + NO_BENCHMARK_WARNING + " " + "!" * 20)
+    _run_pipelines(profile, out_dir)
+    if profile.executor.kind == "slurm" and not (out_dir / "logs" / "decontaminate" / "completions" / "00000").exists():
+        raise Submitted(f"ingest submitted to slurm; re-run the same command when the jobs finish to collect {out_dir}")
+    return _collect(profile, out_dir)
 
-    f, s = profile.filters, profile.sources
+
+# what ingest creates in the run directory, and so may remove when its configuration changes
+_OWN = ("work", "logs", "problems", "reports", *(f"quarantine/{st}" for st in STAGES[1:]))
+
+
+def _start_over_if_changed(out_dir: Path, fp: str) -> None:
+    fp_file = out_dir / "work" / "fingerprint"
+    if fp_file.exists() and fp_file.read_text() != fp:
+        log.warning("ingest configuration changed since the last run in %s: recomputing (removing only "
+                    "ingest's own %s)", out_dir, ", ".join(_OWN))
+        for d in _OWN:
+            shutil.rmtree(out_dir / d, ignore_errors=True)
+    rundir.write_text(fp_file, fp)
+
+
+def _run_pipelines(profile: Profile, out_dir: Path) -> None:
+    f, s, d, ex = profile.filters, profile.sources, profile.decontamination, profile.executor
+    work, logs, quarantine, reports = out_dir / "work", out_dir / "logs", out_dir / "quarantine", out_dir / "reports"
     q = lambda stage, step: _writer(quarantine / stage / step)  # noqa: E731
+    run = lambda steps, tasks, name, depends=None, workers=1: _executor(ex, steps, tasks, logs, name, depends, workers)  # noqa: E731
     mh = minhash_config(f.near_dup_threshold)
-    sources = resolve_sources(s.paths)
     clean = [
-        SourceReader(sources, columns=s.columns, wiki_base_url=s.wiki_base_url, licence=s.licence,
+        SourceReader(resolve_sources(s.paths), columns=s.columns, wiki_base_url=s.wiki_base_url, licence=s.licence,
                      max_bytes=s.max_bytes, hub_split=s.hub_split),
         ParseFilter(q("parsed", "parse")),
         MarkupNormaliser(),
@@ -196,67 +211,66 @@ def run_ingest(profile: Profile, out_dir: Path, *, benchmarks: list[str] | None 
         _writer(work / "clean"),
         CanonicalMinhashSignature(str(work / "minhash" / "sigs"), mh),
     ]
-    e1 = _executor(executor, clean, tasks, logs, "clean", workers=tasks)
-    e2 = _executor(executor, [MinhashDedupBuckets(str(work / "minhash" / "sigs"), str(work / "minhash" / "buckets"), config=mh)],
-                   mh.num_buckets, logs, "minhash_buckets", depends=e1, workers=tasks)
-    e3 = _executor(executor, [MinhashDedupCluster(str(work / "minhash" / "buckets"), str(work / "minhash" / "clusters"),
-                                                  config=mh, save_cluster_id=True)], 1, logs, "minhash_cluster", depends=e2)
-    e4 = _executor(executor, [DedupMerge(str(work / "clean"), str(work / "minhash" / "clusters"), tasks,
-                                         str(reports / "dedup_clusters.json"), q("dedup", "dedup")),
-                              _writer(work / "dedup")], 1, logs, "dedup", depends=e3)
-    d = profile.decontamination
+    sigs, buckets, clusters = (str(work / "minhash" / x) for x in ("sigs", "buckets", "clusters"))
+    e1 = run(clean, ex.tasks, "clean", workers=ex.tasks)
+    e2 = run([MinhashDedupBuckets(sigs, buckets, config=mh)], mh.num_buckets, "minhash_buckets", e1, ex.tasks)
+    e3 = run([MinhashDedupCluster(buckets, clusters, config=mh, save_cluster_id=True)], 1, "minhash_cluster", e2)
+    e4 = run([DedupMerge(str(work / "clean"), clusters, ex.tasks, str(reports / "dedup_clusters.json"),
+                         q("dedup", "dedup")), _writer(work / "dedup")], 1, "dedup", e3)
     final = [JsonlReader(str(work / "dedup"), glob_pattern="*.jsonl")]
-    if benchmarks:
-        final.append(DecontaminationFilter(benchmarks, q("decontaminated", "decontaminate"), ngram=d.ngram,
+    if d.benchmarks:
+        final.append(DecontaminationFilter(list(d.benchmarks), q("decontaminated", "decontaminate"), ngram=d.ngram,
                                            ngram_overlap=d.ngram_overlap, shingle_similarity=d.shingle_similarity,
                                            shingle_size=d.shingle_size, weighted_overlap=d.weighted_overlap,
                                            math_overlap=d.math_overlap, paraphrase_words=d.paraphrase_words))
     final.append(_writer(work / "final"))
-    e5 = _executor(executor, final, 1, logs, "decontaminate", depends=e4)
-    e5.run()
-    if executor == "slurm" and not (logs / "decontaminate" / "completions" / "00000").exists():
-        raise RuntimeError(f"ingest submitted to slurm; re-run the same command when the jobs finish to collect {out_dir}")
+    run(final, 1, "decontaminate", e4).run()
 
-    # ---- collect -------------------------------------------------------------------
-    kept = _read_jsonl_dir(work / "final")
+
+def _collect(profile: Profile, out_dir: Path) -> IngestResult:
+    """Read the pipelines' output back: kept problems (sorted by id, cut at the limit),
+    counts and drops per stage, the decontamination report."""
+    quarantine, reports = out_dir / "quarantine", out_dir / "reports"
+    benchmarks = list(profile.decontamination.benchmarks)
+    kept = _read_jsonl_dir(out_dir / "work" / "final")
     problems = sorted((_to_problem(x) for x in kept), key=lambda p: p.id)
-    if limit is not None:
-        problems = problems[:limit]
-    problems_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = problems_path.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        for p in problems:
-            fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
-    tmp.replace(problems_path)
-
-    dropped: dict[str, dict[str, int]] = {st: {} for st in STAGES[1:]}
-    flagged = []
-    for st in STAGES[1:]:
-        c = Counter()
-        for x in _read_jsonl_dir(quarantine / st):
-            c[_reason_key(x.get("metadata", {}).get("filter_reason", ""))] += 1
-            if st == "decontaminated" and (m := x["metadata"].get("contamination")):
-                from fineproofs.records import problem_id
-
-                flagged.append({"id": problem_id(x["text"]), **m})
-        dropped[st] = dict(sorted(c.items()))
+    if profile.limit is not None:
+        problems = problems[: profile.limit]
+    problems_path = out_dir / rundir.PROBLEMS
+    rundir.write_jsonl(problems_path, (p.to_dict() for p in problems))
+    dropped, flagged = _drops(quarantine)
     counts: dict[str, int] = {}
     n = len(kept) + sum(sum(v.values()) for v in dropped.values())
     counts["read"] = n
     for st in STAGES[1:]:
         n -= sum(dropped[st].values())
         counts[st] = n
+    report = _decontam_report(benchmarks, flagged)
+    clusters_file = reports / "dedup_clusters.json"
+    clusters = json.loads(clusters_file.read_text()) if clusters_file.exists() else []
+    rundir.write_json(reports / "ingest.json", {"counts": counts, "dropped": dropped, "decontaminated": bool(benchmarks),
+                                                "decontamination": report, "problems": len(problems)})
+    return IngestResult(problems, counts, dropped, bool(benchmarks), report, problems_path, quarantine, clusters)
+
+
+def _drops(quarantine: Path) -> tuple[dict[str, dict[str, int]], list[dict]]:
+    dropped: dict[str, dict[str, int]] = {}
+    flagged = []
+    for st in STAGES[1:]:
+        c: Counter = Counter()
+        for x in _read_jsonl_dir(quarantine / st):
+            c[_reason_key(x.get("metadata", {}).get("filter_reason", ""))] += 1
+            if st == "decontaminated" and (m := x["metadata"].get("contamination")):
+                flagged.append({"id": problem_id(x["text"]), **m})
+        dropped[st] = dict(sorted(c.items()))
     flagged.sort(key=lambda r: (r["benchmark"], r["benchmark_id"], r["id"]))
+    return dropped, flagged
+
+
+def _decontam_report(benchmarks: list[str], flagged: list[dict]) -> dict:
     bench_report = {}
     for b in benchmarks:
         probs = load_benchmark(b)
         name = probs[0].benchmark if probs else Path(b).stem
         bench_report[name] = {"problems": len(probs), "flagged": sum(1 for r in flagged if r["benchmark"] == name)}
-    report = {"benchmarks": bench_report, "methods": DECONTAM_METHODS if benchmarks else [], "flagged": flagged}
-    clusters_file = reports / "dedup_clusters.json"
-    clusters = json.loads(clusters_file.read_text()) if clusters_file.exists() else []
-    reports.mkdir(parents=True, exist_ok=True)
-    (reports / "ingest.json").write_text(json.dumps(
-        {"counts": counts, "dropped": dropped, "decontaminated": bool(benchmarks), "decontamination": report,
-         "problems": len(problems)}, indent=1))
-    return IngestResult(problems, counts, dropped, bool(benchmarks), report, problems_path, quarantine, clusters)
+    return {"benchmarks": bench_report, "methods": DECONTAM_METHODS if benchmarks else [], "flagged": flagged}

@@ -1,7 +1,7 @@
 """Rubric generation: a validated 7-point marking scheme per problem.
 
 Round 0 asks the rubric writer for a scheme from problem + reference solution.
-Each reply is parsed and validated in code (:mod:`fineproofs.rubric_format`); a
+Each reply is parsed and validated in code (:mod:`fineproofs.rubric`); a
 problem whose reply is invalid goes to the next round, which asks again with the
 validation error appended to the request (``rubric_retry`` prompt) under a new
 sample index. After
@@ -13,28 +13,25 @@ re-run replays the same decisions without generating.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from typing import Iterator
 
 from fineproofs import prompts
 from fineproofs.config import RoleConfig, RubricConfig
-from fineproofs.engines.base import GenerationRequest
+from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.generation import CachedGenerator
 from fineproofs.records import Problem, Rubric
-from fineproofs.rubric_format import RubricError, parse_rubric
-from fineproofs.engines.base import sampling_of
+from fineproofs.rubric import RubricError, parse_rubric
+from fineproofs.pipelines.stage import Failed, LLMStage, Work
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RubricResult:
-    rubrics: dict[str, Rubric] = field(default_factory=dict)  # problem id -> rubric
-    failures: dict[str, str] = field(default_factory=dict)  # problem id -> reason
-    attempts: dict[str, int] = field(default_factory=dict)
+class RubricWriter(LLMStage):
+    """The ``rubrics`` stage: a validated rubric per problem, or a :class:`Failed` with
+    the last validation error (the item passes on without a rubric)."""
 
-
-class RubricWriter:
-    stage = "rubrics"
+    name = "rubrics"
+    key_name = "problem_id"
 
     def __init__(self, role: RoleConfig, cfg: RubricConfig, generator: CachedGenerator):
         self.role = role
@@ -55,42 +52,52 @@ class RubricWriter:
         note = self.retry.render(error=error)[-1]["content"]
         return base[:-1] + [{"role": "user", "content": f"{base[-1]['content']}\n\n{note}"}]
 
-    def run(self, problems: list[Problem]) -> RubricResult:
-        res = RubricResult()
+    def process(self, chunk: list[Work]) -> Iterator[Work | Failed]:
+        failures: dict[str, str] = {}
+        self._rounds(list(chunk), failures)
+        for w in chunk:
+            if w.id in failures:
+                log.info("rubric for %s quarantined after %d attempts: %s", w.id, w.rubric_attempts, failures[w.id])
+                yield Failed(w.id, failures[w.id])
+            yield w
+
+    def records(self, work: Work) -> list[dict]:
+        if work.rubric is None:
+            return []
+        return [{"problem_id": work.id, "rubric": work.rubric.render(), "attempts": work.rubric_attempts}]
+
+    def _rounds(self, pending: list[Work], failures: dict[str, str]) -> None:
+        """Up to ``max_attempts`` rounds; each round is one batched engine call and its
+        own sample index, so a retry never replays an earlier reply."""
         sp = sampling_of(self.role)
-        convs = {
-            p.id: self.prompt.render(problem=p.statement, solution=p.reference_solution or "(none available)")
-            for p in problems
-        }
-        pending = list(problems)
+        convs = {w.id: self._base(w.problem) for w in pending}
         notes: dict[str, str] = {}
         for attempt in range(self.cfg.max_attempts):
             if not pending:
                 break
-            reqs = [GenerationRequest(self._conversation(convs[p.id], notes.get(p.id)), 1, sp, self.cfg.prefill)
-                    for p in pending]
-            # each attempt is its own sample index: a retry never replays an earlier reply
-            replies = self.generator.run(reqs, stage=self.stage, prompt_version=self.prompt_version,
+            reqs = [GenerationRequest(self._conversation(convs[w.id], notes.get(w.id)), 1, sp, self.cfg.prefill)
+                    for w in pending]
+            replies = self.generator.run(reqs, stage=self.name, prompt_version=self.prompt_version,
                                          first_sample=attempt)
             still = []
-            for p, (r,) in zip(pending, replies):
-                res.attempts[p.id] = attempt + 1
+            for w, (r,) in zip(pending, replies):
+                w.rubric_attempts = attempt + 1
                 if not r.ok:
-                    res.failures[p.id] = f"engine_failure: {r.reason}"
-                    still.append(p)
+                    failures[w.id] = f"engine_failure: {r.reason}"
+                    still.append(w)
                     continue
                 try:
-                    rubric = parse_rubric(r.text, p.id)
+                    rubric = parse_rubric(r.text, w.id)
                 except RubricError as e:
-                    res.failures[p.id] = f"invalid_rubric: {e}"
-                    notes[p.id] = str(e)
-                    still.append(p)
+                    failures[w.id] = f"invalid_rubric: {e}"
+                    notes[w.id] = str(e)
+                    still.append(w)
                     continue
                 rubric.model = self.role.engine.model
                 rubric.prompt_version = self.prompt_version
-                res.rubrics[p.id] = rubric
-                res.failures.pop(p.id, None)
+                w.rubric = rubric
+                failures.pop(w.id, None)
             pending = still
-        for pid, why in res.failures.items():
-            log.info("rubric for %s quarantined after %d attempts: %s", pid, res.attempts.get(pid, 0), why)
-        return res
+
+    def _base(self, p: Problem) -> list[dict[str, str]]:
+        return self.prompt.render(problem=p.statement, solution=p.reference_solution or "(none available)")

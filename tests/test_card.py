@@ -11,7 +11,7 @@ import yaml
 
 from fineproofs.cards import CardValidationError, validate_card
 from fineproofs.config import Profile, load_profile
-from fineproofs.pipelines.card import hub_license
+from fineproofs.cards.card import hub_license
 from fineproofs.records import RL_FEATURES, SFT_FEATURES, SFTRow, features_of, sft_column_names
 from test_splits import make_run
 
@@ -129,16 +129,16 @@ def test_hub_license_mapping():
 
 
 def test_credentials_in_endpoints_are_redacted(tmp_path):
-    from fineproofs.pipelines.card import write_card
+    from fineproofs.cards.card import CardFacts, write_card
 
     prof = load_profile("paper")
     data = prof.model_dump()
     data["teacher"]["engine"]["endpoints"] = ["https://alice:s3cr3t@llm.example.org/v1"]
     prof = Profile.model_validate(data)
     run = make_run(tmp_path / "r", "rl")
-    write_card(run, split="rl", profile=prof, rows={"default": 1}, counts={}, dropped={}, decontaminated=False,
-               decontam_report={}, rubrics_text=[], source_licences={"x": "MIT"}, rename={}, benchmark_args=[],
-               limit=3)
+    write_card(run, prof, CardFacts(split="rl", rows={"default": 1}, counts={}, dropped={}, decontaminated=False,
+                                    decontam_report={}, rubric_hash="", source_licences={"x": "MIT"}, rename={},
+                                    benchmark_args=[], limit=3))
     for f in ("README.md", "profile.yaml", "card_data.json"):
         assert "s3cr3t" not in (run / f).read_text()
     assert "https://***@llm.example.org/v1" in (run / "profile.yaml").read_text()

@@ -7,7 +7,7 @@ import pytest
 from fineproofs.config import EngineConfig, GradingConfig, RoleConfig, SamplingConfig
 from fineproofs.engines.base import Completion, Engine, GenerationRequest
 from fineproofs.generation import CachedGenerator
-from fineproofs.pipelines.grade import (
+from fineproofs.judging import (
     GradeJob,
     Grader,
     ScoreParseError,

@@ -97,7 +97,7 @@ def test_two_tasks_same_problems(tmp_path, demo_run):
 def test_ingest_cli(tmp_path):
     from click.testing import CliRunner
 
-    from fineproofs.commands.ingest import ingest
+    from fineproofs.cli.ingest import ingest
 
     res = CliRunner().invoke(ingest, ["--profile", "embedded", "--output", str(tmp_path), "--limit", "3"])
     assert res.exit_code == 0, res.output

@@ -74,7 +74,7 @@ def _load_remote(hub, home, pairs):
 
 def test_push_and_load_back_every_row(online, runs, tmp_path):
     import datasets
-    from fineproofs.hub import push_plan, push_run
+    from fineproofs.cards.hub import push_plan, push_run
     from fineproofs.records import RL_FEATURES, SFT_FEATURES
 
     hub = online
@@ -105,7 +105,7 @@ def test_push_and_load_back_every_row(online, runs, tmp_path):
 
 
 def test_failed_commit_leaves_remote_unchanged(online, runs, tmp_path):
-    from fineproofs.hub import PushError, push_run
+    from fineproofs.cards.hub import PushError, push_run
 
     hub = online
     repo = "fineproofs/atomic"
@@ -137,7 +137,7 @@ def test_failed_commit_leaves_remote_unchanged(online, runs, tmp_path):
 
 
 def test_branch_and_pull_request(online, runs):
-    from fineproofs.hub import push_run
+    from fineproofs.cards.hub import push_run
 
     hub = online
     repo = "fineproofs/branches"
@@ -175,7 +175,7 @@ def test_cli_push_never_leaks_the_token(hub, runs, tmp_path):
 def test_push_refuses_bad_runs(online, runs, tmp_path):
     import shutil
 
-    from fineproofs.hub import PushError, push_run
+    from fineproofs.cards.hub import PushError, push_run
 
     with pytest.raises(PushError, match="no README.md"):
         push_run(tmp_path, "fineproofs/empty")

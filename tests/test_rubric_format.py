@@ -1,6 +1,6 @@
 import pytest
 
-from fineproofs.rubric_format import RubricError, parse_rubric, render_rubric
+from fineproofs.rubric import RubricError, parse_rubric, render_rubric
 
 GOOD = """Here is the scheme.
 1. (2 points) Reduces to the case a = b.

@@ -66,7 +66,8 @@ def make_run(out: Path, split: str, *, profile_name: str = "paper", n: int = 6, 
              decontam: bool = True, **split_overrides) -> Path:
     """A run directory as a build leaves it: split shards, card, plots, plus the
     non-pushable parts (store.sqlite, stages/, quarantine/) for the push tests."""
-    from fineproofs.pipelines.card import write_card
+    from fineproofs.cards.card import CardFacts, write_card
+    from fineproofs.rubric import rubric_hash
 
     prof = load_profile(profile_name)
     if split_overrides:
@@ -93,16 +94,16 @@ def make_run(out: Path, split: str, *, profile_name: str = "paper", n: int = 6, 
               "methods": ["ngram", "shingle", "weighted", "math+words"],
               "flagged": [{"id": "x", "benchmark": "IMO-ProofBench", "benchmark_id": "PB-1", "method": "ngram"},
                           {"id": "y", "benchmark": "IMO-ProofBench", "benchmark_id": "PB-2", "method": "shingle"}]}
-    write_card(
-        out, split=split, profile=prof, rows=res.rows,
+    write_card(out, prof, CardFacts(
+        split=split, rows=res.rows,
         counts={"read": n + 3, "decontaminated": n, "rubrics": len(rubrics), "split": res.rows["default"]},
         dropped={"decontaminated": {"contaminated": 2}, "parsed": {"no_statement": 1},
                  "rubrics": {"invalid_rubric": 1}, "split": res.dropped},
         decontaminated=decontam, decontam_report=report if decontam else {"benchmarks": {}, "methods": []},
-        rubrics_text=[r.render() for r in rubrics.values()],
+        rubric_hash=rubric_hash(r.render() for r in rubrics.values()),
         source_licences={p.source: p.licence for p in problems}, rename=rename,
         benchmark_args=["proofbench_v2.csv"] if decontam else [], limit=None,
-    )
+    ))
     return out
 
 

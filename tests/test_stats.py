@@ -8,7 +8,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from fineproofs.stats import card_tables, distributions
+from fineproofs.cards.stats import card_tables, distributions
 from test_splits import make_run
 
 

@@ -9,8 +9,8 @@
   proof is graded, so the results also give the score after each turn.
 * Judge: the ``eval_grade`` prompt (problem, reference solution, the benchmark's
   grading guidelines, the proof fenced as data after
-  :func:`~fineproofs.pipelines.grade.neutralise`). The reply must contain exactly
-  one ``<score>N</score>`` (:func:`~fineproofs.pipelines.grade.parse_score`) with N
+  :func:`~fineproofs.judging.neutralise`). The reply must contain exactly
+  one ``<score>N</score>`` (:func:`~fineproofs.judging.parse_score`) with N
   in {0, 1, 6, 7}; anything else is unparseable and retried with a new sample, up
   to ``grading.max_attempts``. A proof still without a valid score is a **judge
   failure: reported, and excluded from the means, never scored 0**. An empty or
@@ -36,14 +36,7 @@ from fineproofs.config import ConfigError, GradingConfig, RoleConfig
 from fineproofs.engines import EnginePool
 from fineproofs.generation import CachedGenerator
 from fineproofs.engines.base import sampling_of
-from fineproofs.pipelines.grade import (
-    ScoreParseError,
-    aggregate,
-    injection_flags,
-    judge_with_retries,
-    neutralise,
-    parse_score,
-)
+from fineproofs.judging import ScoreParseError, collect, injection_flags, judge_with_retries, neutralise, parse_score
 from fineproofs.store import ResponseStore
 from fineproofs.train.config import EvalRunConfig
 from fineproofs.train.rc import Summarizer, engine_generate, run_chains
@@ -140,20 +133,11 @@ class ProofBenchGrader:
             self.generator, [self.messages(*items[i]) for i in todo], self.cfg, sampling_of(self.role), self.parse,
             stage="eval_grade", prompt_version=self.prompt.version,
         )
-        scores = {(todo[k], j): v for (k, j), v in got.items()}
-        reasons = {(todo[k], j): v for (k, j), v in why.items()}
-        for i, (p, proof) in enumerate(items):
-            if out[i] is not None:
-                continue
-            valid = [scores[(i, j)] for j in range(self.cfg.judges) if (i, j) in scores]
-            flags = injection_flags(proof)
-            if valid:
-                agg = aggregate(valid, self.cfg.aggregate)
-                agg = min(PROOFBENCH_SCORES, key=lambda s: (abs(s - agg), s))  # ensembles stay on the scale
-                out[i] = Verdict(agg, "ok", flags=flags)
-            else:
-                out[i] = Verdict(None, "failed", f"{reasons.get((i, 0), 'no reply')} (after {attempts} attempts)",
-                                 flags)
+        snap = lambda agg: min(PROOFBENCH_SCORES, key=lambda s: (abs(s - agg), s))  # noqa: E731  ensembles stay on the scale
+        for k, (score, reason) in enumerate(collect(got, why, len(todo), self.cfg, snap)):
+            i = todo[k]
+            flags = injection_flags(items[i][1])
+            out[i] = Verdict(score, "ok", flags=flags) if score is not None else Verdict(None, "failed", reason, flags)
         return out  # type: ignore[return-value]
 
 

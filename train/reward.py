@@ -8,7 +8,7 @@ For each completion of a GRPO batch:
    empty, whose ``<think>`` block never closes, or (``require_eos``) that hit the
    length limit without an end-of-sequence token is **unterminated: reward 0.0**,
    and the judge is not asked;
-2. every other proof of the batch goes to :class:`fineproofs.pipelines.grade.Grader`
+2. every other proof of the batch goes to :class:`fineproofs.judging.Grader`
    in **one call**: the same ``grade`` prompt, the same injection guard (proof fenced
    as data, score tags neutralised, flags recorded) and the same strict
    ``<score>N</score>`` parsing as the dataset build. The engine does the fan-out
@@ -27,7 +27,7 @@ Every judge reply is kept in a :class:`~fineproofs.store.ResponseStore`
 (``<output_dir>/judge_store.sqlite``), so a resumed run does not pay twice for a grade.
 
 The rubric is the RL row's ``rubrics`` text: parsed with
-:func:`fineproofs.rubric_format.parse_rubric` when it is in fineproofs' format and
+:func:`fineproofs.rubric.parse_rubric` when it is in fineproofs' format and
 passed through verbatim otherwise (the published dataset's free-form rubrics).
 """
 
@@ -42,9 +42,9 @@ from fineproofs.config import GradingConfig, RoleConfig
 from fineproofs.engines.base import Engine
 from fineproofs.generation import CachedGenerator
 from fineproofs.replies import split_reasoning
-from fineproofs.pipelines.grade import GradeJob, Grader
+from fineproofs.judging import GradeJob, Grader
 from fineproofs.records import Problem, ProofSample, Rubric
-from fineproofs.rubric_format import RubricError, parse_rubric
+from fineproofs.rubric import RubricError, parse_rubric
 from fineproofs.store import ResponseStore
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""The ``fineproofs`` command line."""
+"""The ``fineproofs`` command line: the only click code. Every command maps errors
+through :mod:`fineproofs.cli.base` (one line, exit 2 for configuration, 1 otherwise)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from fineproofs.config import ConfigError, bundled_profiles, load_profile, profile_text
+from fineproofs.config import bundled_profiles, load_profile, profile_text
+from fineproofs.cli.base import Group
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -30,15 +32,7 @@ def _setup_logging(verbose: bool) -> None:
         logger.disable("datatrove")
 
 
-class _Group(click.Group):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except ConfigError as e:
-            raise click.ClickException(str(e)) from e
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True,
               help="Log everything, including library messages (datatrove's per-task pipeline logs).")
 def cli(verbose: bool) -> None:
@@ -63,11 +57,13 @@ def cli(verbose: bool) -> None:
               help="Keep the first N problems after cleaning (default: the profile's limit).")
 @click.option("--benchmarks", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Benchmark file(s) to decontaminate against (CSV/JSONL/parquet); repeatable.")
-@click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default="local", show_default=True,
-              help="datatrove executor for the ingest stages.")
+@click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default=None,
+              help="datatrove executor for the ingest stages (default: the profile's executor.kind, local).")
+@click.option("--tasks", type=click.IntRange(min=1), default=None,
+              help="datatrove tasks for the parallel ingest steps (default: the profile's executor.tasks).")
 @click.option("--push-to", default=None, metavar="ORG/NAME", help="Push the result to this Hub dataset repo.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def build(split, output, profile, limit, benchmarks, executor, push_to, no_progress):
+def build(split, output, profile, limit, benchmarks, executor, tasks, push_to, no_progress):
     """Build a FineProofs split end to end.
 
     Reads the sources, parses, cleans, deduplicates and decontaminates them, writes
@@ -75,19 +71,18 @@ def build(split, output, profile, limit, benchmarks, executor, push_to, no_progr
     layout with a dataset card. Every LLM completion is kept in OUTPUT/store.sqlite:
     re-running the same command generates nothing new.
     """
+    from fineproofs.cards.card import write_card
+    from fineproofs.cli.summary import print_build_summary
     from fineproofs.pipelines.build import Build
-    from fineproofs.summary import print_build_summary
 
-    prof = load_profile(profile)
+    prof = load_profile(profile).with_overrides(limit=limit, benchmarks=list(benchmarks) or None, executor=executor,
+                                                tasks=tasks)
     out = output or Path(f"fineproofs-{split}")
-    try:
-        result = Build(prof, out, split, benchmarks=list(benchmarks) or None, limit=limit,
-                       progress=not no_progress, executor=executor).run()
-    except RuntimeError as e:
-        raise click.ClickException(str(e)) from e
+    result = Build(prof, out, split, progress=not no_progress).run()
+    result.card = write_card(out, prof)
     print_build_summary(result)
     if push_to:
-        from fineproofs.hub import push_run
+        from fineproofs.cards.hub import push_run
 
         url = push_run(out, push_to)
         click.echo(f"pushed to {url}")
@@ -118,33 +113,19 @@ def profiles_show(name: str) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def status(run_dir: Path) -> None:
     """Per LLM stage of RUN_DIR: done, failed (by reason), tokens and cost so far."""
-    from fineproofs.summary import print_status
+    from fineproofs.cli.summary import print_status
 
     print_status(run_dir)
 
 
-def _register_optional() -> None:
-    """Commands contributed by other modules (imported lazily when present)."""
-    import importlib
+def _register() -> None:
+    from fineproofs.cli import hub, ingest, train
 
-    for module, names in (
-        ("fineproofs.commands.ingest", ("ingest", "decontaminate", "crawl")),
-        ("fineproofs.commands.hub", ("push", "stats")),
-        ("fineproofs.commands.train", ("train", "eval")),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("fineproofs"):
-                continue
-            raise
-        for n in names:
-            cmd = getattr(mod, n, None)
-            if cmd is not None:
-                cli.add_command(cmd, n)
+    for cmd in (ingest.ingest, ingest.decontaminate, ingest.crawl, hub.push, hub.stats, train.train, train.eval_cmd):
+        cli.add_command(cmd)
 
 
-_register_optional()
+_register()
 
 
 def main() -> None:

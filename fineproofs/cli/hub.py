@@ -1,4 +1,4 @@
-"""``fineproofs push`` and ``fineproofs stats`` (registered by :mod:`fineproofs.cli`)."""
+"""``fineproofs push`` and ``fineproofs stats`` ."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from fineproofs.cli.base import Command
 
-@click.command()
+
+@click.command(cls=Command)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--repo-id", required=True, metavar="ORG/NAME", help="Hub dataset repo (created if missing).")
 @click.option("--private", is_flag=True, help="Create the repo as private (an existing repo keeps its visibility).")
@@ -24,29 +26,22 @@ def push(run_dir: Path, repo_id: str, private: bool, revision: str | None, creat
     token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT selects another Hub.
     A failed push leaves the remote as it was.
     """
-    from fineproofs.hub import PushError, push_plan, push_run
+    from fineproofs.cards.hub import push_plan, push_run
 
-    try:
-        if dry_run:
-            for f in push_plan(run_dir, repo_id):
-                click.echo(f"{f.path_in_repo}  ({len(f.data)} bytes)")
-            return
-        url = push_run(run_dir, repo_id, private=private, revision=revision, create_pr=create_pr,
-                       commit_message=message)
-    except PushError as e:
-        raise click.ClickException(str(e)) from None
+    if dry_run:
+        for f in push_plan(run_dir, repo_id):
+            click.echo(f"{f.path_in_repo}  ({len(f.data)} bytes)")
+        return
+    url = push_run(run_dir, repo_id, private=private, revision=revision, create_pr=create_pr, commit_message=message)
     click.echo(f"pushed to {url}")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def stats(run_dir: Path) -> None:
     """The dataset card's tables for RUN_DIR, in the terminal: rows per config, counts
     and drops per stage, grade histogram, reward_mean distribution, problems per source
     and category, decontamination, provenance, licences."""
-    from fineproofs.stats import print_stats
+    from fineproofs.cards.stats import print_stats
 
-    try:
-        print_stats(run_dir)
-    except FileNotFoundError as e:
-        raise click.ClickException(str(e)) from None
+    print_stats(run_dir)

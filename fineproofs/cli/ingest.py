@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from fineproofs.cli.base import Command
+
 
 def _read_rows(path: Path) -> list[dict]:
     if path.suffix == ".csv":
@@ -32,7 +34,7 @@ def _read_rows(path: Path) -> list[dict]:
     return rows
 
 
-@click.command("decontaminate")
+@click.command("decontaminate", cls=Command)
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--against", "against", multiple=True, required=True,
               help="benchmark file (CSV/JSONL/parquet, or hf:<dataset>); repeatable")
@@ -68,23 +70,22 @@ def decontaminate(input_path: Path, against: tuple[str, ...], text_field: str, o
         click.echo(f"  {name}: {flagged.get(name, 0)} flagged ({len(ps)} benchmark problems)")
 
 
-@click.command("ingest")
+@click.command("ingest", cls=Command)
 @click.option("--profile", "profile_name", default="embedded", show_default=True, help="bundled profile name or YAML file")
 @click.option("--output", "output", required=True, type=click.Path(file_okay=False, path_type=Path), help="run directory")
 @click.option("--benchmarks", multiple=True, help="benchmark files to decontaminate against (repeatable)")
-@click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default="local", show_default=True)
-@click.option("--tasks", type=int, default=1, show_default=True, help="parallel tasks for the sharded stages")
-@click.option("--limit", type=int, default=None, help="keep the first N problems (by id)")
+@click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default=None,
+              help="datatrove executor (default: the profile's executor.kind)")
+@click.option("--tasks", type=click.IntRange(min=1), default=None, help="parallel tasks for the sharded stages")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="keep the first N problems (by id)")
 def ingest(profile_name: str, output: Path, benchmarks: tuple[str, ...], executor: str, tasks: int, limit: int | None) -> None:
     """Scrape/read sources, clean, classify, dedup and decontaminate into OUTPUT/problems."""
-    from fineproofs.config import ConfigError, load_profile
+    from fineproofs.config import load_profile
     from fineproofs.pipelines.ingest import NO_BENCHMARK_WARNING, run_ingest
 
-    try:
-        profile = load_profile(profile_name)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
-    r = run_ingest(profile, output, benchmarks=list(benchmarks) or None, limit=limit, executor=executor, tasks=tasks)
+    profile = load_profile(profile_name).with_overrides(limit=limit, benchmarks=list(benchmarks) or None,
+                                                         executor=executor, tasks=tasks)
+    r = run_ingest(profile, output)
     click.echo(" -> ".join(f"{k} {v}" for k, v in r.counts.items()))
     for stage, reasons in r.dropped.items():
         if reasons:
@@ -97,7 +98,7 @@ def ingest(profile_name: str, output: Path, benchmarks: tuple[str, ...], executo
     click.echo(f"{len(r.problems)} problems -> {r.problems_path} (quarantine: {r.quarantine_dir})")
 
 
-@click.command("crawl")
+@click.command("crawl", cls=Command)
 @click.option("--api", "api_url", required=True,
               help="MediaWiki API endpoint, e.g. https://artofproblemsolving.com/wiki/api.php")
 @click.option("--output", "output", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -105,7 +106,7 @@ def ingest(profile_name: str, output: Path, benchmarks: tuple[str, ...], executo
 @click.option("--category", default=None, help="crawl the pages of this category (e.g. 'Category:Olympiad Problems')")
 @click.option("--prefix", default=None, help="crawl the pages whose titles start with this prefix")
 @click.option("--title", "titles", multiple=True, help="crawl these page titles (repeatable)")
-@click.option("--limit", type=int, default=None, help="at most N pages")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="at most N pages")
 @click.option("--min-interval", type=float, default=1.0, show_default=True, help="seconds between requests per host")
 @click.option("--refresh", is_flag=True, help="re-check stored pages (conditional requests: unchanged pages cost a 304)")
 def crawl(api_url, output, category, prefix, titles, limit, min_interval, refresh) -> None:

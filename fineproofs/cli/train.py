@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from fineproofs.cli.base import Command, Group
+
 
 def _common(f):
     f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -29,20 +31,16 @@ def _common(f):
 
 
 def _run(stage: str, config, data, output, model, no_resume, overrides):
-    from fineproofs.config import ConfigError
     from fineproofs.train.config import load_stage_config
 
-    try:
-        cfg = load_stage_config(stage, config, list(overrides))
-        if stage == "sft":
-            from fineproofs.train.sft import run_sft as fn
-        elif stage == "rl":
-            from fineproofs.train.rl import run_rl as fn
-        else:
-            from fineproofs.train.rc import run_rc as fn
-        res = fn(cfg, output, data=data, model=model, resume=not no_resume)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
+    cfg = load_stage_config(stage, config, list(overrides))
+    if stage == "sft":
+        from fineproofs.train.sft import run_sft as fn
+    elif stage == "rl":
+        from fineproofs.train.rl import run_rl as fn
+    else:
+        from fineproofs.train.rc import run_rc as fn
+    res = fn(cfg, output, data=data, model=model, resume=not no_resume)
     click.echo(res.summary())
     if res.metrics:
         import json
@@ -50,13 +48,13 @@ def _run(stage: str, config, data, output, model, no_resume, overrides):
         click.echo(json.dumps(res.metrics, indent=2, default=str))
 
 
-@click.group()
+@click.group(cls=Group)
 def train() -> None:
     """Train a proof model the QED-Nano way: sft -> rl (rubric rewards) -> rc (reasoning cache).
 
     Multi-GPU: launch through accelerate with a shipped config, e.g.
     `accelerate launch --config_file $(python -c "import fineproofs.train as t;
-    print(t.config_path('accelerate_zero3.yaml'))") -m fineproofs.cli train sft ...`
+    print(t.config_path('accelerate_zero3.yaml'))") -m fineproofs train sft ...`
     (see train/README.md).
     """
 
@@ -82,7 +80,7 @@ def rc(config, data, output, model, no_resume, overrides):
     _run("rc", config, data, output, model, no_resume, overrides)
 
 
-@click.command("eval")
+@click.command("eval", cls=Command)
 @click.option("--config", "-c", "config", default="paper", show_default=True,
               help="Bundled eval config (paper, embedded) or a YAML file.")
 @click.option("--model", default=None, help="Model under test (overrides policy.engine.model): checkpoint dir, Hub id, embedded.")
@@ -97,23 +95,16 @@ def eval_cmd(config, model, benchmark, output, limit, turns, overrides):
 
     Judge failures are reported and excluded from the means, never scored 0.
     """
-    from fineproofs.config import ConfigError
     from fineproofs.train.config import load_stage_config
+    from fineproofs.train.evaluate import run_eval
 
     sets = list(overrides)
     if limit:
         sets.append(f"limit={limit}")
     if turns:
         sets.append(f"rc_turns={turns}")
-    try:
-        cfg = load_stage_config("eval", config, sets)
-        from fineproofs.train.evaluate import run_eval
-
-        res = run_eval(cfg, output, model=model, benchmark=benchmark)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
+    cfg = load_stage_config("eval", config, sets)
+    res = run_eval(cfg, output, model=model, benchmark=benchmark)
     click.echo(f"results: {Path(output) / 'results.json'}, {Path(output) / 'results.parquet'}")
     return res
 
-
-eval = eval_cmd  # the name the main CLI registers

@@ -16,7 +16,7 @@ What each asks for and what is parsed from the reply:
 - ``rubric`` / ``rubric_retry``: a 7-point marking scheme from problem + reference
   solution, as numbered ``N. (P points) ...`` checkpoints, optional ``Alternative X:``
   chains, ``Zero credit:`` and ``Deductions:`` lists; parsed and validated by
-  :mod:`fineproofs.rubric_format`. The retry prompt feeds the validation error back.
+  :mod:`fineproofs.rubric`. The retry prompt feeds the validation error back.
 - ``grade``: problem, optional reference solution, rubric and the proof fenced
   between ``<<<PROOF>>>`` markers as data. The reply must contain exactly one
   ``<score>N</score>`` with N in 0..7 (:mod:`fineproofs.pipelines.grade`).

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+from fineproofs.errors import DataError
 from fineproofs.pipelines.sources.reader import CRAWL_INDEX
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ USER_AGENT = "fineproofs-crawler/0.1 (olympiad dataset builder; contact: see fin
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
-class CrawlError(RuntimeError):
+class CrawlError(DataError):
     """A request that failed after the retry budget (or was refused)."""
 
 

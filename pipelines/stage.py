@@ -1,0 +1,173 @@
+"""The Stage protocol every LLM stage implements, and the build's one bookkeeping helper.
+
+A problem travels through the LLM stages as one :class:`Work` item (like a
+datatrove ``Document``): each stage adds its piece (a rubric, proofs, grades, a
+difficulty) and passes the item on. A stage's ``run`` consumes an iterable of
+items and yields every item back, interleaved with :class:`Failed` records (an
+item key and a reason) for what it could not produce. Stages work in bounded
+chunks (:attr:`LLMStage.chunk`), so items stream through a chain of stages and no
+stage needs the whole corpus at once.
+
+:class:`Recorder` does the bookkeeping the same way for every stage: counts of
+results, failures by reason kind, the stage file ``stages/<name>.jsonl`` and the
+quarantine file, all written incrementally.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator, Protocol
+
+from fineproofs import rundir
+from fineproofs.records import Grade, Problem, ProofSample, Rubric
+
+# the grain of streaming: problems per engine call
+DEFAULT_CHUNK = 256
+
+
+@dataclass
+class Difficulty:
+    """A problem's valid rollout grades (FineProofs-RL's ``scores`` and what follows)."""
+
+    problem_id: str
+    scores: list[int]
+    failed: int = 0  # rollouts whose grade was quarantined
+    ddof: int = 0  # 0: population std; 1: sample std (as the published FineProofs-RL)
+
+    @property
+    def rewards(self) -> list[float]:
+        return [s / 7 for s in self.scores]
+
+    @property
+    def num_rewards(self) -> int:
+        return len(self.scores)
+
+    @property
+    def reward_mean(self) -> float:
+        return sum(self.rewards) / len(self.scores) if self.scores else float("nan")
+
+    @property
+    def reward_std(self) -> float:
+        import statistics
+
+        if not self.scores:
+            return float("nan")
+        if self.ddof == 1:
+            return statistics.stdev(self.rewards) if len(self.scores) > 1 else 0.0
+        return statistics.pstdev(self.rewards)
+
+
+@dataclass
+class Work:
+    """One problem on its way through the LLM stages."""
+
+    problem: Problem
+    rubric: Rubric | None = None
+    rubric_attempts: int = 0
+    rollouts: list[ProofSample] = field(default_factory=list)
+    rollout_grades: dict[str, Grade] = field(default_factory=dict)  # sample key -> valid grade
+    rollout_failures: dict[str, str] = field(default_factory=dict)  # sample key -> reason
+    proofs: list[ProofSample] = field(default_factory=list)  # teacher distillation
+    proof_grades: dict[str, Grade] = field(default_factory=dict)
+    proof_failures: dict[str, str] = field(default_factory=dict)
+    difficulty: Difficulty | None = None
+
+    @property
+    def id(self) -> str:
+        return self.problem.id
+
+
+@dataclass(frozen=True)
+class Failed:
+    """An item a stage could not produce, with its reason (``kind: detail``)."""
+
+    key: str
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        return self.reason.split(":", 1)[0] if self.reason else "unknown"
+
+
+class Stage(Protocol):
+    """One step of the build: ``run`` yields every input item back, plus a
+    :class:`Failed` for each thing it could not produce. ``records`` is what the
+    stage adds to ``stages/<name>.jsonl`` for one item (its results, counted)."""
+
+    name: str
+    key_name: str  # what a Failed's key is ("problem_id" or "sample")
+
+    def run(self, items: Iterable[Work]) -> Iterator[Work | Failed]: ...
+
+    def records(self, work: Work) -> list[dict[str, Any]]: ...
+
+
+class LLMStage:
+    """Base of the LLM stages: feeds :meth:`process` bounded chunks of items."""
+
+    name = ""
+    key_name = "sample"
+    chunk = DEFAULT_CHUNK
+
+    def run(self, items: Iterable[Work]) -> Iterator[Work | Failed]:
+        it = iter(items)
+        while chunk := list(itertools.islice(it, self.chunk)):
+            yield from self.process(chunk)
+
+    def process(self, chunk: list[Work]) -> Iterator[Work | Failed]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def records(self, work: Work) -> list[dict[str, Any]]:
+        return []
+
+
+def as_dicts(records: Iterable[Any]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(r) for r in records]
+
+
+class Recorder:
+    """Counts, failures by reason, stage files and quarantine: one way for every stage."""
+
+    def __init__(self, out_dir: Path, counts: dict[str, int], dropped: dict[str, dict[str, int]]):
+        self.out_dir = Path(out_dir)
+        self.counts = counts
+        self.dropped = dropped
+        self._quarantine: IO[str] | None = None
+        self._closers: list[Any] = []
+
+    def __enter__(self) -> "Recorder":
+        cm = rundir.atomic_write(self.out_dir / rundir.QUARANTINE / "llm.jsonl")
+        self._quarantine = cm.__enter__()
+        self._closers.append(cm)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        while self._closers:
+            self._closers.pop().__exit__(*exc)
+
+    def through(self, stage: Stage, items: Iterable[Work]) -> Iterator[Work]:
+        """Run ``stage`` over ``items``, recording as results stream out."""
+        cm = rundir.atomic_write(self.out_dir / rundir.STAGES / f"{stage.name}.jsonl")
+        out = cm.__enter__()
+        self._closers.append(cm)
+        self.counts.setdefault(stage.name, 0)
+        reasons: Counter = Counter()
+        for x in stage.run(items):
+            if isinstance(x, Failed):
+                reasons[x.kind] += 1
+                self.dropped[stage.name] = dict(reasons)
+                self._quarantine.write(
+                    json.dumps({"stage": stage.name, stage.key_name: x.key, "reason": x.reason}, ensure_ascii=False)
+                    + "\n")
+                continue
+            recs = stage.records(x)
+            for r in recs:
+                out.write(json.dumps(r, ensure_ascii=False) + "\n")
+            self.counts[stage.name] += len(recs)
+            yield x
+        self.dropped.setdefault(stage.name, dict(reasons))
