@@ -20,23 +20,33 @@ features (inverted index), using these signals:
 backed by ``ngram``/``shingle``/formulas (formulas alone when the prose is mere
 template); a paraphrase needs matching formulas plus distinctive words, or rich prose
 mostly shared; all benchmark constants must be present in either case.
+
+Benchmarks are validated before any work (:func:`load_benchmark`,
+:func:`load_benchmarks`): a missing, unreadable or malformed file, or any row that
+cannot be read or has no problem text, raises :class:`~fineproofs.errors.DataError`
+naming the file and the line; no row is skipped. Rows to check go through
+:meth:`Decontaminator.check_rows`, which returns a :class:`RowVerdict` per row: a row
+that cannot be read or lacks the text field is an *error*, never "not contaminated".
 """
 
 from __future__ import annotations
 
-import csv
-import json
+import logging
 import math
-import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from datatrove.data import Document
 
+from fineproofs.errors import DataError
 from fineproofs.filters.base import ProblemFilter
 from fineproofs.filters.canonical import canonical, ngrams, shingles
+from fineproofs.tables import TableRow, iter_table
 
+log = logging.getLogger(__name__)
 _TRIVIAL = {"v", ",", "'"}
 TEXT_FIELDS = ("Problem", "problem", "statement", "question", "text", "prompt")
 ID_FIELDS = ("Problem ID", "problem_id", "id", "ID", "uid")
@@ -61,51 +71,70 @@ class Match:
         return {"benchmark": self.benchmark, "benchmark_id": self.benchmark_id, "method": self.method, "score": round(self.score, 4)}
 
 
-def _rows(path: str) -> list[dict]:
-    if path.startswith("hf:"):
-        from fineproofs.pipelines.sources.rows import iter_dataset
-
-        spec, _, split = path[3:].partition("@")
-        return [row for _, row in iter_dataset(spec, split or "train")]
-    p = Path(path)
-    if p.suffix == ".csv":
-        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-        with open(p, newline="", encoding="utf-8", errors="replace") as f:
-            return list(csv.DictReader(f))
-    if p.suffix in (".jsonl", ".json"):
-        out = []
-        with open(p, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.strip():
-                    try:
-                        out.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        continue
-        return out
-    if p.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(p).to_pylist()
-    raise ValueError(f"benchmark file {path}: expected .csv, .jsonl or .parquet")
+def _benchmark_rows(path: str) -> list[tuple[int, dict]]:
+    """Every row of a benchmark file, or :class:`DataError` at the first one that cannot be read.
+    A CSV record with a misplaced quote that a lenient parse reads as one record (no other
+    row swallowed; the official IMO-AnswerBench CSV has one) is kept with a warning."""
+    out = []
+    for line, row, err in iter_table(path, what="benchmark file", tolerant=True):
+        if err and row is None:
+            raise DataError(f"benchmark {path}:{line}: {err}")
+        if err:  # a quote slip read the way pandas reads it, within its own record: kept, said out loud
+            log.warning("benchmark %s:%d: %s", path, line, err)
+        out.append((line, row))
+    return out
 
 
 def load_benchmark(path: str, text_field: str | None = None, id_field: str | None = None) -> list[BenchmarkProblem]:
-    """Problems of one benchmark file; its name is the file stem."""
-    rows = _rows(path)
+    """Problems of one benchmark file (CSV / JSONL / parquet / ``hf:<id>``); its name is the
+    file stem. :class:`DataError` (one line, naming the file and the line) when the file is
+    missing, unreadable or malformed, has no problem column, or a row has no problem text."""
+    rows = _benchmark_rows(path)
     name = path[3:] if path.startswith("hf:") else Path(path).stem
     if not rows:
-        return []
-    cols = list(rows[0])
+        raise DataError(f"benchmark {path} has no rows: nothing to decontaminate against")
+    cols = list(rows[0][1])
     tf = text_field or next((c for c in TEXT_FIELDS if c in cols), None)
     idf = id_field or next((c for c in ID_FIELDS if c in cols), None)
     if tf is None:
-        raise ValueError(f"benchmark {path}: no problem column (tried {TEXT_FIELDS}); columns are {cols}")
+        raise DataError(f"benchmark {path}: no problem column (tried {', '.join(TEXT_FIELDS)}); columns are {cols}")
     out = []
-    for i, r in enumerate(rows):
-        text = str(r.get(tf) or "").strip()
-        if text:
-            out.append(BenchmarkProblem(name, str(r.get(idf)) if idf and r.get(idf) else f"{name}:{i}", text))
+    for i, (line, r) in enumerate(rows):
+        text = r.get(tf)
+        if not isinstance(text, str) or not text.strip():
+            what = "has no" if text is None or text == "" or tf not in r else f"has a non-text ({type(text).__name__})"
+            raise DataError(f"benchmark {path}:{line}: row {what} {tf!r} problem text")
+        pid = r.get(idf) if idf else None
+        out.append(BenchmarkProblem(name, str(pid) if pid not in (None, "") else f"{name}:{i}", text.strip()))
     return out
+
+
+def load_benchmarks(paths: Iterable[str]) -> list[list[BenchmarkProblem]]:
+    """:func:`load_benchmark` for every file, all validated before returning."""
+    return [load_benchmark(p) for p in paths]
+
+
+@dataclass
+class RowVerdict:
+    """The decontamination verdict on one input row: ``error`` set (the row could not be
+    checked: unreadable, no text field, text not a string) or ``match`` (None: clean)."""
+
+    line: int
+    row: dict[str, Any] | None
+    match: Match | None = None
+    error: str = ""
+
+    @property
+    def contaminated(self) -> bool | None:
+        """True/False once checked; None when the row could not be checked."""
+        return None if self.error else self.match is not None
+
+    def output_row(self) -> dict[str, Any]:
+        """The row with ``contaminated`` and ``contamination`` (only for checked rows)."""
+        if self.error:
+            raise ValueError(f"line {self.line} was not checked: {self.error}")
+        return dict(self.row or {}, contaminated=self.match is not None,
+                    contamination=self.match.as_dict() if self.match else None)
 
 
 @dataclass
@@ -209,6 +238,29 @@ class Decontaminator:
         best = sorted(mass, key=lambda i: (-mass[i], i))[:top]
         return sorted(best)
 
+    @classmethod
+    def from_files(cls, paths: Iterable[str], **params) -> Decontaminator:
+        """An index over every problem of the benchmark files (validated first)."""
+        return cls([p for ps in load_benchmarks(paths) for p in ps], **params)
+
+    def check_row(self, row: Any, text_field: str, line: int = 0) -> RowVerdict:
+        """The verdict on one input row; a row without ``text_field`` (or with a value that
+        is not text) is an error, never "not contaminated"."""
+        if not isinstance(row, dict):
+            return RowVerdict(line, None, error=f"malformed_row: not an object ({type(row).__name__})")
+        text = row.get(text_field)
+        if text is None:
+            return RowVerdict(line, row, error=f"missing_text_field: no {text_field!r} in this row")
+        if not isinstance(text, str):
+            return RowVerdict(line, row, error=f"bad_field: {text_field!r} is {type(text).__name__}, expected text")
+        return RowVerdict(line, row, self.match(text))
+
+    def check_rows(self, rows: Iterable[TableRow | tuple[int, dict | None, str]], text_field: str) -> Iterator[RowVerdict]:
+        """Verdicts for ``(line, row, error)`` rows (e.g. :func:`fineproofs.tables.iter_table`);
+        reader errors pass through as errors."""
+        for line, row, err in rows:
+            yield RowVerdict(line, None, error=err) if err else self.check_row(row, text_field, line)
+
     def match(self, text: str) -> Match | None:
         if not self.problems or not text:
             return None
@@ -234,14 +286,18 @@ class DecontaminationFilter(ProblemFilter):
         super().__init__(exclusion_writer)
         self.benchmark_files = list(benchmark_files)
         self.params = params
+        self._problems = [p for ps in load_benchmarks(self.benchmark_files) for p in ps]  # validated before any work
         self._dec: Decontaminator | None = None
 
     @property
     def decontaminator(self) -> Decontaminator:
         if self._dec is None:
-            probs = [p for f in self.benchmark_files for p in load_benchmark(f)]
-            self._dec = Decontaminator(probs, **self.params)
+            self._dec = Decontaminator(self._problems, **self.params)
         return self._dec
+
+    def filter(self, doc: Document):
+        self.decontaminator  # noqa: B018 -- built outside the per-document guard: a broken index stops the run
+        return super().filter(doc)
 
     def decide(self, doc: Document) -> tuple[bool, str]:
         m = self.decontaminator.match(doc.text)

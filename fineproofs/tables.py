@@ -77,8 +77,9 @@ def check_regular_file(path: str | Path, what: str = "file") -> Path:
     return p
 
 
-def iter_table(path: str | Path, *, split: str = "train", what: str = "file") -> Iterator[TableRow]:
-    """Rows of a CSV / TSV / JSONL / parquet file or of a Hub dataset ``hf:<id>[@split]``."""
+def iter_table(path: str | Path, *, split: str = "train", what: str = "file", tolerant: bool = False) -> Iterator[TableRow]:
+    """Rows of a CSV / TSV / JSONL / parquet file or of a Hub dataset ``hf:<id>[@split]``
+    (``tolerant``: see :func:`iter_csv`)."""
     fmt = table_format(path)
     if fmt == "hub":
         spec, _, sp = str(path)[3:].partition("@")
@@ -88,7 +89,7 @@ def iter_table(path: str | Path, *, split: str = "train", what: str = "file") ->
         raise DataError(f"{what} {path}: unsupported format (expected .csv, .tsv, .jsonl, .json or .parquet)")
     p = check_regular_file(path, what)
     reader = {"csv": iter_csv, "tsv": iter_csv, "jsonl": iter_jsonl, "parquet": iter_parquet}[fmt]
-    kw = {"delimiter": "\t"} if fmt == "tsv" else {}
+    kw = {"delimiter": "\t" if fmt == "tsv" else ",", "tolerant": tolerant} if fmt in ("csv", "tsv") else {}
     try:
         yield from reader(p, **kw)
     except OSError as e:
@@ -225,7 +226,11 @@ def _csv_header(lines: _Lines, path: Path, delimiter: str) -> list[str]:
     return names
 
 
-def iter_csv(path: Path, delimiter: str = ",") -> Iterator[TableRow]:
+def iter_csv(path: Path, delimiter: str = ",", tolerant: bool = False) -> Iterator[TableRow]:
+    """Rows of a CSV file; see the module docstring. With ``tolerant``, a record that the
+    strict parse rejects but a lenient parse (Python's default, pandas') reads as one
+    record that swallows no other row comes back with both ``row`` (fields by position)
+    and ``error`` (``recovered: ...``), for callers that accept it with a warning."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open(path, "rb") as f:
         lines = _Lines(f)
@@ -234,16 +239,22 @@ def iter_csv(path: Path, delimiter: str = ",") -> Iterator[TableRow]:
             return
         while True:
             lines.start_record()
-            try:
-                rec = next(csv.reader(lines, delimiter=delimiter, strict=True), None)
-                err = ""
-            except csv.Error as e:
-                rec, err = [], str(e)
+            rec, err = _next_record(lines, delimiter, strict=True)
             if rec is None:
                 return
             if rec == [] and not err:
                 continue  # a blank line
-            yield _csv_row(lines, names, rec, err)
+            row = _csv_row(lines, names, rec, err)
+            if tolerant and row.row is None and "quote" in row.error:
+                row = _lenient(lines, names, delimiter, row)
+            yield row
+
+
+def _next_record(lines: _Lines, delimiter: str, strict: bool) -> tuple[list[str] | None, str]:
+    try:
+        return next(csv.reader(lines, delimiter=delimiter, strict=strict), None), ""
+    except csv.Error as e:
+        return [], str(e)
 
 
 def _csv_row(lines: _Lines, names: list[str], rec: list[str], err: str) -> TableRow:
@@ -260,6 +271,41 @@ def _csv_row(lines: _Lines, names: list[str], rec: list[str], err: str) -> Table
         what = "extra" if len(rec) > len(names) else "missing"
         return TableRow(first, None, f"malformed_csv: {len(rec)} fields, header has {len(names)} ({what} fields)")
     return TableRow(first, dict(zip(names, rec, strict=True)))
+
+
+def _lenient(lines: _Lines, names: list[str], delimiter: str, failed: TableRow) -> TableRow:
+    """Re-read the record that starts on ``failed.line`` leniently; keep it unless it
+    swallows a line that is a whole row by itself (an unterminated quote merging rows),
+    runs to the end of the file inside a quote, or holds undecodable bytes."""
+    first = (failed.line, *_taken_first(lines))
+    lines.pending = deque(x for x in lines.pending if x[0] != first[0])
+    lines.pending.appendleft(first)
+    lines.start_record()
+    rec, _ = _next_record(lines, delimiter, strict=False)
+    taken = list(lines.taken)
+    swallowed = next((t[0] for t in taken[1:] if _whole_row(t[1], delimiter, len(names))), None)
+    at_eof = lines.f.peek(1) == b"" if hasattr(lines.f, "peek") else False
+    if not rec or swallowed or any(t[2] for t in taken) or (at_eof and not lines.pending and len(rec) != len(names)):
+        if len(taken) > 1:
+            lines.push_back_after_first()
+        where = f"; line {swallowed} would be merged into it" if swallowed else ""
+        return TableRow(failed.line, None, failed.error + where)
+    row = {n: (rec[i] if i < len(rec) else None) for i, n in enumerate(names)}
+    why = failed.error.removeprefix("malformed_csv: ").split(";")[0]
+    return TableRow(failed.line, row, f"recovered: {why}; read leniently as one record of {len(rec)} fields "
+                                      f"(header has {len(names)})")
+
+
+def _taken_first(lines: _Lines) -> tuple[str, str]:
+    _, text, err = lines.taken[0]
+    return text, err
+
+
+def _whole_row(line: str, delimiter: str, width: int) -> bool:
+    if width < 2 or line.count(delimiter) < width - 1:
+        return False
+    rec, err = _next_record(iter([line]), delimiter, strict=True)
+    return not err and rec is not None and len(rec) == width
 
 
 # --- parquet ----------------------------------------------------------------------------
