@@ -8,6 +8,13 @@ a synonym table (show/demonstrate → prove, determine → find, reals → real 
 articles and filler are dropped. In math, every single-letter variable becomes ``v``
 in the *word stream* (robust to renamed variables); the *math stream* keeps only math
 tokens, letters renamed by first appearance within each formula.
+
+Before anything else the text is cleaned (:func:`fineproofs.text.clean_text`: controls,
+bidi and zero-width characters) and look-alikes are folded
+(:func:`fineproofs.text.fold_confusables`: full-width forms, mathematical alphanumerics,
+Cyrillic/Greek letters that look Latin), so a disguised copy gives the same streams
+as the original. The unicode math symbols the canonical form converts itself (``²``,
+``ℝ``, ``…``) are kept for that conversion. Linear in the length of the text.
 """
 
 from __future__ import annotations
@@ -15,7 +22,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fineproofs.filters.markup import _SUB_RE, _SUBSCRIPTS, _SUP_RE, _SUPERSCRIPTS, _TEXT_PUNCT, _UNI_RE, UNICODE_MATH, unify_delimiters, wiki_to_latex
+from fineproofs.filters.markup import (
+    _SUB_RE,
+    _SUBSCRIPTS,
+    _SUP_RE,
+    _SUPERSCRIPTS,
+    _TEXT_PUNCT,
+    _UNI_RE,
+    UNICODE_MATH,
+    unify_delimiters,
+    wiki_to_latex,
+)
+from fineproofs.text import clean_text, fold_confusables, split_math
 
 _WRAPPERS = re.compile(r"\\(?:mathbb|mathbf|mathcal|mathrm|mathit|mathsf|boldsymbol|text|textbf|textit|emph|operatorname|mbox|hbox)\s*\{([^{}]*)\}")
 _ALIASES = {
@@ -51,7 +69,7 @@ _NUMBER_KINDS = {"real", "natural", "rational", "complex", "prime", "positive", 
 _NOT_AFTER_ARTICLE = {"be", "is", "are", "and", "or", "divides", "to", "in", "equals", "has", "with"}
 _TOKEN = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]+(?:-[a-zA-Z]+)*|\d+(?:\.\d+)?|[^\s\w{}\\$]")
 _MATH_TOKEN = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]+|\d+(?:\.\d+)?|[^\s\w{}\\$]")
-_MATH_SPLIT = re.compile(r"(\$\$.*?\$\$|\$.*?\$)", re.S)
+_KEEP = "".join(UNICODE_MATH) + "".join(_SUPERSCRIPTS) + "".join(_SUBSCRIPTS) + "".join(_TEXT_PUNCT)
 
 
 @dataclass
@@ -92,7 +110,7 @@ def _math_tokens(s: str) -> list[str]:
 
 def canonical(text: str) -> Canonical:
     """Canonical streams of a statement (any markup)."""
-    t = unify_delimiters(wiki_to_latex(text))
+    t = unify_delimiters(wiki_to_latex(fold_confusables(clean_text(text), keep=_KEEP)))
     for k, v in _TEXT_PUNCT.items():
         t = t.replace(k, v)
     t = _SUP_RE.sub(lambda m: "^{" + "".join(_SUPERSCRIPTS[c] for c in m.group(0)) + "}", t)
@@ -104,7 +122,7 @@ def canonical(text: str) -> Canonical:
         t = _WRAPPERS.sub(lambda m: " " + m.group(1) + " ", t)
     out = Canonical([], [], "", [], [], set())
     compact: list[str] = []
-    for i, part in enumerate(_MATH_SPLIT.split(t)):
+    for i, part in enumerate(split_math(t)):
         if i % 2:  # a formula
             _add_formula(_math_tokens(part.strip("$")), out, compact)
             continue
@@ -136,12 +154,8 @@ def canonical(text: str) -> Canonical:
                     _add_formula(run, out, compact)
                     run = []
             elif tok in ".,;:!?\"'`()[]":
-                mathy_next = len(nxt) == 1 and nxt.isalnum() or nxt[:1].isdigit() or nxt[:1] == "\\"
-                if tok in "([" and (run or mathy_next):
-                    run.append(tok)
-                elif tok in ")]" and run:
-                    run.append(tok)
-                elif tok == "," and run and mathy_next:
+                mathy_next = (len(nxt) == 1 and nxt.isalnum()) or nxt[:1].isdigit() or nxt[:1] == "\\"
+                if (tok in "([" and (run or mathy_next)) or (tok in ")]" and run) or (tok == "," and run and mathy_next):
                     run.append(tok)
                 elif run:
                     _add_formula(run, out, compact)
@@ -185,11 +199,19 @@ def _mathy_word(tok: str, part: str, m: re.Match) -> bool:
         return False
     if tok.isupper() and tok.isalpha():
         return True
-    before = part[: m.start()].rstrip()[-1:] or " "
-    after = part[m.end() :].lstrip()[:1] or " "
+    before = _neighbour(part, m.start() - 1, -1)
+    after = _neighbour(part, m.end(), 1)
     ops = "=+-*/^_<>|"
     glued = (m.start() and part[m.start() - 1] in "()[]0123456789") or (m.end() < len(part) and part[m.end()] in "()[]0123456789")
     return before in ops or after in ops or bool(glued)
+
+
+def _neighbour(text: str, i: int, step: int) -> str:
+    """The first non-space character from ``i`` walking by ``step`` (" " at either end).
+    Only the blank run next to a token is walked, so all calls together stay linear."""
+    while 0 <= i < len(text) and text[i].isspace():
+        i += step
+    return text[i] if 0 <= i < len(text) else " "
 
 
 def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:

@@ -11,6 +11,10 @@ Stages, all datatrove steps:
    keeps the best-sourced copy of each cluster, merges the others' solutions into it
    and quarantines them with ``exact_duplicate``/``near_duplicate`` and the kept id;
    clusters are reported in ``clusters_path``.
+
+Both keys see through disguises: the canonical word stream folds look-alike letters
+and full-width forms (see :mod:`fineproofs.filters.canonical`), and so does the exact
+key (:func:`exact_key`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 
 from fineproofs.filters.canonical import canonical
 from fineproofs.records import normalise_statement, problem_id
+from fineproofs.text import clean_text, fold_confusables
 
 SOURCE_RANK = {"wiki": 3, "booklet": 3, "hub": 1}
 
@@ -69,6 +74,11 @@ class CanonicalMinhashSignature(MinhashDedupSignature):
         n = self.config.n_grams
         grams = [" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))] if words else []
         return np.fromiter((self._hash_func(g) for g in grams), dtype=np.uint64).reshape((-1, 1))
+
+
+def exact_key(text: str) -> str:
+    """The normalised statement with invisible characters dropped and look-alikes folded."""
+    return normalise_statement(fold_confusables(clean_text(text)))
 
 
 def source_rank(meta: dict) -> tuple:
@@ -136,7 +146,7 @@ class DedupMerge(PipelineStep):
         method: dict[int, str] = {}
         first: dict[str, int] = {}
         for i, d in enumerate(docs):
-            for key, how in ((hashlib.sha1(normalise_statement(d.text).encode()).hexdigest(), "exact"),
+            for key, how in ((hashlib.sha1(exact_key(d.text).encode()).hexdigest(), "exact"),
                              ("mh" + d.metadata["_minhash"] if d.metadata["_minhash"] else "", "near")):
                 if not key:
                     continue
@@ -167,7 +177,7 @@ class DedupMerge(PipelineStep):
                             sols.append(s)
                     if not keep.metadata.get("answer") and d.metadata.get("answer"):
                         keep.metadata["answer"] = d.metadata["answer"]
-                    how = "exact" if normalise_statement(d.text) == normalise_statement(keep.text) else "near"
+                    how = "exact" if exact_key(d.text) == exact_key(keep.text) else "near"
                     reason = f"{how}_duplicate: of {keep_id}"
                     dups.append({"locator": d.metadata.get("locator", d.id), "source": d.metadata.get("source", ""), "method": how})
                     d.metadata.setdefault("decisions", []).append({"step": "dedup", "kept": False, "reason": reason})

@@ -8,8 +8,8 @@ import re
 from datatrove.data import Document
 
 from fineproofs.filters.base import ProblemFilter
+from fineproofs.text import split_math
 
-_MATH = re.compile(r"\$\$.*?\$\$|\$.*?\$", re.S)
 _WORD = re.compile(r"[^\W\d_]+", re.U)
 _EN = set(
     "the a an of and or to in is are be that for all with by on if then let prove show find "
@@ -18,9 +18,14 @@ _EN = set(
 )
 
 
+def _prose(text: str) -> str:
+    """``text`` with every formula replaced by a blank (linear, see :func:`split_math`)."""
+    return " ".join(split_math(text)[::2])
+
+
 def english_score(text: str) -> tuple[float, float]:
     """``(latin letter share, English function-word share)`` of the prose."""
-    prose = _MATH.sub(" ", text)
+    prose = _prose(text)
     words = _WORD.findall(prose)
     if not words:
         return 1.0, 1.0
@@ -39,7 +44,7 @@ class LanguageFilter(ProblemFilter):
 
     def decide(self, doc: Document) -> tuple[bool, str]:
         latin, en = english_score(doc.text)
-        words = len(_WORD.findall(_MATH.sub(" ", doc.text)))
+        words = len(_WORD.findall(_prose(doc.text)))
         if latin < self.min_latin or (words >= 8 and en < self.min_english):
             return False, f"not_english (latin={latin:.2f}, function_words={en:.2f})"
         return True, ""

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from fineproofs.pipelines.sources.errors import ParseError
 
 AOPS_WIKI = "https://artofproblemsolving.com/wiki/index.php/"
-_HEADING = re.compile(r"^(={2,6})\s*(.*?)\s*\1\s*$", re.M)
+_HEADING_LINE = re.compile(r"^==[^\n]*$", re.M)
 _REDIRECT = re.compile(r"^\s*#REDIRECT\s*\[\[([^\]]+)\]\]", re.I)
 _CATEGORY = re.compile(r"\[\[Category:\s*([^\]|]+)", re.I)
 _SOLUTION = re.compile(r"^solution\b|^solutions$|^proof\b", re.I)
@@ -46,12 +46,24 @@ def category_of(text: str) -> str:
     return ""
 
 
+def _heading(line: str) -> tuple[int, str] | None:
+    """``"== Title =="`` → ``(2, "Title")``: as many ``=`` (2 to 6) open as close; None
+    when the line is not a heading. Linear (a regex with nested blank runs is not)."""
+    line = line.rstrip()
+    lead = len(line) - len(line.lstrip("="))
+    trail = len(line) - len(line.rstrip("="))
+    level = min(lead, trail, 6, len(line) // 2)
+    if level < 2:
+        return None
+    return level, line[level : len(line) - level].strip()
+
+
 def _sections(text: str) -> list[tuple[int, str, str]]:
-    heads = list(_HEADING.finditer(text))
+    heads = [(m, h) for m in _HEADING_LINE.finditer(text) if (h := _heading(m.group(0)))]
     out = []
-    for i, h in enumerate(heads):
-        end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
-        out.append((len(h.group(1)), h.group(2).strip(), text[h.end() : end].strip()))
+    for i, (m, (level, title)) in enumerate(heads):
+        end = heads[i + 1][0].start() if i + 1 < len(heads) else len(text)
+        out.append((level, title, text[m.end() : end].strip()))
     return out
 
 
