@@ -56,8 +56,8 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
     try:
         if ready is not None:
             ready(srv.url)
-        while True:
-            srv.wait(0.5)
+        while srv.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
     finally:

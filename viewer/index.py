@@ -101,6 +101,8 @@ class RunIndex:
 
     def __init__(self, run_dir: str | Path, workdir: str | Path | None = None):
         self.run_dir = Path(run_dir).resolve()
+        if workdir is not None:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix="fineproofs-view-", dir=workdir))
         self.path = self._tmp / "index.sqlite"
         self._local = threading.local()
@@ -262,8 +264,15 @@ class RunIndex:
 
 
 def open_store(path: Path) -> sqlite3.Connection:
-    """The response store, read-only (never written, never migrated)."""
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    """The response store, read-only (never written, never migrated).
+
+    A store closed cleanly has no ``-wal`` file: it is opened ``immutable``, so SQLite
+    creates no ``-wal``/``-shm`` beside it. A store with a ``-wal`` (a build running or
+    crashed) is opened ``mode=ro`` through the WAL files that are already there."""
+    path = path.resolve()
+    live = path.with_name(path.name + "-wal").exists()
+    query = "mode=ro" if live else "mode=ro&immutable=1"
+    return sqlite3.connect(f"{path.as_uri()}?{query}", uri=True, check_same_thread=False)
 
 
 def _split_statements(run_dir: Path) -> tuple[set[str] | None, str]:

@@ -67,7 +67,7 @@ def _tex(value: Any) -> Markup:
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
                              undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["tex"] = lambda s: Markup(latex.render("" if s is None else str(s)))
+    env.filters["tex"] = _tex
     env.filters["q"] = lambda d: urlencode(d)
     env.filters["u"] = lambda s: quote(str(s), safe="")
     env.filters["pct"] = lambda v: "-" if v is None else f"{v:.2f}"
@@ -278,9 +278,11 @@ class ViewerServer(ThreadingHTTPServer):
         self._thread.start()
         return self
 
-    def wait(self, timeout: float | None = None) -> None:
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds; True while the server is still serving."""
         if self._thread is not None:
             self._thread.join(timeout)
+        return self._thread is not None and self._thread.is_alive()
 
     def shutdown(self) -> None:
         """Stop serving, close the socket and drop the index (the run directory is untouched)."""
