@@ -36,7 +36,6 @@ __all__ = ["PushError", "PlannedFile", "push_plan", "push_run"]
 log = logging.getLogger(__name__)
 
 REPO_TYPE = "dataset"
-ALWAYS = ("README.md", "profile.yaml")
 
 
 

@@ -8,6 +8,7 @@ with a message that says which key is wrong and what to write instead.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -21,9 +22,15 @@ from fineproofs.errors import ConfigError, redact
 __all__ = ["ConfigError", "Profile", "load_profile"]
 
 
-class _Strict(BaseModel):
-    """Every config section: unknown keys are errors, values are never coerced across
-    types (``limit: true`` or ``max_tokens: "5"`` are refused), instances are frozen."""
+class Section(BaseModel):
+    """A config section: unknown keys are errors, instances are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Strict(Section):
+    """A profile section: values are never coerced across types either (``limit: true``
+    or ``max_tokens: "5"`` are refused)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -381,7 +388,7 @@ def profile_text(name_or_path: str) -> str:
 def load_profile(name_or_path: str = "embedded") -> Profile:
     text = profile_text(name_or_path)
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"profile {name_or_path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
@@ -392,8 +399,9 @@ def load_profile(name_or_path: str = "embedded") -> Profile:
         raise invalid(f"profile {name_or_path}", e) from e
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML that refuses a key given twice in one mapping (the last would win silently)."""
+class UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (the last would win
+    silently) and reads ``1e-6`` as a number (YAML 1.1 wants ``1.0e-6``)."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -404,6 +412,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1}): keep one", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str):
+    """YAML as fineproofs reads every config file (:class:`UniqueKeyLoader`)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def invalid(what: str, e: ValidationError) -> ConfigError:

@@ -110,6 +110,12 @@ def problem_id(statement: str) -> str:
     return hashlib.sha256(normalise_statement(statement).encode()).hexdigest()[:16]
 
 
+def reason_kind(reason: str) -> str:
+    """The kind of a drop reason, for counting: reasons are written ``kind: detail``
+    (or ``kind (detail)``); a reason without one counts as ``unspecified``."""
+    return (reason or "").split(":", 1)[0].split(" (", 1)[0].strip() or "unspecified"
+
+
 # ---------------------------------------------------------------------------
 # internal records
 # ---------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def claim(path: str | Path, *, what: str = "output") -> Path:
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {path} exists and is not a directory")
     marker = path / MARKER
-    if path.is_dir() and not marker.exists() and any(path.iterdir()):
+    if path.is_dir() and not owned(path) and any(path.iterdir()):
         raise ConfigError(
             f"{what} {path} is not empty and was not created by fineproofs: "
             "choose a new or empty directory (nothing in it was touched)"
@@ -92,5 +92,11 @@ def claim(path: str | Path, *, what: str = "output") -> Path:
     return path
 
 
+# what a run directory written before the marker existed always holds
+_LEGACY = ("work/fingerprint",)
+
+
 def owned(path: str | Path) -> bool:
-    return (Path(path) / MARKER).exists()
+    """Whether fineproofs made ``path`` (its marker, or an older run's own files)."""
+    path = Path(path)
+    return (path / MARKER).exists() or any((path / f).is_file() for f in _LEGACY)

@@ -49,7 +49,7 @@ from fineproofs.filters.decontaminate import load_benchmark
 from fineproofs.filters.dedup import CanonicalMinhashSignature, DedupMerge, minhash_config
 from fineproofs.pipelines.sources import SourceReader, resolve_sources
 from fineproofs.pipelines.sources.parse import ParseFilter
-from fineproofs.records import FilterDecision, Problem, problem_id
+from fineproofs.records import FilterDecision, Problem, problem_id, reason_kind
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,6 @@ def _executor(ex: ExecutorConfig, pipeline: list, tasks: int, logs: Path, name: 
         raise ConfigError("executor.kind is ray but ray is not installed: `pip install 'ray[default]'`, "
                           "or use --executor local") from e
     return RayPipelineExecutor(pipeline, cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb, **common)
-
-
-def _reason_key(reason: str) -> str:
-    return reason.split(":")[0].split(" (")[0].strip() or "unspecified"
 
 
 def _fingerprint(profile: Profile, benchmarks: list[str], tasks: int) -> str:
@@ -259,7 +255,7 @@ def _drops(quarantine: Path) -> tuple[dict[str, dict[str, int]], list[dict]]:
     for st in STAGES[1:]:
         c: Counter = Counter()
         for x in _read_jsonl_dir(quarantine / st):
-            c[_reason_key(x.get("metadata", {}).get("filter_reason", ""))] += 1
+            c[reason_kind(x.get("metadata", {}).get("filter_reason", ""))] += 1
             if st == "decontaminated" and (m := x["metadata"].get("contamination")):
                 flagged.append({"id": problem_id(x["text"]), **m})
         dropped[st] = dict(sorted(c.items()))

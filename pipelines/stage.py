@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Protocol
 
 from fineproofs import rundir
-from fineproofs.records import Grade, Problem, ProofSample, Rubric
+from fineproofs.records import Grade, Problem, ProofSample, Rubric, reason_kind
 
 # the grain of streaming: problems per engine call
 DEFAULT_CHUNK = 256
@@ -91,7 +91,7 @@ class Failed:
 
     @property
     def kind(self) -> str:
-        return self.reason.split(":", 1)[0] if self.reason else "unknown"
+        return reason_kind(self.reason)
 
 
 class Stage(Protocol):

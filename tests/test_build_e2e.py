@@ -47,7 +47,7 @@ def _rows(out, config):
 
 
 @pytest.mark.parametrize("split", ["rl", "sft"])
-def test_build_end_to_end_and_rerun_generates_nothing(tmp_path, tiny_profile, imobench, split):
+def test_build_end_to_end_and_rerun_generates_nothing(tmp_path, tiny_profile, imobench, split, monkeypatch):
     out, output = _build(tmp_path, split, imobench)
     manifest = json.loads((out / "build.json").read_text())
     assert manifest["generated"] > 0
@@ -77,6 +77,18 @@ def test_build_end_to_end_and_rerun_generates_nothing(tmp_path, tiny_profile, im
     assert manifest2["cached"] == manifest["generated"] + manifest["cached"]
     for c in configs:
         assert _rows(out, c)[1] == first[c]
+
+    if split == "rl":  # --push-to an unreachable Hub: one clear line, no traceback, the build kept
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+        monkeypatch.setenv("HF_TOKEN", "hf_NotARealTokenJustForTheTest")
+        args = ["build", "--split", split, "--limit", "2", "--output", str(out), "--no-progress", "--profile",
+                str(tmp_path / "tiny.yaml"), "--benchmarks", str(imobench / "proofbench_v2.csv"), "--push-to", "org/x"]
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 1, res.output
+        assert isinstance(res.exception, SystemExit)
+        assert "Traceback" not in res.output and "hf_NotARealToken" not in res.output
+        assert res.output.strip().splitlines()[-1].startswith("fineproofs: ")
+        assert _rows(out, "default")[1] == first["default"]
 
 
 def test_paper_profile_fails_clearly_without_servers(tmp_path):

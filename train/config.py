@@ -23,18 +23,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from fineproofs.config import ConfigError, GradingConfig, RoleConfig, invalid
+from fineproofs.config import ConfigError, GradingConfig, RoleConfig, Section, invalid, load_yaml
 
 STAGES = ("sft", "rl", "rc", "eval")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelSpec(_Strict):
+class ModelSpec(Section):
     """The policy being trained: a Hub id, a local directory, or ``embedded``."""
 
     name: str = "embedded"
@@ -48,7 +44,7 @@ class ModelSpec(_Strict):
     chat_template: str = "auto"
 
 
-class DataSpec(_Strict):
+class DataSpec(Section):
     """Where the training rows come from (``--data`` on the command line overrides ``source``).
 
     ``source``: a ``fineproofs build`` run directory (reads
@@ -65,7 +61,7 @@ class DataSpec(_Strict):
     seed: int = 42
 
 
-class RewardSpec(_Strict):
+class RewardSpec(Section):
     """How a rollout becomes a reward (see :mod:`fineproofs.train.reward`)."""
 
     # a completion that hit the length limit (no EOS) is unterminated: reward 0, judge not called
@@ -74,7 +70,7 @@ class RewardSpec(_Strict):
     # (0). Models without thinking tags (SmolLM2) have their whole reply graded.
 
 
-class RCSpec(_Strict):
+class RCSpec(Section):
     """The reasoning cache (see :mod:`fineproofs.train.rc`)."""
 
     turns: int = Field(3, ge=1)  # reasoning/summarisation cycles per rollout chain
@@ -83,7 +79,7 @@ class RCSpec(_Strict):
     summarizer: RoleConfig = Field(default_factory=RoleConfig)
 
 
-class _StageBase(_Strict):
+class _StageBase(Section):
     stage: str
     name: str = ""
     description: str = ""
@@ -110,7 +106,7 @@ class RCRunConfig(RLRunConfig):
     rc: RCSpec = Field(default_factory=RCSpec)
 
 
-class EvalRunConfig(_Strict):
+class EvalRunConfig(Section):
     """``fineproofs eval``: IMO-ProofBench, single pass and with the reasoning cache."""
 
     stage: Literal["eval"] = "eval"
@@ -133,7 +129,7 @@ class EvalRunConfig(_Strict):
     summary_max_words: int = Field(400, ge=10)
 
 
-STAGE_MODELS: dict[str, type[BaseModel]] = {
+STAGE_MODELS: dict[str, type[Section]] = {
     "sft": SFTRunConfig,
     "rl": RLRunConfig,
     "rc": RCRunConfig,
@@ -177,7 +173,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. trainer.max_steps=3")
     key, _, raw = item.partition("=")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {item!r}: the value is not valid YAML: {e}") from e
     return [k for k in key.strip().split(".") if k], value
@@ -206,7 +202,7 @@ def load_stage_config(stage: str, name_or_path: str = "paper", overrides: list[s
         raise ConfigError(f"unknown stage {stage!r}; use one of {list(STAGE_MODELS)}")
     text, origin = config_text(stage, name_or_path)
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{origin}: not valid YAML: {e}") from e
     if not isinstance(data, dict):

@@ -33,11 +33,13 @@ from pathlib import Path
 
 from fineproofs import prompts
 from fineproofs.config import ConfigError, GradingConfig, RoleConfig
+from fineproofs.errors import DataError
 from fineproofs.engines import EnginePool
 from fineproofs.generation import CachedGenerator
 from fineproofs.engines.base import sampling_of
 from fineproofs.judging import ScoreParseError, collect, injection_flags, judge_with_retries, neutralise, parse_score
 from fineproofs.store import ResponseStore
+from fineproofs.tables import iter_hub, iter_table
 from fineproofs.train.config import EvalRunConfig
 from fineproofs.train.rc import Summarizer, engine_generate, run_chains
 from fineproofs.train.reward import proof_or_none
@@ -65,18 +67,16 @@ def load_benchmark(source: str, split: str = "train", levels=("Basic", "Advanced
     if not path.is_absolute() and base is not None and not path.exists() and (base / path).exists():
         path = base / path
     if path.exists():
-        import pandas as pd
-
-        rows = pd.read_csv(path).fillna("").to_dict("records")
+        table = iter_table(path, what="benchmark")
     elif "/" in source and not source.startswith((".", "/")):
-        import datasets
-
-        try:
-            rows = list(datasets.load_dataset(source, split=split))
-        except Exception as e:
-            raise ConfigError(f"could not load the benchmark {source!r}: {e}") from e
+        table = iter_hub(source, split)
     else:
         raise ConfigError(f"benchmark {source!r} not found (a CSV path or a Hub dataset id)")
+    rows = []
+    for line, row, err in table:
+        if err:
+            raise DataError(f"benchmark {source}:{line}: {err}")
+        rows.append({k: "" if v is None else v for k, v in row.items()})
     if rows and (missing := [c for c in COLUMNS if c not in rows[0]]):
         raise ConfigError(f"benchmark {source} lacks the IMO-ProofBench column(s) {missing}")
     out = []
@@ -121,7 +121,6 @@ class ProofBenchGrader:
         return score
 
     def run(self, items: list[tuple[BenchProblem, str | None]]) -> list[Verdict]:
-        attempts = self.cfg.max_attempts
         out: list[Verdict | None] = [None] * len(items)
         todo = []
         for i, (p, proof) in enumerate(items):

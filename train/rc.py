@@ -49,9 +49,9 @@ from typing import Callable
 
 from fineproofs import prompts
 from fineproofs.config import RoleConfig
-from fineproofs.engines.base import GenerationRequest
+from fineproofs.engines.base import GenerationRequest, sampling_of
+from fineproofs.errors import ConfigError
 from fineproofs.generation import CachedGenerator
-from fineproofs.engines.base import sampling_of
 from fineproofs.replies import split_reasoning
 from fineproofs.store import ResponseStore
 
@@ -233,6 +233,8 @@ class ReasoningCacheRollout:
 
     def _generate(self, trainer, messages_list, n: int):
         ids = [self._prompt_ids(trainer, m) for m in messages_list for _ in range(n)]
+        # TRL has no public generate-from-token-ids call for a rollout_func yet: this one
+        # is private, so check_trl() pins the versions whose signature it was tested on
         completion_ids, logprobs = trainer._generate_single_turn(ids, None, {}, n)
         return ids, completion_ids, logprobs
 
@@ -279,15 +281,36 @@ class ReasoningCacheRollout:
         return figs
 
 
+# TRL versions the RC rollout was tested on (it calls GRPOTrainer._generate_single_turn,
+# whose signature changed three times within trl 1.x); keep in step with pyproject.toml
+TRL_TESTED = ("1.15", "1.17")
+_SINGLE_TURN_PARAMS = ["prompt_ids", "images", "multimodal_fields", "num_generations"]
+
+
+def check_trl() -> None:
+    """Refuse, with one clear line, a TRL outside the range the RC rollout is tested on."""
+    import inspect
+
+    import trl
+    from packaging.version import Version
+    from trl import GRPOTrainer
+
+    lo, hi = TRL_TESTED
+    fn = getattr(GRPOTrainer, "_generate_single_turn", None)
+    params = list(inspect.signature(fn).parameters)[1:5] if fn else []
+    if not Version(lo) <= Version(trl.__version__) < Version(hi) or params != _SINGLE_TURN_PARAMS:
+        raise ConfigError(f"fineproofs train rc is tested with trl>={lo},<{hi} (installed: {trl.__version__}): "
+                          f"pip install 'trl>={lo},<{hi}'")
+
+
 def rc_rollout_builder(cfg, ds, tok, pool, out: Path):
     """For :func:`fineproofs.train.rl.run_grpo`: (expanded dataset, rollout_func)."""
+    check_trl()
     rc = cfg.rc
     prompt_to_problem = {row["prompt"][-1]["content"]: row["problem"] for row in ds}
     # the state-0 prompt is the RL prompt: the dataset's prompt column is unchanged
     k = rc.states_per_problem
     if k > rc.turns + 1:
-        from fineproofs.config import ConfigError
-
         raise ConfigError(f"rc.states_per_problem={k} exceeds the {rc.turns + 1} states of a {rc.turns}-turn chain")
     ds = ds.select([i for i in range(len(ds)) for _ in range(k)])
     engine = pool.get(rc.summarizer.engine)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import collections
+import json
+import sqlite3
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from fineproofs.errors import DataError
+from fineproofs.records import reason_kind
 from fineproofs.store import ResponseStore
 
 
@@ -42,8 +47,11 @@ def print_status(run_dir: Path, console: Console | None = None) -> None:
     if not path.exists():
         console.print(f"{run_dir}: no response store yet (nothing generated)")
         return
-    with ResponseStore(path) as store:
-        rows = store.summary()
+    try:
+        with ResponseStore(path) as store:
+            rows = store.summary()
+    except sqlite3.DatabaseError as e:
+        raise DataError(f"{path} is not a readable fineproofs response store ({e}); move it aside to rebuild") from e
     table = Table(title=f"LLM stages in {run_dir}")
     for col in ("stage", "done", "failed", "failed by reason", "pending", "prompt tokens", "completion tokens", "cost"):
         table.add_column(col, justify="left" if col in ("stage", "failed by reason") else "right")
@@ -56,21 +64,22 @@ def print_status(run_dir: Path, console: Console | None = None) -> None:
     console.print(table)
     quarantine = Path(run_dir) / "quarantine" / "llm.jsonl"
     if quarantine.exists():
-        import collections
-        import json
-
-        counts = collections.Counter()
-        for line in quarantine.read_text().splitlines():
-            q = json.loads(line)
-            counts[(q["stage"], q["reason"].split(":", 1)[0])] += 1
+        counts: collections.Counter = collections.Counter()
+        for i, line in enumerate(quarantine.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            try:
+                q = json.loads(line)
+                counts[(q["stage"], reason_kind(q["reason"]))] += 1
+            except (ValueError, KeyError, TypeError):
+                counts[("?", f"damaged line {i}")] += 1
         if counts:
             console.print("quarantined after parsing/validation (stage, reason: count): " + ", ".join(
                 f"{st} {why}: {n}" for (st, why), n in sorted(counts.items())))
     manifest = Path(run_dir) / "build.json"
     if manifest.exists():
-        import json
-
-        m = json.loads(manifest.read_text())
-        console.print(f"last build: split {m['split']}, rows {m['rows']}, {m['seconds']} s")
+        try:
+            m = json.loads(manifest.read_text(encoding="utf-8"))
+            console.print(f"last build: split {m['split']}, rows {m['rows']}, {m['seconds']} s")
+        except (ValueError, KeyError, TypeError) as e:
+            console.print(f"{manifest} is damaged ({e}): re-run the build to rewrite it")
     else:
         console.print("no finished build yet: re-run the same `fineproofs build` to resume (stored completions are reused)")

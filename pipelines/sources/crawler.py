@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 import urllib.error
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+from fineproofs import rundir
 from fineproofs.errors import DataError
 from fineproofs.pipelines.sources.reader import CRAWL_INDEX
 
@@ -171,9 +171,8 @@ class WikiCrawler:
         text = body.decode("utf-8", "replace")
         json.loads(text)  # only valid JSON goes into the store
         keep = {k: v for k, v in resp_headers.items() if k in ("ETag", "Last-Modified", "Content-Type")}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"url": url, "status": status, "headers": keep, "body": text, "fetched_at": time.time()}))
-        os.replace(tmp, path)
+        rundir.write_text(path, json.dumps({"url": url, "status": status, "headers": keep, "body": text,
+                                            "fetched_at": time.time()}))
         return json.loads(text)
 
     # -- MediaWiki ------------------------------------------------------------------------
@@ -236,7 +235,5 @@ class WikiCrawler:
                                "revid": page[1], "api": self.api_url}
                 self.stats.pages += 1
         finally:
-            tmp = index_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-            os.replace(tmp, index_path)
+            rundir.write_text(index_path, json.dumps(index, indent=1, sort_keys=True))
         return self.stats
