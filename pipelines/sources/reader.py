@@ -69,6 +69,8 @@ def resolve_sources(paths: list[str]) -> list[SourceFile]:
         root = demo_dir() if demo else Path(spec).expanduser()
         if not root.exists():
             raise FileNotFoundError(f"source {spec!r} does not exist")
+        if not root.is_dir():
+            tables.check_regular_file(root, "source")  # a FIFO or device would block or never end
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for f in files:
             if f.name == CRAWL_INDEX or f.name.lower() == "readme.md":
