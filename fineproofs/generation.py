@@ -63,7 +63,8 @@ class CachedGenerator:
         self, requests: list[GenerationRequest], *, stage: str, prompt_version: str, first_sample: int = 0
     ) -> list[list[StoredResponse]]:
         """Samples ``first_sample .. first_sample+n-1`` of every request, from the
-        store where present, generated otherwise; same order as ``requests``."""
+        store where present, generated otherwise; same order as ``requests``. Each
+        response carries the answer (``text``) and any separately returned ``reasoning``."""
         keys = [[self.key(r, prompt_version, first_sample + j) for j in range(r.n)] for r in requests]
         self.store.plan(stage, (k for ks in keys for k in ks))
         have = self.store.get_many(k for ks in keys for k in ks)
@@ -72,15 +73,14 @@ class CachedGenerator:
         scheduled: set[str] = set()  # identical requests in one call are generated once
         for i, (req, ks) in enumerate(zip(requests, keys)):
             missing = [
-                j for j, k in enumerate(ks)
+                j
+                for j, k in enumerate(ks)
                 if (k not in have or (self.retry_failed and not have[k].ok)) and k not in scheduled
             ]
             scheduled.update(ks[j] for j in missing)
             if missing:
                 seeds = [int(ks[j][:8], 16) for j in missing]
-                todo.append(
-                    GenerationRequest(req.messages, len(missing), req.sampling, req.prefill, seeds=seeds)
-                )
+                todo.append(GenerationRequest(req.messages, len(missing), req.sampling, req.prefill, seeds=seeds))
                 owners.append((i, missing))
         total = sum(len(k) for k in keys)
         n_missing = sum(len(m) for _, m in owners)  # distinct samples to generate
@@ -95,21 +95,19 @@ class CachedGenerator:
                 i, missing = owners[t]
                 batch = []
                 for j, c in zip(missing, completions):
-                    resp = StoredResponse(
-                        key=keys[i][j],
-                        stage=stage,
-                        model=self.engine.model_id,
-                        status=c.status,
-                        reason=c.reason,
-                        text=c.text,
-                        finish_reason=c.finish_reason,
-                        prompt_tokens=c.prompt_tokens,
-                        completion_tokens=c.completion_tokens,
-                        cost=c.cost,
+                    resp = StoredResponse.from_completion(c, key=keys[i][j], stage=stage, model=self.engine.model_id)
+                    batch.append(
+                        (
+                            resp,
+                            {
+                                "messages": requests[i].messages,
+                                "prefill": requests[i].prefill,
+                                "sampling": requests[i].sampling.to_dict(),
+                                "prompt_version": prompt_version,
+                                "sample_index": first_sample + j,
+                            },
+                        )
                     )
-                    batch.append((resp, {"messages": requests[i].messages, "prefill": requests[i].prefill,
-                                         "sampling": requests[i].sampling.to_dict(), "prompt_version": prompt_version,
-                                         "sample_index": first_sample + j}))
                     have[resp.key] = resp
                     self.stats.generated += 1
                     self.stats.completion_tokens += c.completion_tokens

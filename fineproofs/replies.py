@@ -9,6 +9,13 @@
 - no thinking tags (non-reasoning models such as SmolLM2): no reasoning, the whole
   reply is the answer.
 
+When the server returned the reasoning separately (``reasoning_content`` /
+``reasoning``: vLLM with a reasoning parser, gpt-oss; kept as
+``Completion.reasoning`` / ``StoredResponse.reasoning``), pass it as ``reasoning``:
+the whole text is then the answer, minus any inline think block, so a ``<score>``
+or a draft mentioned while thinking never reaches the answer. Either way callers
+get the reasoning and the answer apart: ``split_reasoning(r.text, r.reasoning)``.
+
 A trailing self-evaluation section (DeepSeek-Math-V2 appends one) is stripped from
 the answer.
 """
@@ -31,11 +38,25 @@ _SELF_EVAL = re.compile(
 @dataclass
 class SplitReply:
     reasoning: str
-    proof: str
-    unterminated: bool
+    proof: str  # the answer (a proof, a grade), self-evaluation stripped
+    unterminated: bool  # thinking never ended: there is no answer
+
+    @property
+    def answer(self) -> str:
+        return self.proof
 
 
-def split_reasoning(text: str) -> SplitReply:
+def split_reasoning(text: str, reasoning: str = "") -> SplitReply:
+    """Reasoning and answer of a reply; ``reasoning`` is what a server returned apart."""
+    inline = _split_inline(text)
+    if not reasoning.strip():
+        return inline
+    joined = "\n\n".join(p for p in (reasoning.strip(), inline.reasoning) if p)
+    # all reasoning and an empty answer: cut while thinking (vLLM puts it all in reasoning_content)
+    return SplitReply(joined, inline.proof, inline.unterminated or not text.strip())
+
+
+def _split_inline(text: str) -> SplitReply:
     if THINK_CLOSE in text:
         before, _, after = text.rpartition(THINK_CLOSE)
         reasoning = before.split(THINK_OPEN, 1)[-1]

@@ -9,6 +9,12 @@ journal guarantees what was committed is never corrupted. ``synchronous=NORMAL``
 (the default) is durable against process crashes; pass ``durable=True`` for
 ``FULL``, which also survives a power loss at the price of one fsync per completion.
 
+Each row keeps the answer (``text``) and, apart, the ``reasoning`` a server returned
+separately. Stores written before that column existed are migrated in place on open
+(the column is added, empty): their rows keep any reasoning inline in ``text`` as
+``<think>...</think>``, which :func:`fineproofs.replies.split_reasoning` still
+separates, so nothing is lost and nothing is regenerated.
+
 Failures (retry budget exhausted, unparseable replies recorded by a stage) are
 stored too, with ``status='failed'`` and a reason, so ``fineproofs status`` can
 show them and a re-run can decide to retry them rather than pay again for
@@ -22,9 +28,15 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
+
+from fineproofs.errors import DataError
+
+if TYPE_CHECKING:
+    from fineproofs.engines.base import Completion
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -34,6 +46,7 @@ CREATE TABLE IF NOT EXISTS responses (
     status TEXT NOT NULL,          -- ok | failed
     reason TEXT NOT NULL DEFAULT '',
     text TEXT NOT NULL DEFAULT '',
+    reasoning TEXT NOT NULL DEFAULT '',  -- reasoning returned apart from the answer (may be empty)
     finish_reason TEXT NOT NULL DEFAULT '',
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
@@ -47,6 +60,9 @@ CREATE TABLE IF NOT EXISTS planned (   -- every sample a stage asked for, so sta
     stage TEXT NOT NULL
 );
 """
+
+#: columns added after the first release, with their definitions (old stores get them on open)
+ADDED_COLUMNS = {"reasoning": "TEXT NOT NULL DEFAULT ''"}
 
 
 def request_key(
@@ -79,6 +95,9 @@ def request_key(
 
 @dataclass
 class StoredResponse:
+    """One stored sample: where it belongs (key, stage, model) plus the fields of the
+    :class:`~fineproofs.engines.base.Completion` it came from, under the same names."""
+
     key: str
     stage: str
     model: str
@@ -89,10 +108,25 @@ class StoredResponse:
     prompt_tokens: int
     completion_tokens: int
     cost: float = 0.0
+    reasoning: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+    @classmethod
+    def from_completion(cls, c: Completion, *, key: str, stage: str, model: str) -> StoredResponse:
+        """The one copy from an engine's completion to a stored row (every shared field, by name)."""
+        return cls(key=key, stage=stage, model=model, **{f: getattr(c, f) for f in _FROM_COMPLETION})
+
+
+#: the columns of ``responses`` that make a StoredResponse, in its field order
+COLUMNS = tuple(f.name for f in fields(StoredResponse))
+_FROM_COMPLETION = tuple(c for c in COLUMNS if c not in ("key", "stage", "model"))
 
 
 class ResponseStore:
@@ -103,15 +137,39 @@ class ResponseStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._db.executescript(SCHEMA)
+            self._select = self._migrate()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise DataError(f"{self.path} is not a usable fineproofs response store ({e})") from e
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> str:
+        """Add columns missing from an older store; returns the SELECT list for COLUMNS.
+        A store that cannot be written (read-only) is read with the column as ''."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+        unknown = [c for c in COLUMNS if c not in have and c not in ADDED_COLUMNS]
+        if unknown:
+            raise DataError(f"{self.path} is not a fineproofs response store (no column {unknown[0]!r})")
+        for col in (c for c in COLUMNS if c not in have):
+            try:
+                self._db.execute(f"ALTER TABLE responses ADD COLUMN {col} {ADDED_COLUMNS[col]}")
+                have.add(col)
+            except sqlite3.OperationalError as e:
+                if "duplicate column" in str(e):  # another process migrated it just now
+                    have.add(col)
+        return ", ".join(c if c in have else f"'' AS {c}" for c in COLUMNS)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "ResponseStore":
+    def __enter__(self) -> ResponseStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -119,11 +177,7 @@ class ResponseStore:
 
     def get(self, key: str) -> StoredResponse | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT key, stage, model, status, reason, text, finish_reason, prompt_tokens, "
-                "completion_tokens, cost FROM responses WHERE key = ?",
-                (key,),
-            ).fetchone()
+            row = self._db.execute(f"SELECT {self._select} FROM responses WHERE key = ?", (key,)).fetchone()
         return StoredResponse(*row) if row else None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, StoredResponse]:
@@ -133,11 +187,7 @@ class ResponseStore:
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 q = ",".join("?" * len(chunk))
-                for row in self._db.execute(
-                    "SELECT key, stage, model, status, reason, text, finish_reason, prompt_tokens, "
-                    f"completion_tokens, cost FROM responses WHERE key IN ({q})",
-                    chunk,
-                ):
+                for row in self._db.execute(f"SELECT {self._select} FROM responses WHERE key IN ({q})", chunk):
                     out[row[0]] = StoredResponse(*row)
         return out
 
@@ -149,19 +199,13 @@ class ResponseStore:
         """Commit several responses in one transaction: all of them or none (the
         samples of one request are stored together, so a resume never sees half a request)."""
         now = time.time()
-        rows = [
-            (r.key, r.stage, r.model, r.status, r.reason, r.text, r.finish_reason, r.prompt_tokens,
-             r.completion_tokens, r.cost, json.dumps(req, ensure_ascii=False), now)
-            for r, req in items
-        ]
+        rows = [tuple(getattr(r, c) for c in COLUMNS) + (json.dumps(req, ensure_ascii=False), now) for r, req in items]
+        cols = COLUMNS + ("request", "created")
+        sql = f"INSERT OR REPLACE INTO responses ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})"
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO responses (key, stage, model, status, reason, text, finish_reason, "
-                    "prompt_tokens, completion_tokens, cost, request, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    rows,
-                )
+                self._db.executemany(sql, rows)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -204,8 +248,16 @@ class ResponseStore:
         def entry(stage: str) -> dict[str, Any]:
             return stages.setdefault(
                 stage,
-                {"stage": stage, "done": 0, "failed": 0, "failed_by_reason": {}, "pending": 0, "prompt_tokens": 0,
-                 "completion_tokens": 0, "cost": 0.0},
+                {
+                    "stage": stage,
+                    "done": 0,
+                    "failed": 0,
+                    "failed_by_reason": {},
+                    "pending": 0,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "cost": 0.0,
+                },
             )
 
         for stage, n in pending:

@@ -11,7 +11,11 @@ modes:
   real servers: ``honor_n=False`` returns one choice whatever ``n`` is (like
   ``transformers serve``), ``continue_mode`` says how an assistant prefill is
   treated (``"continue"`` like vLLM, ``"echo"`` repeats the prefill in the reply,
-  ``"reject"`` answers 422 on vLLM's extra fields like ``transformers serve``).
+  ``"reject"`` answers 422 on vLLM's extra fields like ``transformers serve``),
+  ``reasoning_fn`` returns the reasoning of a choice separately from its content, in
+  the message field ``reasoning_field`` (``"reasoning_content"`` like vLLM's reasoning
+  parsers, ``"reasoning"`` like gpt-oss), and ``finish_reason`` is what every choice
+  reports (``"length"`` mimics a truncated reply).
   With it, throughput can be checked against Little's law (C / latency).
 * **proxy** (``upstream="http://127.0.0.1:PORT"``): forwards every request to a
   real server (e.g. ``transformers serve``) and records how many choices came
@@ -69,6 +73,9 @@ class FaultServer:
         model: str | tuple[str, ...] = "fake-model",
         port: int = 0,
         reply_fn=None,
+        reasoning_fn=None,
+        reasoning_field: str = "reasoning_content",
+        finish_reason: str = "stop",
     ):
         assert continue_mode in ("continue", "echo", "reject")
         assert all(f in FAULT_KINDS for f in faults), faults
@@ -84,6 +91,9 @@ class FaultServer:
         self.models = (model,) if isinstance(model, str) else tuple(model)
         self.model = self.models[0]
         self.reply_fn = reply_fn or fake_reply  # (messages, prefill, seed, index) -> continuation text
+        self.reasoning_fn = reasoning_fn  # same arguments -> reasoning returned apart (None: none)
+        self.reasoning_field = reasoning_field
+        self.finish_reason = finish_reason
         self.port = port
         self.injected: collections.Counter[str] = collections.Counter()
         self.received: list[dict] = []  # chat request bodies, in arrival order
@@ -105,7 +115,7 @@ class FaultServer:
         """Base URL as an OpenAI client wants it (``.../v1``)."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="faultserver", daemon=True)
         self._thread.start()
@@ -142,7 +152,7 @@ class FaultServer:
         self._loop.close()
         self._loop = None
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -235,11 +245,16 @@ class FaultServer:
             text = self.reply_fn(messages, prefill, body.get("seed"), i)
             if prefill and self.continue_mode == "echo":
                 text = prefill + text
-            choices.append(
-                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            )
+            message = {"role": "assistant", "content": text}
+            if self.reasoning_fn is not None:
+                message[self.reasoning_field] = self.reasoning_fn(messages, prefill, body.get("seed"), i)
+            choices.append({"index": i, "message": message, "finish_reason": self.finish_reason})
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
-        completion_tokens = sum(len(c["message"]["content"].split()) for c in choices)
+        completion_tokens = sum(
+            len((c["message"]["content"] or "").split())
+            + len(str(c["message"].get(self.reasoning_field) or "").split())
+            for c in choices
+        )
         reply = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",

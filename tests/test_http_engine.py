@@ -15,6 +15,7 @@ from fineproofs.config import EngineConfig
 from fineproofs.engines import make_engine
 from fineproofs.engines.base import GenerationRequest, SamplingParams
 from fineproofs.engines.http_engine import HTTPEngine, parse_retry_after
+from fineproofs.errors import ConfigError, EngineError
 
 FAST = dict(backoff_base_s=0.01, backoff_max_s=0.05)
 
@@ -120,9 +121,7 @@ def test_faults_30pct_every_request_succeeds_with_clean_output():
         print(f"\ninjected {dict(srv.injected)}; retries {eng.stats['retries']}")
         assert set(srv.injected) == set(FAULT_KINDS)  # every kind was exercised
     assert all(c.ok for cs in got.values() for c in cs), [c.reason for cs in got.values() for c in cs if not c.ok]
-    assert {i: [c.text for c in cs] for i, cs in got.items()} == {
-        i: [c.text for c in cs] for i, cs in expected.items()
-    }
+    assert {i: [c.text for c in cs] for i, cs in got.items()} == {i: [c.text for c in cs] for i, cs in expected.items()}
 
 
 def test_retries_exhausted_gives_failed_completions():
@@ -137,8 +136,9 @@ def test_retries_exhausted_gives_failed_completions():
             assert c.status == "failed" and c.reason == "http_503 after 1 retries"
 
 
-@pytest.mark.parametrize("fault,reason", [("reset", "connection_error"), ("truncated", "invalid_json"),
-                                          ("slow", "timeout")])
+@pytest.mark.parametrize(
+    "fault,reason", [("reset", "connection_error"), ("truncated", "invalid_json"), ("slow", "timeout")]
+)
 def test_each_fault_kind_has_a_reason(fault, reason):
     with FaultServer(fault_rate=1.0, faults=(fault,), slow_s=1.0) as srv:
         with HTTPEngine("fake-model", [srv.url], max_retries=1, request_timeout_s=0.2, **FAST) as eng:
@@ -175,7 +175,9 @@ def test_n_when_server_ignores_it():
         [(_, cs)] = eng.generate([GenerationRequest(msgs, n=3, seeds=[11, 22, 33])])
         assert [c.text for c in cs] == [fake_reply(msgs, "", s, 0) for s in (11, 22, 33)]
         assert [(b.get("n", 1), b["seed"]) for b in srv.received] in (
-            [(3, 11), (1, 22), (1, 33)], [(3, 11), (1, 33), (1, 22)])
+            [(3, 11), (1, 22), (1, 33)],
+            [(3, 11), (1, 33), (1, 22)],
+        )
         assert eng.n_ignored
         # learned: the next request is fanned out from the start, same samples
         srv.received.clear()
@@ -210,11 +212,17 @@ def test_prefill(mode):
 
 def test_usage_cost_and_template_kwargs():
     with FaultServer() as srv:
-        eng = HTTPEngine("fake-model", [srv.url], chat_template_kwargs={"enable_thinking": False},
-                         price_prompt_per_1m=2.0, price_completion_per_1m=10.0)
+        eng = HTTPEngine(
+            "fake-model",
+            [srv.url],
+            chat_template_kwargs={"enable_thinking": False},
+            price_prompt_per_1m=2.0,
+            price_completion_per_1m=10.0,
+        )
         with eng:
-            [(_, [c])] = eng.generate([GenerationRequest(user("one two three"),
-                                                         sampling=SamplingParams(0.5, 0.9, 77, 3))])
+            [(_, [c])] = eng.generate(
+                [GenerationRequest(user("one two three"), sampling=SamplingParams(0.5, 0.9, 77, 3))]
+            )
         body = srv.received[0]
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"]) == (0.5, 0.9, 77, 3)
@@ -222,11 +230,25 @@ def test_usage_cost_and_template_kwargs():
     assert c.cost == pytest.approx((3 * 2.0 + 4 * 10.0) / 1e6)
 
 
-def test_reasoning_is_put_back_in_think_tags():
+def test_reasoning_is_kept_apart_from_the_answer():
     eng = HTTPEngine("m", ["http://127.0.0.1:1/v1"])
     data = {"choices": [{"message": {"content": "Proof.", "reasoning_content": "hmm"}, "finish_reason": "length"}]}
     [c] = eng._parse(GenerationRequest(user("x")), data)
-    assert c.text == "<think>\nhmm\n</think>\n\nProof." and c.finish_reason == "length"
+    assert (c.text, c.reasoning, c.finish_reason, c.truncated) == ("Proof.", "hmm", "length", True)
+    parts = {"choices": [{"message": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}}]}
+    [c] = eng._parse(GenerationRequest(user("x")), parts)
+    assert (c.text, c.reasoning) == ("ab", "")
+
+
+def test_top_k_reasoning_effort_and_extra_body_reach_the_server():
+    sp = SamplingParams(0.6, 0.95, 100, 1, top_k=20, reasoning_effort="high", extra_body={"min_p": 0.05})
+    with FaultServer() as srv, HTTPEngine("fake-model", [srv.url]) as eng:
+        [(_, [c])] = eng.generate([GenerationRequest(user("x"), sampling=sp)])
+        [(_, [_d])] = eng.generate([GenerationRequest(user("x"))])
+        with_knobs, without = srv.received
+    assert c.ok
+    assert (with_knobs["top_k"], with_knobs["reasoning_effort"], with_knobs["min_p"]) == (20, "high", 0.05)
+    assert not {"top_k", "reasoning_effort", "min_p"} & set(without)  # unset knobs are not sent
 
 
 # ----- preflight, key, factory -----
@@ -239,6 +261,36 @@ def test_preflight_explains_how_to_start_a_server():
             list(eng.generate([GenerationRequest(user("x"))]))
     msg = str(e.value)
     assert "deepseek-ai/DeepSeek-Math-V2" in msg and url in msg and "vllm serve" in msg and "endpoints" in msg
+
+
+def test_preflight_and_logs_never_show_url_credentials(caplog, capsys):
+    port = free_port()
+    url = f"http://user:secret@127.0.0.1:{port}/v1"
+    with caplog.at_level("DEBUG"):
+        with HTTPEngine(
+            "some/model", [url, f"http://admin:hunter22@127.0.0.1:{free_port()}/v1"], max_retries=1, **FAST
+        ) as eng:
+            assert "secret" not in repr(eng)
+            with pytest.raises(EngineError) as e:
+                eng.preflight()
+            eng.check_server = False
+            [(_, [c])] = eng.generate([GenerationRequest(user("x"))])
+    out = capsys.readouterr()
+    shown = "\n".join([str(e.value), c.reason, caplog.text, out.out, out.err])
+    assert "secret" not in shown and "hunter22" not in shown
+    assert f"127.0.0.1:{port}" in str(e.value) and "vllm serve" in str(e.value)
+    assert not c.ok
+
+
+def test_key_pasted_into_api_key_env_is_refused_without_echo():
+    for pasted in ("sk-proj-abcdefghijkl0123", "hf_AbCdEfGhIjKlMn0123", "my key"):
+        with pytest.raises(ValueError, match="api_key_env must name an environment variable") as e:
+            EngineConfig(kind="http", endpoints=["http://x/v1"], api_key_env=pasted)
+        assert pasted not in str(e.value)
+        with pytest.raises(ConfigError, match="not hold the key") as e:
+            HTTPEngine("m", ["http://x/v1"], api_key_env=pasted)
+        assert pasted not in str(e.value)
+    assert EngineConfig(kind="http", endpoints=["http://x/v1"], api_key_env="HF_TOKEN").api_key_env == "HF_TOKEN"
 
 
 def test_preflight_model_check():
@@ -268,8 +320,9 @@ def test_make_engine_from_config_and_cached_generator(tmp_path):
     from fineproofs.store import ResponseStore
 
     with FaultServer(latency=0.01) as srv:
-        cfg = EngineConfig(kind="http", model="fake-model", endpoints=[srv.url], max_concurrency=4,
-                           price_completion_per_1m=1.0)
+        cfg = EngineConfig(
+            kind="http", model="fake-model", endpoints=[srv.url], max_concurrency=4, price_completion_per_1m=1.0
+        )
         reqs = [GenerationRequest(user(f"q{i}"), n=2) for i in range(6)]
         with make_engine(cfg) as eng, ResponseStore(tmp_path / "store.sqlite") as store:
             gen = CachedGenerator(eng, store, progress=False)
@@ -288,7 +341,7 @@ def test_vllm_missing_gives_install_hint(monkeypatch):
     from fineproofs.engines.vllm_engine import VLLMEngine
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail
-    with pytest.raises(RuntimeError, match=r"pip install 'fineproofs\[vllm\]'"):
+    with pytest.raises(EngineError, match=r"pip install 'fineproofs\[vllm\]'"):
         VLLMEngine.from_config(EngineConfig(kind="vllm", model="some/model"))
 
 
@@ -308,6 +361,9 @@ def test_vllm_request_to_sampling_params_mapping(monkeypatch):
     sp = vllm_engine.sampling_params_for(req)
     assert sp.kw == dict(n=4, temperature=0.7, top_p=0.95, max_tokens=1234, seed=42)
     assert vllm_engine.sampling_params_for(GenerationRequest(user("x"))).kw["seed"] == 0
+    knobs = SamplingParams(top_k=20, reasoning_effort="low", extra_body={"min_p": 0.1})
+    kw = vllm_engine.sampling_params_for(GenerationRequest(user("x"), sampling=knobs)).kw
+    assert (kw["top_k"], kw["min_p"]) == (20, 0.1) and "reasoning_effort" not in kw  # that one goes to the template
 
 
 def test_vllm_prompt_rendering_with_the_real_tokenizer():

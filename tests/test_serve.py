@@ -51,10 +51,13 @@ def server():
     model = str(embedded_model_dir())
     port = _free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TRANSFORMERS_VERBOSITY="error")
-    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"transformers-serve-{port}.log", "w")
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"transformers-serve-{port}.log", "w")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         _serve_cli() + ["serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -84,8 +87,9 @@ def server():
 
 def _requests() -> list[GenerationRequest]:
     reqs = [GenerationRequest([{"role": "user", "content": p}], sampling=GREEDY) for p in PROMPTS]
-    reqs.append(GenerationRequest([{"role": "user", "content": "Count to three."}], n=3, sampling=GREEDY,
-                                  seeds=[1, 2, 3]))
+    reqs.append(
+        GenerationRequest([{"role": "user", "content": "Count to three."}], n=3, sampling=GREEDY, seeds=[1, 2, 3])
+    )
     return reqs
 
 
@@ -108,11 +112,14 @@ def test_real_server_direct_and_through_faults(server):
             assert c.finish_reason in ("stop", "length")
 
     with FaultServer(upstream=url.removesuffix("/v1"), fault_rate=0.3, slow_s=0.5, seed=3) as proxy:
-        with HTTPEngine(model, [proxy.url], max_concurrency=2, max_retries=8,
-                        backoff_base_s=0.05, backoff_max_s=0.2) as eng:
+        with HTTPEngine(
+            model, [proxy.url], max_concurrency=2, max_retries=8, backoff_base_s=0.05, backoff_max_s=0.2
+        ) as eng:
             faulted = dict(eng.generate(reqs))
-        print(f"\ninjected {dict(proxy.injected)}, retries {eng.stats['retries']}, "
-              f"choices per upstream reply {proxy.upstream_choices}")
+        print(
+            f"\ninjected {dict(proxy.injected)}, retries {eng.stats['retries']}, "
+            f"choices per upstream reply {proxy.upstream_choices}"
+        )
         assert sum(proxy.injected.values()) > 0
         # n=3 was asked for, yet every upstream reply carried one choice: the server ignores n
         assert any(b.get("n") == 3 for b in proxy.received)

@@ -11,12 +11,26 @@ def _resp(key, stage="s", status="ok", reason="", text="t"):
 
 
 def test_key_depends_on_every_part():
-    base = dict(model="m", revision="", prompt_version="v1", sampling={"t": 1}, messages=[{"role": "user", "content": "x"}],
-                prefill="", sample_index=0)
+    base = dict(
+        model="m",
+        revision="",
+        prompt_version="v1",
+        sampling={"t": 1},
+        messages=[{"role": "user", "content": "x"}],
+        prefill="",
+        sample_index=0,
+    )
     k = request_key(**base)
-    for field, value in [("model", "m2"), ("revision", "r"), ("prompt_version", "v2"), ("sampling", {"t": 0.5}),
-                         ("messages", [{"role": "user", "content": "y"}]), ("prefill", "<score>"), ("sample_index", 1),
-                         ("template_kwargs", {"enable_thinking": False})]:
+    for field, value in [
+        ("model", "m2"),
+        ("revision", "r"),
+        ("prompt_version", "v2"),
+        ("sampling", {"t": 0.5}),
+        ("messages", [{"role": "user", "content": "y"}]),
+        ("prefill", "<score>"),
+        ("sample_index", 1),
+        ("template_kwargs", {"enable_thinking": False}),
+    ]:
         assert request_key(**{**base, field: value}) != k, field
     assert request_key(**base) == k
 

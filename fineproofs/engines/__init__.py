@@ -4,14 +4,38 @@
 heavy backends (transformers, vLLM, aiohttp) are imported only when used.
 :class:`EnginePool` shares one engine between roles that use the same model (the
 embedded profile runs every role on one in-process SmolLM2).
+
+Importing this package sets ``OMP_WAIT_POLICY=PASSIVE`` in the environment unless it
+is already set or torch is already loaded (see :mod:`fineproofs.engines.threads`):
+OpenMP reads it once, at the first ``import torch``.
 """
 
 from __future__ import annotations
 
-from fineproofs.config import EngineConfig
-from fineproofs.engines.base import Completion, Engine, GenerationRequest, SamplingParams, sampling_of
+from fineproofs.engines.threads import set_default_wait_policy
 
-__all__ = ["Completion", "Engine", "EnginePool", "GenerationRequest", "LazyEngine", "SamplingParams", "make_engine", "sampling_of"]
+set_default_wait_policy()
+
+from fineproofs.config import EngineConfig  # noqa: E402 - after the wait policy, on purpose
+from fineproofs.engines.base import (  # noqa: E402
+    Completion,
+    Engine,
+    GenerationRequest,
+    SamplingParams,
+    sampling_of,
+)
+from fineproofs.errors import ConfigError  # noqa: E402
+
+__all__ = [
+    "Completion",
+    "Engine",
+    "EnginePool",
+    "GenerationRequest",
+    "LazyEngine",
+    "SamplingParams",
+    "make_engine",
+    "sampling_of",
+]
 
 
 def make_engine(cfg: EngineConfig) -> Engine:
@@ -19,8 +43,13 @@ def make_engine(cfg: EngineConfig) -> Engine:
         from fineproofs.engines.transformers_engine import TransformersEngine
 
         return TransformersEngine(
-            cfg.model, cfg.revision, batch_size=cfg.batch_size, dtype=cfg.dtype,
+            cfg.model,
+            cfg.revision,
+            batch_size=cfg.batch_size,
+            dtype=cfg.dtype,
             chat_template_kwargs=cfg.chat_template_kwargs,
+            threads=cfg.threads,
+            omp_wait_policy=cfg.omp_wait_policy,
         )
     if cfg.kind == "http":
         from fineproofs.engines.http_engine import HTTPEngine
@@ -30,7 +59,7 @@ def make_engine(cfg: EngineConfig) -> Engine:
         from fineproofs.engines.vllm_engine import VLLMEngine
 
         return VLLMEngine.from_config(cfg)
-    raise ValueError(f"unknown engine kind {cfg.kind!r}")
+    raise ConfigError(f"unknown engine kind {cfg.kind!r}: use transformers, http or vllm")
 
 
 class LazyEngine(Engine):

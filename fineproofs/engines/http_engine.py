@@ -21,9 +21,14 @@ Behaviour, in the order a request meets it:
   the prefill). A server that rejects those fields (HTTP 400/422 naming them, as
   ``transformers serve`` does) gets the request again without them, with a warning
   (the model then sees the prefill as an earlier assistant turn).
-* **Thinking.** ``chat_template_kwargs`` are sent as such. When the server splits
-  the reasoning out (``reasoning_content`` / ``reasoning``), the text is rebuilt as
-  ``<think>\\n{reasoning}\\n</think>\\n\\n{content}``, the raw form of the model's output.
+* **Sampling.** ``temperature``, ``top_p``, ``max_tokens``, ``seed``; ``top_k`` and
+  ``reasoning_effort`` (the OpenAI / vLLM / gpt-oss field) only when set; the role's
+  ``extra_body`` fields are merged into the body as they are.
+* **Thinking.** ``chat_template_kwargs`` are sent as such. When the server returns the
+  reasoning separately (``reasoning_content``, or ``reasoning`` as gpt-oss and recent
+  vLLM do), it is kept apart in ``Completion.reasoning`` and ``Completion.text`` is the
+  answer (``content``) only: a ``<score>`` or draft in the analysis never reaches the
+  answer. ``finish_reason`` (``length`` for a truncated reply) is kept as sent.
 * **Retries.** 408/409/425/429/5xx, connection errors and resets, read timeouts and
   truncated or invalid JSON are retried up to ``max_retries`` times with jittered
   exponential backoff (``Retry-After`` honoured, up to ``max_retry_after_s``); other
@@ -39,11 +44,12 @@ Behaviour, in the order a request meets it:
   and cost are split in proportion to the text lengths, so completion and cost sums
   stay exact; summed prompt tokens count a shared prompt once per sample.
 * **Key.** Read from the env var named ``api_key_env`` and sent as a bearer token;
-  never logged or shown in ``repr``.
+  never logged or shown in ``repr``. Every message and log line goes through
+  :func:`fineproofs.errors.redact`, so endpoint URLs never show ``user:password@``.
 
 :meth:`HTTPEngine.preflight` (run before the first ``generate``) checks that a
-server answers ``GET {endpoint}/models`` and serves the model, and raises a
-``RuntimeError`` saying how to start one otherwise.
+server answers ``GET {endpoint}/models`` and serves the model, and raises an
+:class:`~fineproofs.errors.EngineError` saying how to start one otherwise.
 """
 
 from __future__ import annotations
@@ -56,12 +62,13 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Iterator
 from urllib.parse import urlparse
 
 from fineproofs.engines.base import Completion, Engine, GenerationRequest
+from fineproofs.errors import ConfigError, EngineError, redact
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +111,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _failed(reason: str) -> Completion:
-    return Completion("", "error", status="failed", reason=reason)
+    return Completion("", "error", status="failed", reason=redact(reason))
 
 
 class HTTPEngine(Engine):
@@ -128,7 +135,10 @@ class HTTPEngine(Engine):
         preflight: bool = True,
     ):
         if not endpoints:
-            raise ValueError("HTTPEngine needs at least one endpoint, e.g. http://localhost:8000/v1")
+            raise ConfigError("HTTPEngine needs at least one endpoint, e.g. http://localhost:8000/v1")
+        from fineproofs.config import EngineConfig
+
+        EngineConfig.check_api_key_env(api_key_env)
         self.model_id = model
         self.revision = revision
         self.served_model = model  # the name sent in requests; preflight may resolve `embedded`
@@ -154,7 +164,7 @@ class HTTPEngine(Engine):
         self._start_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, cfg) -> "HTTPEngine":
+    def from_config(cls, cfg) -> HTTPEngine:
         return cls(
             cfg.model,
             list(cfg.endpoints),
@@ -169,7 +179,7 @@ class HTTPEngine(Engine):
         )
 
     def __repr__(self) -> str:  # no key in here, ever
-        return f"HTTPEngine(model={self.model_id!r}, endpoints={[e.url for e in self.endpoints]})"
+        return redact(f"HTTPEngine(model={self.model_id!r}, endpoints={[e.url for e in self.endpoints]})")
 
     # ----- background loop -----
 
@@ -192,7 +202,9 @@ class HTTPEngine(Engine):
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
             timeout=aiohttp.ClientTimeout(
-                total=None, connect=self.connect_timeout_s, sock_connect=self.connect_timeout_s,
+                total=None,
+                connect=self.connect_timeout_s,
+                sock_connect=self.connect_timeout_s,
                 sock_read=self.request_timeout_s,
             ),
         )
@@ -214,7 +226,7 @@ class HTTPEngine(Engine):
         if self.api_key_env:
             key = os.environ.get(self.api_key_env, "")
             if not key:
-                raise RuntimeError(
+                raise EngineError(
                     f"{self.model_id}: the API key is read from the environment variable "
                     f"{self.api_key_env}, which is not set"
                 )
@@ -224,7 +236,8 @@ class HTTPEngine(Engine):
     # ----- preflight -----
 
     def preflight(self) -> None:
-        """Check a server answers and serves the model; raise a RuntimeError saying what to do if not."""
+        """Check a server answers and serves the model; raise an EngineError saying what to do if not
+        (endpoint credentials redacted)."""
         self._ensure_started()
         headers = self._headers()
         answers = self._submit(self._probe_all(headers)).result()
@@ -234,7 +247,7 @@ class HTTPEngine(Engine):
             if status == 200:
                 listed.update(ids)
             elif status in (401, 403):
-                raise RuntimeError(
+                raise EngineError(
                     f"the server at {ep.url} rejected the API key for {self.model_id} (HTTP {status}); "
                     f"check the environment variable {self.api_key_env or '(api_key_env not set)'}"
                 )
@@ -243,15 +256,15 @@ class HTTPEngine(Engine):
         urls = ", ".join(e.url for e in self.endpoints)
         if len(problems) == len(self.endpoints):
             port = urlparse(self.endpoints[0].url).port or 8000
-            raise RuntimeError(
+            raise EngineError(
                 f"no OpenAI-compatible server answered at {urls} for {self.model_id}: start one with "
                 f"`vllm serve {self.model_id} --port {port}` (or SGLang / any OpenAI-compatible server), "
                 f"or edit the role's `engine.endpoints` in your profile ({'; '.join(problems)})"
             )
         for p in problems:
-            log.warning("endpoint not answering (requests will go to the others): %s", p)
+            log.warning("endpoint not answering (requests will go to the others): %s", redact(p))
         if listed and not self._match_model(listed):
-            raise RuntimeError(
+            raise EngineError(
                 f"the server at {urls} does not serve {self.model_id!r} (it serves {sorted(listed)[:10]}); "
                 f"set the role's `engine.model` to one of these or start the server with that model"
             )
@@ -283,8 +296,8 @@ class HTTPEngine(Engine):
                     return r.status, [], f"HTTP {r.status}"
                 data = await r.json(content_type=None)
                 return 200, [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)], ""
-        except Exception as e:  # noqa: BLE001 - any failure means "not answering"
-            return 0, [], f"{type(e).__name__}: {e}".rstrip(": ")
+        except Exception as e:
+            return 0, [], redact(f"{type(e).__name__}: {e}".rstrip(": "))
 
     # ----- generation -----
 
@@ -305,7 +318,7 @@ class HTTPEngine(Engine):
                 except queue.Empty:
                     if fut.done() and out.empty():
                         fut.result()  # re-raise a bug in the loop, if any
-                        raise RuntimeError("HTTP engine stopped before all requests finished")
+                        raise EngineError("HTTP engine stopped before all requests finished") from None
                     continue
                 remaining -= 1
                 yield item
@@ -324,8 +337,13 @@ class HTTPEngine(Engine):
                     comps = await self._request(req, headers)
                 except asyncio.CancelledError:
                     raise
-                except Exception as e:  # noqa: BLE001 - one request's bug must not stop the others
-                    log.exception("HTTP engine error on request %d", i)
+                except Exception as e:
+                    log.error(
+                        "HTTP engine error on request %d: %s",
+                        i,
+                        redact(f"{type(e).__name__}: {e}"),
+                        exc_info=log.isEnabledFor(logging.DEBUG),
+                    )
                     comps = [_failed(f"engine_error: {type(e).__name__}: {e}")] * req.n
                 out.put((i, comps))
 
@@ -379,6 +397,11 @@ class HTTPEngine(Engine):
             "max_tokens": sp.max_tokens,
             "seed": seed,
         }
+        if sp.top_k is not None:
+            body["top_k"] = sp.top_k
+        if sp.reasoning_effort is not None:
+            body["reasoning_effort"] = sp.reasoning_effort
+        body.update(sp.extra_body)  # SamplingConfig refuses keys that would override the ones above
         if n > 1:
             body["n"] = n
         if req.prefill:
@@ -427,7 +450,8 @@ class HTTPEngine(Engine):
             except _Fatal as e:
                 if req.prefill and ep.continue_ok and any(f in str(e) for f in PREFILL_FIELDS):
                     log.warning(
-                        "%s rejects continue_final_message: sending prefills as a plain assistant turn", ep.url
+                        "%s rejects continue_final_message: sending prefills as a plain assistant turn",
+                        redact(ep.url),
                     )
                     ep.continue_ok = False
                     continue  # not a retry: a different request
@@ -437,13 +461,14 @@ class HTTPEngine(Engine):
                 await self._release(ep)
             if retries >= self.max_retries:
                 self.stats["failed_calls"] += 1
-                raise _Fatal(f"{err.kind} after {retries} retries" + (f": {err.detail}" if err.detail else ""))
+                detail = f": {redact(err.detail)}" if err.detail else ""
+                raise _Fatal(f"{err.kind} after {retries} retries{detail}")
             retries += 1
             self.stats["retries"] += 1
             delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** (retries - 1)) * random.uniform(0.5, 1.0)
             if err.retry_after is not None:
                 delay = max(delay, min(err.retry_after, self.max_retry_after_s))
-            log.debug("%s on %s, retry %d in %.2fs", err.kind, ep.url, retries, delay)
+            log.debug("%s on %s, retry %d in %.2fs", err.kind, redact(ep.url), retries, delay)
             await asyncio.sleep(delay)
 
     async def _post(self, ep: _Endpoint, body: dict, headers) -> dict:
@@ -464,7 +489,7 @@ class HTTPEngine(Engine):
             detail = _error_message(raw)
             if status >= 500 or status in RETRYABLE_STATUS:
                 raise _Retryable(f"http_{status}", retry_after)
-            raise _Fatal(f"http_{status}: {detail}")
+            raise _Fatal(redact(f"http_{status}: {detail}"))
         try:
             data = json.loads(raw)
         except ValueError as e:
@@ -478,25 +503,18 @@ class HTTPEngine(Engine):
         usage = data.get("usage") or {}
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_total = int(usage.get("completion_tokens") or 0)
-        texts = []
-        for c in choices:
-            msg = c.get("message") or {}
-            content = msg.get("content") or ""
-            reasoning = msg.get("reasoning_content") or msg.get("reasoning") or ""
-            text = f"<think>\n{reasoning}\n</think>\n\n{content}" if reasoning else content
-            if req.prefill and not text.startswith(req.prefill):
-                text = req.prefill + text
-            texts.append(text)
-        weights = [max(1, len(t)) for t in texts]
+        parts = [_message_parts(c, req.prefill) for c in choices]
+        weights = [max(1, len(text) + len(reasoning)) for text, reasoning in parts]
         shares = _split(completion_total, weights)
         out = []
-        for c, text, ctoks in zip(choices, texts, shares):
+        for c, (text, reasoning), ctoks in zip(choices, parts, shares):
             cost = (
                 prompt_tokens * self.price_prompt_per_1m / len(choices) + ctoks * self.price_completion_per_1m
             ) / 1e6
             out.append(
                 Completion(
                     text=text,
+                    reasoning=reasoning,
                     finish_reason=c.get("finish_reason") or "stop",
                     prompt_tokens=prompt_tokens,
                     completion_tokens=ctoks,
@@ -504,6 +522,27 @@ class HTTPEngine(Engine):
                 )
             )
         return out
+
+
+def _message_parts(choice: dict, prefill: str) -> tuple[str, str]:
+    """(answer, reasoning returned apart) of one choice; the answer starts with the prefill."""
+    msg = choice.get("message") or {}
+    text = _as_text(msg.get("content"))
+    reasoning = _as_text(msg.get("reasoning_content") or msg.get("reasoning"))
+    if prefill and not text.startswith(prefill):
+        text = prefill + text
+    return text, reasoning
+
+
+def _as_text(value) -> str:
+    """A message field as text: a string, or the text parts of a list of content parts."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(p.get("text") or "" if isinstance(p, dict) else str(p) for p in value)
+    raise TypeError(f"message field of type {type(value).__name__}")
 
 
 def _split(total: int, weights: list[int]) -> list[int]:

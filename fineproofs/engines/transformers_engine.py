@@ -1,12 +1,19 @@
-"""In-process generation with transformers (CPU or GPU): the embedded default."""
+"""In-process generation with transformers (CPU or GPU): the embedded default.
+
+Completions carry the raw decoded output in ``text`` (a ``<think>`` block, if the
+model writes one, stays inline; ``reasoning`` is empty). On CPU the thread count and
+OpenMP wait policy come from :mod:`fineproofs.engines.threads`.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import astuple
-from typing import Iterator
+from collections.abc import Iterator
 
-from fineproofs.engines.base import Completion, Engine, GenerationRequest
+from fineproofs.engines.base import Completion, Engine, GenerationRequest, SamplingParams
+from fineproofs.engines.threads import configure_torch
+from fineproofs.errors import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +35,17 @@ class TransformersEngine(Engine):
         batch_size: int = 8,
         dtype: str = "auto",
         chat_template_kwargs: dict | None = None,
+        threads: int | None = None,
+        omp_wait_policy: str = "passive",
     ):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        try:
+            self.threads = configure_torch(threads, omp_wait_policy)  # before torch is first imported
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as e:
+            raise EngineError(
+                f"the 'transformers' engine needs torch and transformers: pip install torch transformers ({e})"
+            ) from e
 
         from fineproofs.models import resolve_model
 
@@ -48,22 +63,22 @@ class TransformersEngine(Engine):
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kw)
         self.model.eval()
         self._torch = torch
+        self._warned_extra = False
 
     def _prompt(self, req: GenerationRequest) -> str:
         msgs = list(req.messages)
+        kw = dict(self.chat_template_kwargs)
+        if req.sampling.reasoning_effort is not None:  # gpt-oss templates read it; others ignore it
+            kw.setdefault("reasoning_effort", req.sampling.reasoning_effort)
         if req.prefill:
             msgs = msgs + [{"role": "assistant", "content": req.prefill}]
-            return self.tokenizer.apply_chat_template(
-                msgs, tokenize=False, continue_final_message=True, **self.chat_template_kwargs
-            )
-        return self.tokenizer.apply_chat_template(
-            msgs, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
-        )
+            return self.tokenizer.apply_chat_template(msgs, tokenize=False, continue_final_message=True, **kw)
+        return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **kw)
 
     def generate(self, requests: list[GenerationRequest]) -> Iterator[tuple[int, list[Completion]]]:
         prompts = [self._prompt(r) for r in requests]
         lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
-        order = sorted(range(len(requests)), key=lambda i: (astuple(requests[i].sampling), lengths[i]))
+        order = sorted(range(len(requests)), key=lambda i: (_sort_key(requests[i].sampling), lengths[i]))
         # group consecutive requests with identical sampling params into row batches
         batch: list[int] = []
         rows = 0
@@ -87,11 +102,7 @@ class TransformersEngine(Engine):
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         seed = requests[idx[0]].seeds[0] if requests[idx[0]].seeds else sp.seed
         torch.manual_seed(seed)
-        gen_kw = dict(max_new_tokens=sp.max_tokens, pad_token_id=self.tokenizer.pad_token_id)
-        if sp.temperature > 0:
-            gen_kw.update(do_sample=True, temperature=sp.temperature, top_p=sp.top_p)
-        else:
-            gen_kw.update(do_sample=False)
+        gen_kw = self._generate_kwargs(sp)
         try:
             with torch.inference_mode():
                 out = self.model.generate(**enc, **gen_kw)
@@ -121,6 +132,21 @@ class TransformersEngine(Engine):
         for i in idx:
             yield i, results[i]
 
+    def _generate_kwargs(self, sp: SamplingParams) -> dict:
+        gen_kw: dict = dict(max_new_tokens=sp.max_tokens, pad_token_id=self.tokenizer.pad_token_id)
+        if sp.temperature > 0:
+            gen_kw.update(do_sample=True, temperature=sp.temperature, top_p=sp.top_p)
+            if sp.top_k is not None:
+                gen_kw["top_k"] = max(0, sp.top_k)  # -1 / 0: off
+        else:
+            gen_kw.update(do_sample=False)
+        if sp.extra_body and not self._warned_extra:
+            log.warning(
+                "the transformers engine ignores sampling.extra_body %s (HTTP servers only)", sorted(sp.extra_body)
+            )
+            self._warned_extra = True
+        return gen_kw
+
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
@@ -129,3 +155,8 @@ class TransformersEngine(Engine):
         elif gen_eos:
             ids.update(gen_eos)
         return {i for i in ids if i is not None}
+
+
+def _sort_key(sp: SamplingParams) -> str:
+    """A total order on sampling params (None, dicts) that groups identical ones."""
+    return json.dumps(sp.to_dict(), sort_keys=True, default=str)

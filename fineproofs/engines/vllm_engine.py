@@ -1,6 +1,6 @@
 """In-process vLLM engine (GPU): the default at scale.
 
-* ``vllm`` is imported lazily; without it the constructor raises a RuntimeError
+* ``vllm`` is imported lazily; without it the constructor raises an EngineError
   saying ``pip install 'fineproofs[vllm]'`` on a GPU machine.
 * Tensor / pipeline parallelism, dtype and revision come from the
   :class:`~fineproofs.config.EngineConfig`.
@@ -16,14 +16,21 @@
   ``LLMEngine`` and stepped to completion (the loop ``LLM.generate`` runs), each
   finished output yielded at once rather than after the whole batch. Where that
   engine API is not available, it falls back to one ``LLM.generate`` call.
+* Sampling: ``top_k`` when set; ``reasoning_effort`` is passed to the chat template
+  (gpt-oss templates read it); ``extra_body`` entries are passed to
+  ``vllm.SamplingParams`` as keyword arguments (as ``vllm serve`` does with extra
+  request fields), so only SamplingParams fields are valid there.
+* Text is the raw output: a ``<think>`` block stays inline (``reasoning`` empty);
+  ``finish_reason`` ``length`` marks truncated samples.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 from fineproofs.engines.base import Completion, Engine, GenerationRequest
+from fineproofs.errors import ConfigError, EngineError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +44,7 @@ def _import_vllm():
     try:
         import vllm
     except ImportError as e:
-        raise RuntimeError(f"{INSTALL_HINT} ({e})") from e
+        raise EngineError(f"{INSTALL_HINT} ({e})") from e
     return vllm
 
 
@@ -46,9 +53,16 @@ def sampling_params_for(req: GenerationRequest):
     vllm = _import_vllm()
     sp = req.sampling
     seed = req.seeds[0] if req.seeds else sp.seed
-    return vllm.SamplingParams(
-        n=req.n, temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens, seed=seed
-    )
+    kw = dict(n=req.n, temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens, seed=seed)
+    if sp.top_k is not None:
+        kw["top_k"] = sp.top_k
+    kw.update(sp.extra_body)
+    try:
+        return vllm.SamplingParams(**kw)
+    except TypeError as e:  # an extra_body key vLLM does not know
+        raise ConfigError(
+            f"sampling.extra_body {sorted(sp.extra_body)} is not valid for vllm.SamplingParams: {e}"
+        ) from e
 
 
 def _final_only(params) -> None:
@@ -100,7 +114,7 @@ class VLLMEngine(Engine):
         self._next_id = 0
 
     @classmethod
-    def from_config(cls, cfg) -> "VLLMEngine":
+    def from_config(cls, cfg) -> VLLMEngine:
         return cls(
             cfg.model,
             cfg.revision,
@@ -112,16 +126,16 @@ class VLLMEngine(Engine):
 
     def prompt_ids(self, req: GenerationRequest) -> list[int]:
         msgs = list(req.messages)
+        kw = dict(self.chat_template_kwargs)
+        if req.sampling.reasoning_effort is not None:  # gpt-oss templates read it; others ignore it
+            kw.setdefault("reasoning_effort", req.sampling.reasoning_effort)
         if req.prefill:
             msgs.append({"role": "assistant", "content": req.prefill})
             text = self.tokenizer.apply_chat_template(
-                msgs, tokenize=False, add_generation_prompt=False, continue_final_message=True,
-                **self.chat_template_kwargs,
+                msgs, tokenize=False, add_generation_prompt=False, continue_final_message=True, **kw
             )
         else:
-            text = self.tokenizer.apply_chat_template(
-                msgs, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
-            )
+            text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **kw)
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
     def generate(self, requests: list[GenerationRequest]) -> Iterator[tuple[int, list[Completion]]]:
@@ -159,7 +173,7 @@ class VLLMEngine(Engine):
             if ids:  # the consumer stopped early or something failed: drop what is left
                 try:
                     engine.abort_request(list(ids))
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.warning("could not abort %d vLLM requests", len(ids))
 
     def _completions(self, req: GenerationRequest, out) -> list[Completion]:
