@@ -68,6 +68,43 @@ class CachedGenerator:
         keys = [[self.key(r, prompt_version, first_sample + j) for j in range(r.n)] for r in requests]
         self.store.plan(stage, (k for ks in keys for k in ks))
         have = self.store.get_many(k for ks in keys for k in ks)
+        todo, owners = self._missing(requests, keys, have)
+        total = sum(len(k) for k in keys)
+        n_missing = sum(len(m) for _, m in owners)  # distinct samples to generate
+        self.stats.requested += total
+        self.stats.cached += total - n_missing
+        if n_missing == 0:
+            log.info("%s: all %d samples already in the store, nothing to generate", stage, total)
+            return [[have[k] for k in ks] for ks in keys]
+        log.info("%s: %d of %d samples in the store, generating %d", stage, total - n_missing, total, n_missing)
+        bar = tqdm(total=n_missing, desc=stage, unit="sample", disable=not self.progress, leave=False)
+        for t, completions in self.engine.generate(todo):
+            i, missing = owners[t]
+            batch = []
+            for j, c in zip(missing, completions):
+                resp = StoredResponse.from_completion(c, key=keys[i][j], stage=stage, model=self.engine.model_id)
+                audit = {
+                    "messages": requests[i].messages,
+                    "prefill": requests[i].prefill,
+                    "sampling": requests[i].sampling.to_dict(),
+                    "prompt_version": prompt_version,
+                    "sample_index": first_sample + j,
+                }
+                batch.append((resp, audit))
+                have[resp.key] = resp
+                self.stats.generated += 1
+                self.stats.completion_tokens += c.completion_tokens
+                self.stats.failed += not c.ok
+            self.store.put_many(batch)  # the samples of one request: all stored or none
+            bar.update(len(completions))
+        bar.close()
+        return [[have[k] for k in ks] for ks in keys]
+
+    def _missing(
+        self, requests: list[GenerationRequest], keys: list[list[str]], have: dict[str, StoredResponse]
+    ) -> tuple[list[GenerationRequest], list[tuple[int, list[int]]]]:
+        """The requests to send (only their missing samples, each seeded from its key)
+        and, for each, (index into ``requests``, sample indices it fills)."""
         todo: list[GenerationRequest] = []
         owners: list[tuple[int, list[int]]] = []
         scheduled: set[str] = set()  # identical requests in one call are generated once
@@ -82,38 +119,4 @@ class CachedGenerator:
                 seeds = [int(ks[j][:8], 16) for j in missing]
                 todo.append(GenerationRequest(req.messages, len(missing), req.sampling, req.prefill, seeds=seeds))
                 owners.append((i, missing))
-        total = sum(len(k) for k in keys)
-        n_missing = sum(len(m) for _, m in owners)  # distinct samples to generate
-        self.stats.requested += total
-        self.stats.cached += total - n_missing
-        if n_missing == 0:
-            log.info("%s: all %d samples already in the store, nothing to generate", stage, total)
-        else:
-            log.info("%s: %d of %d samples in the store, generating %d", stage, total - n_missing, total, n_missing)
-            bar = tqdm(total=n_missing, desc=stage, unit="sample", disable=not self.progress, leave=False)
-            for t, completions in self.engine.generate(todo):
-                i, missing = owners[t]
-                batch = []
-                for j, c in zip(missing, completions):
-                    resp = StoredResponse.from_completion(c, key=keys[i][j], stage=stage, model=self.engine.model_id)
-                    batch.append(
-                        (
-                            resp,
-                            {
-                                "messages": requests[i].messages,
-                                "prefill": requests[i].prefill,
-                                "sampling": requests[i].sampling.to_dict(),
-                                "prompt_version": prompt_version,
-                                "sample_index": first_sample + j,
-                            },
-                        )
-                    )
-                    have[resp.key] = resp
-                    self.stats.generated += 1
-                    self.stats.completion_tokens += c.completion_tokens
-                    if not c.ok:
-                        self.stats.failed += 1
-                self.store.put_many(batch)  # the samples of one request: all stored or none
-                bar.update(len(completions))
-            bar.close()
-        return [[have[k] for k in ks] for ks in keys]
+        return todo, owners
