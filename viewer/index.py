@@ -209,22 +209,22 @@ class RunIndex:
             sp = self.run_dir / rundir.STAGES / samples_name
             if not sp.exists():
                 continue
+            gp = self.run_dir / rundir.STAGES / grades_name
+            grades: dict[str, tuple[Any, ...]] = {}
+            if gp.exists():
+                gno = self._add_file(con, gp)
+                for off, n, d in iter_lines(gp):
+                    grades[str(d.get("sample_key", ""))] = (_int(d.get("score")), str(d.get("status", "")), gno, off, n)
             no = self._add_file(con, sp)
             rows = []
             for off, n, d in iter_lines(sp):
                 pid = str(d.get("problem_id", ""))
                 role, idx = str(d.get("role", "")), d.get("sample_index", 0)
                 key = f"{pid}:{role}:{idx}"
-                rows.append((key, pid, role, idx, proof_fingerprint(str(d.get("proof") or "")), no, off, n))
-            con.executemany("INSERT OR REPLACE INTO samples (key, pid, role, idx, fp, file, off, len) "
-                            "VALUES (?,?,?,?,?,?,?,?)", rows)
-            gp = self.run_dir / rundir.STAGES / grades_name
-            if gp.exists():
-                gno = self._add_file(con, gp)
-                con.executemany(
-                    "UPDATE samples SET score = ?, gstatus = ?, gfile = ?, goff = ?, glen = ? WHERE key = ?",
-                    ((_int(d.get("score")), str(d.get("status", "")), gno, off, n, str(d.get("sample_key", "")))
-                     for off, n, d in iter_lines(gp)))
+                g = grades.get(key, (None, None, None, None, None))
+                rows.append((key, pid, role, idx, proof_fingerprint(str(d.get("proof") or "")), no, off, n, *g))
+            con.executemany("INSERT OR REPLACE INTO samples (key, pid, role, idx, fp, file, off, len, score, gstatus, "
+                            "gfile, goff, glen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def _index_replies(self, con: sqlite3.Connection) -> None:
         store = self.run_dir / rundir.STORE

@@ -82,11 +82,11 @@ class ProblemFilter:
 def list_problems(index: RunIndex, f: ProblemFilter) -> dict[str, Any]:
     where, args = f.where()
     con = index.db()
-    total = con.execute(f"SELECT COUNT(*) FROM problems p WHERE {where}", args).fetchone()[0]  # noqa: S608
+    total = con.execute(f"SELECT COUNT(*) FROM problems p WHERE {where}", args).fetchone()[0]
     pages = max(1, -(-total // PAGE_SIZE))
     f.page = min(f.page, pages)
     rows = con.execute(
-        "SELECT pid, substr(statement, 1, 280) AS snippet, source, competition, year, category, status, stage, "  # noqa: S608
+        "SELECT pid, substr(statement, 1, 280) AS snippet, source, competition, year, category, status, stage, "
         f"reason, reward, n_samples, n_graded FROM problems p WHERE {where} ORDER BY n LIMIT ? OFFSET ?",
         [*args, PAGE_SIZE, (f.page - 1) * PAGE_SIZE],
     ).fetchall()
@@ -98,7 +98,7 @@ def facets(index: RunIndex) -> dict[str, list[str]]:
     out = {}
     for col in ("source", "competition"):
         out[col] = [r[0] for r in con.execute(
-            f"SELECT {col} FROM problems WHERE {col} != '' GROUP BY {col} ORDER BY COUNT(*) DESC LIMIT 300")]  # noqa: S608
+            f"SELECT {col} FROM problems WHERE {col} != '' GROUP BY {col} ORDER BY COUNT(*) DESC LIMIT 300")]
     return out
 
 
@@ -163,7 +163,7 @@ def _store_replies(con: Any, keys: list[str]) -> list[dict[str, Any]]:
         return []
     q = ",".join("?" * len(keys))
     rows = con.execute(
-        f"SELECT key, stage, model, status, reason, text, finish_reason, prompt_tokens, completion_tokens, request "  # noqa: S608
+        f"SELECT key, stage, model, status, reason, text, finish_reason, prompt_tokens, completion_tokens, request "
         f"FROM responses WHERE key IN ({q})", keys).fetchall()
     out = []
     for key, stage, model, status, reason, text, finish, pt, ct, request in rows:
@@ -220,11 +220,11 @@ def list_quarantine(index: RunIndex, stage: str, q: str, page: int) -> dict[str,
         args += [f"%{q}%", f"%{q}%"]
     where = " AND ".join(clauses)
     con = index.db()
-    total = con.execute(f"SELECT COUNT(*) FROM quarantine WHERE {where}", args).fetchone()[0]  # noqa: S608
+    total = con.execute(f"SELECT COUNT(*) FROM quarantine WHERE {where}", args).fetchone()[0]
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(page, 1), pages)
     rows = []
-    for r in con.execute(f"SELECT * FROM quarantine WHERE {where} ORDER BY n LIMIT ? OFFSET ?",  # noqa: S608
+    for r in con.execute(f"SELECT * FROM quarantine WHERE {where} ORDER BY n LIMIT ? OFFSET ?",
                          [*args, PAGE_SIZE, (page - 1) * PAGE_SIZE]):
         rec = index.read(r["file"], r["off"], r["len"])
         text = rec.get("text") if isinstance(rec.get("text"), str) else ""
