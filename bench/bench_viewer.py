@@ -63,8 +63,10 @@ def main() -> None:
     if not (run / "build.json").exists():
         t = time.perf_counter()
         write_run(run, args.problems, args.samples)
-        print(f"wrote {args.problems * args.samples:,} samples ({args.problems:,} problems) to {run} "
-              f"in {time.perf_counter() - t:.1f} s")
+        print(
+            f"wrote {args.problems * args.samples:,} samples ({args.problems:,} problems) to {run} "
+            f"in {time.perf_counter() - t:.1f} s"
+        )
     t = time.perf_counter()
     srv = make_server(run)
     print(f"viewer start-up (index build): {time.perf_counter() - t:.2f} s")
@@ -79,8 +81,11 @@ def main() -> None:
             "problem list, first page": ["/problems"],
             "problem list, deep page": [f"/problems?page={last // 2}", f"/problems?page={last}"],
             "problem list, search": ["/problems?q=Problem+777%3A", "/problems?q=sqrt", "/problems?q=nothing+here"],
-            "problem list, filters": ["/problems?status=kept&competition=IMO&reward=0.25-0.5",
-                                      "/problems?grade=7&source=olympiads", "/problems?status=dropped&grade=failed"],
+            "problem list, filters": [
+                "/problems?status=kept&competition=IMO&reward=0.25-0.5",
+                "/problems?grade=7&source=olympiads",
+                "/problems?status=dropped&grade=failed",
+            ],
             "problem page (random problems)": [f"/problem/{p}" for p in rng.sample(pids, min(20, len(pids)))],
             "quarantine": ["/quarantine", "/quarantine?stage=rollout_grades&page=3"],
             "overview": ["/"],

@@ -207,8 +207,11 @@ def test_disagreements_list_judge_vs_human(run, tmp_path):
         page = get(srv, "/problems?grade=0")
         pid = re.search(r'href="/problem/([0-9a-z]+)"', page).group(1)
         ppage = get(srv, f"/problem/{pid}")
-        key = next(k for k in re.findall(r'id="s-([^"]+)"', ppage)
-                   if re.search(rf'id="s-{re.escape(k)}">\s*<h3>[^<]*<span class="grade g0"', ppage))
+        key = next(
+            k
+            for k in re.findall(r'id="s-([^"]+)"', ppage)
+            if re.search(rf'id="s-{re.escape(k)}">\s*<h3>[^<]*<span class="grade g0"', ppage)
+        )
         assert grade(srv, pid, key, 7)[0].status == 303
         human = get(srv, "/human")
         table = human.split('id="disagreements"')[1].split("</table>")[0]
@@ -222,8 +225,11 @@ def test_disagreements_list_judge_vs_human(run, tmp_path):
 
 
 def snapshot(run: Path) -> dict[str, str]:
-    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run.rglob("*")) if p.is_file() and "human" not in p.relative_to(run).parts}
+    return {
+        str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and "human" not in p.relative_to(run).parts
+    }
 
 
 def test_the_viewer_never_writes_what_the_build_wrote(tmp_path):

@@ -17,12 +17,12 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or (
-    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
+)
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "viewer-problem.png"
 
 if not (CHROMIUM and CHROMEDRIVER):
-    pytest.skip("no system Chromium: apt-get install chromium chromium-driver (.ci/run does)",
-                allow_module_level=True)
+    pytest.skip("no system Chromium: apt-get install chromium chromium-driver (.ci/run does)", allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the dev extra")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -39,8 +39,16 @@ def run(tmp_path_factory) -> Path:
 def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1700", "--hide-scrollbars", "--no-first-run", "--disable-extensions"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1700",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(20)
@@ -131,5 +139,6 @@ def test_a_proof_with_script_shows_as_text(browser, server):
     assert '<script>alert("pwned")</script>' in browser.find_element(By.ID, "statement").text
     injected = browser.execute_script(
         "return document.querySelectorAll('main script, main img').length"
-        " + [...document.querySelectorAll('main b')].filter(e => e.textContent === 'bold?').length")
+        " + [...document.querySelectorAll('main b')].filter(e => e.textContent === 'bold?').length"
+    )
     assert injected == 0

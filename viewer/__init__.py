@@ -34,8 +34,14 @@ from fineproofs.viewer.server import Viewer, ViewerServer
 __all__ = ["ViewerServer", "export_calibration", "make_server", "serve"]
 
 
-def make_server(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0, *,
-                grades_file: str | Path | None = None, workdir: str | Path | None = None) -> ViewerServer:
+def make_server(
+    run_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    grades_file: str | Path | None = None,
+    workdir: str | Path | None = None,
+) -> ViewerServer:
     """Index ``run_dir`` and start serving it in a background thread; returns the server
     (``.url``, ``.shutdown()``). ``port=0`` picks a free port. ``grades_file`` defaults to
     ``RUN_DIR/human/grades.jsonl``; ``workdir`` is where the temporary index goes (the
@@ -49,8 +55,7 @@ def make_server(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0, *,
         raise
 
 
-def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
-          ready: Callable[[str], None] | None = None) -> None:
+def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 0, *, ready: Callable[[str], None] | None = None) -> None:
     """Serve ``run_dir`` until interrupted (Ctrl-C); calls ``ready(url)`` once listening."""
     srv = make_server(run_dir, host, port)
     try:

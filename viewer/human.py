@@ -27,8 +27,17 @@ from fineproofs.errors import DataError
 HUMAN_DIR = "human"
 GRADES_FILE = "grades.jsonl"
 MAX_NOTE = 4000
-CALIBRATION_COLUMNS = ("id", "problem_id", "problem", "proof", "human_grade", "grading_guidelines",
-                       "reference_solution", "rubric", "judge_grade")
+CALIBRATION_COLUMNS = (
+    "id",
+    "problem_id",
+    "problem",
+    "proof",
+    "human_grade",
+    "grading_guidelines",
+    "reference_solution",
+    "rubric",
+    "judge_grade",
+)
 
 
 def grades_path(run_dir: str | Path) -> Path:
@@ -64,8 +73,9 @@ class HumanGrades:
         self._lock = threading.Lock()
         self.latest = read_grades(self.path)
 
-    def add(self, sample_key: str, problem_id: str, grade: Any, note: str = "",
-            judge_score: int | None = None) -> dict[str, Any]:
+    def add(
+        self, sample_key: str, problem_id: str, grade: Any, note: str = "", judge_score: int | None = None
+    ) -> dict[str, Any]:
         """Append one grade (fsynced); returns the stored record. Raises DataError on a bad grade."""
         try:
             g = int(str(grade).strip())
@@ -73,8 +83,14 @@ class HumanGrades:
             raise DataError(f"grade must be a whole number from 0 to 7, got {grade!r}") from None
         if not _valid_grade(g):
             raise DataError(f"grade must be a whole number from 0 to 7, got {g}")
-        rec = {"sample_key": sample_key, "problem_id": problem_id, "grade": g, "note": (note or "")[:MAX_NOTE],
-               "judge_score": judge_score, "time": round(time.time(), 3)}
+        rec = {
+            "sample_key": sample_key,
+            "problem_id": problem_id,
+            "grade": g,
+            "note": (note or "")[:MAX_NOTE],
+            "judge_score": judge_score,
+            "time": round(time.time(), 3),
+        }
         line = json.dumps(rec, ensure_ascii=False) + "\n"
         with self._lock:
             new = not self.path.exists()
@@ -106,26 +122,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def calibration_rows(grades: dict[str, dict[str, Any]],
-                     context: Callable[[str], dict[str, Any] | None]) -> Iterable[dict[str, Any]]:
+def calibration_rows(
+    grades: dict[str, dict[str, Any]], context: Callable[[str], dict[str, Any] | None]
+) -> Iterable[dict[str, Any]]:
     """One calibration row per human-graded sample still present in the run."""
     for key, g in sorted(grades.items()):
         ctx = context(key)
         if ctx is None:
             continue
-        yield {"id": key, "problem_id": ctx["pid"], "problem": ctx["statement"], "proof": ctx["proof"],
-               "human_grade": g["grade"], "grading_guidelines": ctx["rubric"],
-               "reference_solution": ctx["reference_solution"], "rubric": ctx["rubric"], "judge_grade": ctx["score"]}
+        yield {
+            "id": key,
+            "problem_id": ctx["pid"],
+            "problem": ctx["statement"],
+            "proof": ctx["proof"],
+            "human_grade": g["grade"],
+            "grading_guidelines": ctx["rubric"],
+            "reference_solution": ctx["reference_solution"],
+            "rubric": ctx["rubric"],
+            "judge_grade": ctx["score"],
+        }
 
 
-def disagreements(grades: dict[str, dict[str, Any]],
-                  context: Callable[[str], dict[str, Any] | None]) -> list[dict[str, Any]]:
+def disagreements(
+    grades: dict[str, dict[str, Any]], context: Callable[[str], dict[str, Any] | None]
+) -> list[dict[str, Any]]:
     """Samples whose judge grade differs from the human grade, largest gap first."""
     out = []
     for key, g in grades.items():
         ctx = context(key)
         if ctx is None or ctx["score"] is None or ctx["score"] == g["grade"]:
             continue
-        out.append({"key": key, "pid": ctx["pid"], "judge": ctx["score"], "human": g["grade"],
-                    "gap": g["grade"] - ctx["score"], "note": g.get("note", ""), "statement": ctx["statement"][:200]})
+        out.append(
+            {
+                "key": key,
+                "pid": ctx["pid"],
+                "judge": ctx["score"],
+                "human": g["grade"],
+                "gap": g["grade"] - ctx["score"],
+                "note": g.get("note", ""),
+                "statement": ctx["statement"][:200],
+            }
+        )
     return sorted(out, key=lambda d: (-abs(d["gap"]), d["key"]))

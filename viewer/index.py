@@ -72,12 +72,12 @@ def fenced_proof(content: str) -> str | None:
     start = content.rfind("<<<PROOF>>>", 0, end if end >= 0 else None)
     if start < 0 or end < start:
         return None
-    return content[start + len("<<<PROOF>>>"):end]
+    return content[start + len("<<<PROOF>>>") : end]
 
 
 def _problem_head(content: str) -> str:
     i = content.find("Problem:")
-    return _WS.sub(" ", content[i + 8:i + 400]).strip() if i >= 0 else ""
+    return _WS.sub(" ", content[i + 8 : i + 400]).strip() if i >= 0 else ""
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
@@ -175,7 +175,9 @@ class RunIndex:
             rows.append((pid, st, *_meta(d), status, no, off, n))
         con.executemany(
             "INSERT OR IGNORE INTO problems (pid, statement, source, competition, year, category, status, file, off, len)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
 
     def _index_quarantine(self, con: sqlite3.Connection) -> None:
         qdir = self.run_dir / rundir.QUARANTINE
@@ -191,18 +193,23 @@ class RunIndex:
                 if isinstance(text, str) and pid:  # a problem dropped at ingest: list it too
                     meta = d.get("metadata") or {}
                     problems.append((pid, text, *_meta(meta), "dropped", stage, reason, no, off, n))
-            con.executemany("INSERT INTO quarantine (stage, reason, pid, item, file, off, len) VALUES (?,?,?,?,?,?,?)",
-                            rows)
+            con.executemany(
+                "INSERT INTO quarantine (stage, reason, pid, item, file, off, len) VALUES (?,?,?,?,?,?,?)", rows
+            )
             con.executemany(
                 "INSERT OR IGNORE INTO problems (pid, statement, source, competition, year, category, status, stage,"
-                " reason, file, off, len) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", problems)
+                " reason, file, off, len) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                problems,
+            )
 
     def _index_rubrics(self, con: sqlite3.Connection) -> None:
         path = self.run_dir / rundir.STAGES / "rubrics.jsonl"
         if path.exists():
             no = self._add_file(con, path)
-            con.executemany("INSERT OR REPLACE INTO rubrics VALUES (?,?,?,?)",
-                            ((str(d.get("problem_id", "")), no, off, n) for off, n, d in iter_lines(path)))
+            con.executemany(
+                "INSERT OR REPLACE INTO rubrics VALUES (?,?,?,?)",
+                ((str(d.get("problem_id", "")), no, off, n) for off, n, d in iter_lines(path)),
+            )
 
     def _index_samples(self, con: sqlite3.Connection) -> None:
         for samples_name, grades_name in SAMPLE_FILES:
@@ -223,8 +230,11 @@ class RunIndex:
                 key = f"{pid}:{role}:{idx}"
                 g = grades.get(key, (None, None, None, None, None))
                 rows.append((key, pid, role, idx, proof_fingerprint(str(d.get("proof") or "")), no, off, n, *g))
-            con.executemany("INSERT OR REPLACE INTO samples (key, pid, role, idx, fp, file, off, len, score, gstatus, "
-                            "gfile, goff, glen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            con.executemany(
+                "INSERT OR REPLACE INTO samples (key, pid, role, idx, fp, file, off, len, score, gstatus, "
+                "gfile, goff, glen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
 
     def _index_replies(self, con: sqlite3.Connection) -> None:
         store = self.run_dir / rundir.STORE
@@ -240,8 +250,9 @@ class RunIndex:
                 user = next((m.get("content", "") for m in reversed(msgs) if m.get("role") == "user"), "")
                 proof = fenced_proof(user)
                 if proof is not None:
-                    rows.append((proof_fingerprint(proof), key, stage, _int(req.get("sample_index")),
-                                 _problem_head(user)))
+                    rows.append(
+                        (proof_fingerprint(proof), key, stage, _int(req.get("sample_index")), _problem_head(user))
+                    )
             con.executemany("INSERT INTO replies VALUES (?,?,?,?,?)", rows)
             src.close()
         except sqlite3.Error as e:
@@ -259,8 +270,10 @@ class RunIndex:
             WHERE status = 'dropped' AND stage IS NULL;
         """)
         if have_split:
-            con.execute("UPDATE problems SET stage = 'split', reason = 'not selected by the split policy "
-                        "(see the split drop reasons on the overview)' WHERE status = 'dropped' AND stage IS NULL")
+            con.execute(
+                "UPDATE problems SET stage = 'split', reason = 'not selected by the split policy "
+                "(see the split drop reasons on the overview)' WHERE status = 'dropped' AND stage IS NULL"
+            )
 
 
 def open_store(path: Path) -> sqlite3.Connection:
@@ -311,8 +324,12 @@ def _quarantine_fields(d: dict[str, Any], default_stage: str) -> tuple[str, str,
 
 def _meta(d: dict[str, Any]) -> tuple[str, str, str, str]:
     year = d.get("year")
-    return (str(d.get("source") or ""), str(d.get("competition") or ""), "" if year is None else str(year),
-            str(d.get("category") or ""))
+    return (
+        str(d.get("source") or ""),
+        str(d.get("competition") or ""),
+        "" if year is None else str(year),
+        str(d.get("category") or ""),
+    )
 
 
 def _int(v: Any) -> int | None:

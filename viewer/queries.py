@@ -25,7 +25,7 @@ HUMAN_FILTERS = {
     "graded": "EXISTS (SELECT 1 FROM human h WHERE h.pid = p.pid)",
     "ungraded": "NOT EXISTS (SELECT 1 FROM human h WHERE h.pid = p.pid)",
     "disagree": "EXISTS (SELECT 1 FROM human h JOIN samples s ON s.key = h.key WHERE h.pid = p.pid "
-                "AND s.score IS NOT NULL AND s.score != h.grade)",
+    "AND s.score IS NOT NULL AND s.score != h.grade)",
 }
 
 
@@ -43,8 +43,12 @@ class ProblemFilter:
 
     @classmethod
     def from_query(cls, params: dict[str, str]) -> ProblemFilter:
-        f = cls(**{k: params.get(k, "").strip()[:500] for k in ("q", "source", "competition", "status", "reward",
-                                                                  "grade", "human")})
+        f = cls(
+            **{
+                k: params.get(k, "").strip()[:500]
+                for k in ("q", "source", "competition", "status", "reward", "grade", "human")
+            }
+        )
         try:
             f.page = max(1, int(params.get("page", "1")))
         except ValueError:
@@ -97,8 +101,12 @@ def facets(index: RunIndex) -> dict[str, list[str]]:
     con = index.db()
     out = {}
     for col in ("source", "competition"):
-        out[col] = [r[0] for r in con.execute(
-            f"SELECT {col} FROM problems WHERE {col} != '' GROUP BY {col} ORDER BY COUNT(*) DESC LIMIT 300")]
+        out[col] = [
+            r[0]
+            for r in con.execute(
+                f"SELECT {col} FROM problems WHERE {col} != '' GROUP BY {col} ORDER BY COUNT(*) DESC LIMIT 300"
+            )
+        ]
     return out
 
 
@@ -118,8 +126,10 @@ def problem_detail(index: RunIndex, pid: str, human: dict[str, dict[str, Any]], 
     rubric = index.read(rub["file"], rub["off"], rub["len"]) if rub else {}
     pages = max(1, -(-row["n_samples"] // SAMPLES_PER_PAGE))
     page = min(max(page, 1), pages)
-    rows = con.execute("SELECT * FROM samples WHERE pid = ? ORDER BY role DESC, idx LIMIT ? OFFSET ?",
-                       (pid, SAMPLES_PER_PAGE, (page - 1) * SAMPLES_PER_PAGE)).fetchall()
+    rows = con.execute(
+        "SELECT * FROM samples WHERE pid = ? ORDER BY role DESC, idx LIMIT ? OFFSET ?",
+        (pid, SAMPLES_PER_PAGE, (page - 1) * SAMPLES_PER_PAGE),
+    ).fetchall()
     store = index.run_dir / "store.sqlite"
     scon = open_store(store) if store.exists() and rows else None
     try:
@@ -127,18 +137,35 @@ def problem_detail(index: RunIndex, pid: str, human: dict[str, dict[str, Any]], 
     finally:
         if scon is not None:
             scon.close()
-    quarantine = [dict(q) for q in con.execute(
-        "SELECT stage, reason, item FROM quarantine WHERE pid = ? ORDER BY n LIMIT 500", (pid,))]
-    return {"row": dict(row), "problem": rec, "rubric": rubric, "rubric_text": _rubric_text(rubric),
-            "structured": structured_rubric(rubric, pid), "samples": samples, "quarantine": quarantine,
-            "page": page, "pages": pages}
+    quarantine = [
+        dict(q)
+        for q in con.execute("SELECT stage, reason, item FROM quarantine WHERE pid = ? ORDER BY n LIMIT 500", (pid,))
+    ]
+    return {
+        "row": dict(row),
+        "problem": rec,
+        "rubric": rubric,
+        "rubric_text": _rubric_text(rubric),
+        "structured": structured_rubric(rubric, pid),
+        "samples": samples,
+        "quarantine": quarantine,
+        "page": page,
+        "pages": pages,
+    }
 
 
 def _sample(index: RunIndex, s: Any, statement: str, human: dict[str, dict[str, Any]], scon: Any) -> dict[str, Any]:
     rec = index.read(s["file"], s["off"], s["len"])
     grade = index.read(s["gfile"], s["goff"], s["glen"])
-    return {"key": s["key"], "role": s["role"], "idx": s["idx"], "rec": rec, "grade": grade,
-            "replies": judge_replies(index, scon, grade, s["fp"], statement), "human": human.get(s["key"])}
+    return {
+        "key": s["key"],
+        "role": s["role"],
+        "idx": s["idx"],
+        "rec": rec,
+        "grade": grade,
+        "replies": judge_replies(index, scon, grade, s["fp"], statement),
+        "human": human.get(s["key"]),
+    }
 
 
 def judge_replies(index: RunIndex, scon: Any, grade: dict[str, Any], fp: str, statement: str) -> list[dict[str, Any]]:
@@ -150,8 +177,9 @@ def judge_replies(index: RunIndex, scon: Any, grade: dict[str, Any], fp: str, st
     con = index.db()
     keys = grade.get("reply_keys") if isinstance(grade.get("reply_keys"), list) else None
     if keys is None:
-        cands = con.execute("SELECT key, stage, sample_index, phead FROM replies WHERE fp = ? ORDER BY sample_index",
-                            (fp,)).fetchall()
+        cands = con.execute(
+            "SELECT key, stage, sample_index, phead FROM replies WHERE fp = ? ORDER BY sample_index", (fp,)
+        ).fetchall()
         head = " ".join(statement.split())[:120]
         matching = [c for c in cands if head and head in c["phead"]]
         keys = [c["key"] for c in (matching or cands)][:50]
@@ -164,17 +192,30 @@ def _store_replies(con: Any, keys: list[str]) -> list[dict[str, Any]]:
     q = ",".join("?" * len(keys))
     rows = con.execute(
         f"SELECT key, stage, model, status, reason, text, finish_reason, prompt_tokens, completion_tokens, request "
-        f"FROM responses WHERE key IN ({q})", keys).fetchall()
+        f"FROM responses WHERE key IN ({q})",
+        keys,
+    ).fetchall()
     out = []
     for key, stage, model, status, reason, text, finish, pt, ct, request in rows:
         try:
             req = json.loads(request)
         except ValueError:
             req = {}
-        out.append({"key": key, "stage": stage, "model": model, "status": status, "reason": reason,
-                    "text": (req.get("prefill") or "") + (text or ""), "finish_reason": finish,
-                    "prompt_tokens": pt, "completion_tokens": ct, "sample_index": req.get("sample_index"),
-                    "source": "store"})
+        out.append(
+            {
+                "key": key,
+                "stage": stage,
+                "model": model,
+                "status": status,
+                "reason": reason,
+                "text": (req.get("prefill") or "") + (text or ""),
+                "finish_reason": finish,
+                "prompt_tokens": pt,
+                "completion_tokens": ct,
+                "sample_index": req.get("sample_index"),
+                "source": "store",
+            }
+        )
     return sorted(out, key=lambda r: (r["sample_index"] is None, r["sample_index"] or 0))
 
 
@@ -206,8 +247,11 @@ def structured_rubric(rubric: dict[str, Any], pid: str) -> dict[str, Any] | None
     for it in items:
         if isinstance(it, dict):
             chains.setdefault(str(it.get("chain") or ""), []).append(it)
-    return {"chains": sorted(chains.items()), "zero_credit": [str(z) for z in zero],
-            "deductions": [d for d in deds if isinstance(d, dict)]}
+    return {
+        "chains": sorted(chains.items()),
+        "zero_credit": [str(z) for z in zero],
+        "deductions": [d for d in deds if isinstance(d, dict)],
+    }
 
 
 def list_quarantine(index: RunIndex, stage: str, q: str, page: int) -> dict[str, Any]:
@@ -224,8 +268,10 @@ def list_quarantine(index: RunIndex, stage: str, q: str, page: int) -> dict[str,
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(page, 1), pages)
     rows = []
-    for r in con.execute(f"SELECT * FROM quarantine WHERE {where} ORDER BY n LIMIT ? OFFSET ?",
-                         [*args, PAGE_SIZE, (page - 1) * PAGE_SIZE]):
+    for r in con.execute(
+        f"SELECT * FROM quarantine WHERE {where} ORDER BY n LIMIT ? OFFSET ?",
+        [*args, PAGE_SIZE, (page - 1) * PAGE_SIZE],
+    ):
         rec = index.read(r["file"], r["off"], r["len"])
         text = rec.get("text") if isinstance(rec.get("text"), str) else ""
         rows.append({**dict(r), "text": text[:300]})
@@ -240,9 +286,16 @@ def overview(index: RunIndex) -> dict[str, Any]:
     samples = dict(con.execute("SELECT role, COUNT(*) FROM samples GROUP BY role").fetchall())
     plots_dir = index.run_dir / "plots"
     plots = sorted(p.name for p in plots_dir.glob("*.png")) if plots_dir.is_dir() else []
-    return {"manifest": m, "counts": m.get("counts") or {}, "dropped": m.get("dropped") or {},
-            "rows": m.get("rows") or {}, "status": status, "samples": samples, "plots": plots,
-            "quarantined": con.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]}
+    return {
+        "manifest": m,
+        "counts": m.get("counts") or {},
+        "dropped": m.get("dropped") or {},
+        "rows": m.get("rows") or {},
+        "status": status,
+        "samples": samples,
+        "plots": plots,
+        "quarantined": con.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0],
+    }
 
 
 def sample_context(index: RunIndex, key: str) -> dict[str, Any] | None:
@@ -257,6 +310,13 @@ def sample_context(index: RunIndex, key: str) -> dict[str, Any] | None:
     rubric = _rubric_text(index.read(rub["file"], rub["off"], rub["len"])) if rub else ""
     rec = index.read(s["file"], s["off"], s["len"])
     sols = problem.get("solutions") or []
-    return {"key": key, "pid": s["pid"], "score": s["score"], "statement": problem.get("statement", ""),
-            "proof": rec.get("proof", ""), "rubric": rubric, "reference_solution": sols[0] if sols else "",
-            "fp": proof_fingerprint(str(rec.get("proof") or ""))}
+    return {
+        "key": key,
+        "pid": s["pid"],
+        "score": s["score"],
+        "statement": problem.get("statement", ""),
+        "proof": rec.get("proof", ""),
+        "rubric": rubric,
+        "reference_solution": sols[0] if sols else "",
+        "fp": proof_fingerprint(str(rec.get("proof") or "")),
+    }

@@ -45,8 +45,9 @@ from fineproofs.viewer.index import RunIndex
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
-       "frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -65,8 +66,13 @@ def _tex(value: Any) -> Markup:
 
 
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
-                             undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=True,
+        undefined=jinja2.ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["tex"] = _tex
     env.filters["q"] = lambda d: urlencode(d)
     env.filters["u"] = lambda s: quote(str(s), safe="")
@@ -83,8 +89,10 @@ class Viewer:
             raise DataError(f"{run_dir} is not a directory: give the run directory of a `fineproofs build`")
         markers = ("build.json", "problems", "stages", "quarantine", "data")
         if not any((run_dir / m).exists() for m in markers):
-            raise DataError(f"{run_dir} holds no build output (build.json, problems/, stages/, data/): "
-                            "give the run directory of a `fineproofs build`")
+            raise DataError(
+                f"{run_dir} holds no build output (build.json, problems/, stages/, data/): "
+                "give the run directory of a `fineproofs build`"
+            )
         self.index = RunIndex(run_dir, workdir)
         self.human = human_mod.HumanGrades(grades_file or human_mod.grades_path(run_dir))
         self._sync_human(self.human.snapshot())
@@ -94,8 +102,10 @@ class Viewer:
 
     def _sync_human(self, grades: dict[str, dict[str, Any]]) -> None:
         con = self.index.db()
-        con.executemany("INSERT OR REPLACE INTO human VALUES (?, ?, ?)",
-                        ((k, g.get("problem_id") or k.split(":", 1)[0], g["grade"]) for k, g in grades.items()))
+        con.executemany(
+            "INSERT OR REPLACE INTO human VALUES (?, ?, ?)",
+            ((k, g.get("problem_id") or k.split(":", 1)[0], g["grade"]) for k, g in grades.items()),
+        )
         con.commit()
 
     def render(self, name: str, **ctx: Any) -> bytes:
@@ -108,8 +118,9 @@ class Viewer:
 
     # ------------------------------------------------------------------ pages
     def page_overview(self, params: dict[str, str]) -> bytes:
-        return self.render("overview.html", o=queries.overview(self.index), warnings=self.index.warnings,
-                           split=self.index.split_kind)
+        return self.render(
+            "overview.html", o=queries.overview(self.index), warnings=self.index.warnings, split=self.index.split_kind
+        )
 
     def page_problems(self, params: dict[str, str]) -> bytes:
         f = queries.ProblemFilter.from_query(params)
@@ -123,8 +134,9 @@ class Viewer:
         return self.render("problem.html", d=d, token=self.token, saved=params.get("saved", ""))
 
     def page_quarantine(self, params: dict[str, str]) -> bytes:
-        res = queries.list_quarantine(self.index, params.get("stage", "")[:200], params.get("q", "")[:500],
-                                      _int(params.get("page"), 1))
+        res = queries.list_quarantine(
+            self.index, params.get("stage", "")[:200], params.get("q", "")[:500], _int(params.get("page"), 1)
+        )
         return self.render("quarantine.html", res=res, stage=params.get("stage", ""), q=params.get("q", ""))
 
     def page_human(self, params: dict[str, str]) -> bytes:
@@ -166,8 +178,9 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
     # ------------------------------------------------------------------ responses
-    def send(self, status: int, body: bytes, ctype: str = "text/html; charset=utf-8",
-             extra: dict[str, str] | None = None) -> None:
+    def send(
+        self, status: int, body: bytes, ctype: str = "text/html; charset=utf-8", extra: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         for k, v in {**SECURITY_HEADERS, **(extra or {})}.items():
             self.send_header(k, v)
@@ -209,7 +222,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_get(self, v: Viewer, path: str, params: dict[str, str]) -> None:
         pages: dict[str, Callable[[dict[str, str]], bytes]] = {
-            "/": v.page_overview, "/problems": v.page_problems, "/quarantine": v.page_quarantine,
+            "/": v.page_overview,
+            "/problems": v.page_problems,
+            "/quarantine": v.page_quarantine,
             "/human": v.page_human,
         }
         if path in pages:
@@ -218,8 +233,12 @@ class Handler(BaseHTTPRequestHandler):
             body = v.page_problem(path.removeprefix("/problem/"), params)
             return self.send(200, body) if body else self.fail(HTTPStatus.NOT_FOUND, "no such problem in this run")
         if path == "/export/calibration.jsonl":
-            return self.send(200, v.export(), "application/x-ndjson; charset=utf-8",
-                             {"Content-Disposition": 'attachment; filename="human_calibration.jsonl"'})
+            return self.send(
+                200,
+                v.export(),
+                "application/x-ndjson; charset=utf-8",
+                {"Content-Disposition": 'attachment; filename="human_calibration.jsonl"'},
+            )
         if path.startswith("/static/"):
             return self.send_file(HERE / "static", path.removeprefix("/static/"))
         if path.startswith("/plots/"):
