@@ -109,7 +109,8 @@ class Viewer:
         con.commit()
 
     def render(self, name: str, **ctx: Any) -> bytes:
-        ctx.setdefault("run_dir", str(self.index.run_dir))
+        ctx.setdefault("run_dir", self.index.run_dir.name)
+        ctx.setdefault("run_path", str(self.index.run_dir))
         ctx.setdefault("n_human", len(self.human.latest))
         return self.env.get_template(name).render(**ctx).encode("utf-8")
 
