@@ -24,6 +24,8 @@ For tests::
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,8 +58,10 @@ def make_server(
 
 
 def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 0, *, ready: Callable[[str], None] | None = None) -> None:
-    """Serve ``run_dir`` until interrupted (Ctrl-C); calls ``ready(url)`` once listening."""
+    """Serve ``run_dir`` until interrupted (Ctrl-C or SIGTERM); calls ``ready(url)`` once listening."""
     srv = make_server(run_dir, host, port)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM also removes the temporary index
     try:
         if ready is not None:
             ready(srv.url)
@@ -67,6 +71,10 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 0, *, ready: Calla
         pass
     finally:
         srv.shutdown()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def export_calibration(run_dir: str | Path, out: str | Path) -> int:
