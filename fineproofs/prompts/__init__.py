@@ -1,10 +1,30 @@
 """Versioned prompt templates.
 
-Each ``*.txt`` file in this package starts with ``version: NAME-vN`` and ``---``,
-then ``[system]`` / ``[user]`` sections; ``{{name}}`` placeholders are filled by
-:func:`render` (plain substitution: LaTeX braces and dollars pass through untouched).
-The version is part of every response-store key and of the dataset card, so editing
-a prompt means bumping its version.
+Template format (the ``*.txt`` files of this package, and any file given to
+:func:`load` as ``path``)::
+
+    version: rubric-v2
+    ---
+    [system]
+    system turn (optional section)
+    [user]
+    user turn with {{problem}} and {{solution}} placeholders
+
+- The first line ``version: NAME`` and a line ``---`` form the header. The version
+  is part of every response-store key and of the dataset card, so editing a prompt
+  means bumping its version. A user file without a header gets the version
+  ``NAME-file-<12 hex digits of the SHA-256 of its content>``: any edit is a new
+  version by itself.
+- ``[system]`` / ``[user]`` lines open the two sections; a file with neither is one
+  user turn as a whole (so a plain prompt file can be used unchanged).
+- ``{{name}}`` placeholders are filled by :meth:`Prompt.render` (plain substitution:
+  LaTeX braces and dollars pass through untouched); every one must be given.
+  A user file with no ``{{name}}`` placeholder at all is read in single-brace style
+  (``{problem}``, as Python-format prompt files write them): only ``{name}`` for a
+  name given to ``render`` is filled, any other brace (``\\frac{a}{b}``) stays as written.
+
+``load(name)`` reads the packaged template; ``load(name, path)`` reads the user's
+file instead (a profile maps prompt names to files).
 
 What each asks for and what is parsed from the reply:
 
@@ -14,9 +34,16 @@ What each asks for and what is parsed from the reply:
 - ``rollout``: "Generate a rigorous proof to the following question" + problem,
   the student/RL prompt. Same split as distill.
 - ``rubric`` / ``rubric_retry``: a 7-point marking scheme from problem + reference
-  solution, as numbered ``N. (P points) ...`` checkpoints, optional ``Alternative X:``
-  chains, ``Zero credit:`` and ``Deductions:`` lists; parsed and validated by
-  :mod:`fineproofs.rubric`. The retry prompt feeds the validation error back.
+  solution (``{{problem}}``, ``{{solution}}``) in the published Markdown form: sections
+  "Checkpoints (7 pts total)" (``* (P pts) ...`` bullets, optional "Chain A/B" chains
+  scored by the best one, a "Total (max 7)" line), "Zero-credit items" and
+  "Deductions" (``-1``/``-2`` flat penalties, ``Cap at x/7``); it carries QED-Nano's
+  rubric rules in this project's words (at least 4 points for key ideas, at most 3
+  for routine work, no over-fragmenting, contradictions capped, incomplete-but-sound
+  proofs not penalised). The reply is parsed and validated by
+  :mod:`fineproofs.rubric`, which also reads this project's older
+  ``N. (P points)`` form. The retry prompt (``{{error}}``) feeds the validation error
+  back.
 - ``grade``: problem, optional reference solution, rubric and the proof fenced
   between ``<<<PROOF>>>`` markers as data. The reply must contain exactly one
   ``<score>N</score>`` with N in 0..7 (:mod:`fineproofs.pipelines.grade`).
@@ -29,10 +56,14 @@ What each asks for and what is parsed from the reply:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
+from pathlib import Path
+
+from fineproofs.errors import ConfigError
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
@@ -43,11 +74,16 @@ class Prompt:
     version: str
     system: str
     user: str
+    style: str = "double"  # "double": {{name}} placeholders; "single": {name} for the names given
+    path: str = ""  # the user file it was read from ("" = packaged)
 
     def render(self, **values: str) -> list[dict[str, str]]:
-        """Chat messages with placeholders filled; every placeholder must be given."""
+        """Chat messages with placeholders filled; every ``{{name}}`` placeholder must be given."""
 
         def fill(text: str) -> str:
+            if self.style == "single":
+                return _single_fill(text, values)
+
             def sub(m: re.Match) -> str:
                 if m.group(1) not in values:
                     raise KeyError(f"prompt {self.name} needs a value for {{{{{m.group(1)}}}}}")
@@ -62,24 +98,55 @@ class Prompt:
         return msgs
 
 
-@lru_cache(maxsize=None)
-def load(name: str) -> Prompt:
-    text = (resources.files("fineproofs.prompts") / f"{name}.txt").read_text()
-    head, _, body = text.partition("\n---\n")
-    if not head.startswith("version:"):
-        raise ValueError(f"prompt {name}: first line must be 'version: ...'")
-    version = head.split(":", 1)[1].strip()
+def _single_fill(text: str, values: dict[str, str]) -> str:
+    """``{name}`` replaced for the names in ``values``; other braces stay as written."""
+    if not values:
+        return text
+    pattern = re.compile(r"\{(" + "|".join(re.escape(k) for k in values) + r")\}")
+    return pattern.sub(lambda m: str(values[m.group(1)]), text)
+
+
+@cache
+def load(name: str, path: str | Path | None = None) -> Prompt:
+    """The template ``name``: packaged, or read from ``path`` when given (same format; see the module docstring)."""
+    if path is None:
+        return _parse(name, (resources.files("fineproofs.prompts") / f"{name}.txt").read_text(), user_file=False)
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"prompt {name}: cannot read {p}: {e.strerror or e}") from None
+    return _parse(name, text, user_file=True, path=str(p))
+
+
+def _parse(name: str, text: str, user_file: bool, path: str = "") -> Prompt:
+    head, sep, body = text.partition("\n---\n")
+    if head.startswith("version:") and sep:
+        version = head.split(":", 1)[1].strip()
+        if not version:
+            raise ConfigError(f"prompt {name}: the 'version:' line is empty")
+    elif user_file:
+        version, body = f"{name}-file-{hashlib.sha256(text.encode()).hexdigest()[:12]}", text
+    else:
+        raise ConfigError(f"prompt {name}: first line must be 'version: ...'")
     sections = {"system": "", "user": ""}
-    current = None
-    for line in body.splitlines(keepends=True):
-        m = re.fullmatch(r"\[(system|user)\]\n?", line)
-        if m:
-            current = m.group(1)
-            continue
-        if current is None:
-            raise ValueError(f"prompt {name}: text before the first [system]/[user] section")
-        sections[current] += line
-    return Prompt(name, version, sections["system"].strip("\n"), sections["user"].strip("\n"))
+    if not re.search(r"^\[(system|user)\]$", body, re.M):
+        sections["user"] = body  # no sections: the whole text is one user turn
+    else:
+        current = None
+        for line in body.splitlines(keepends=True):
+            m = re.fullmatch(r"\[(system|user)\]\n?", line)
+            if m:
+                current = m.group(1)
+                continue
+            if current is None:
+                if not line.strip():
+                    continue
+                raise ConfigError(f"prompt {name}: text before the first [system]/[user] section")
+            sections[current] += line
+    system, user = sections["system"].strip("\n"), sections["user"].strip("\n")
+    style = "single" if user_file and not _PLACEHOLDER.search(system + user) else "double"
+    return Prompt(name, version, system, user, style, path)
 
 
 def versions() -> dict[str, str]:
