@@ -259,6 +259,7 @@ class RLSplitConfig(_Strict):
     drop_always_solved: bool = True  # reward_mean == 1: the student always gets 7/7
     drop_all_same: bool = True  # groups with zero reward variance carry no GRPO signal
     min_num_rewards: int = Field(1, ge=1)
+    reward_std_ddof: Literal[0, 1] = 0  # 0: population std; 1: sample std, as the published FineProofs-RL
     seed: int = 42  # shuffle seed
     max_rows_per_shard: int = Field(100_000, gt=0)  # parquet shards: data/default/train-XXXXX-of-YYYYY
 
@@ -269,6 +270,18 @@ class RLSplitConfig(_Strict):
                 f"max_reward_mean ({self.max_reward_mean}) must be >= min_reward_mean ({self.min_reward_mean})"
             )
         return self
+
+
+class BuildConfig(_Strict):
+    """How the LLM stages stream: problems move through rubrics, rollouts, grading and
+    difficulty in chunks of ``chunk_problems``; with ``overlap`` each stage runs in a
+    thread of its own, at most ``prefetch_chunks`` chunks ahead of the next stage, so the
+    judge grades while the student still generates. ``auto`` overlaps when no role runs
+    in process (in-process engines share the machine's cores and gain nothing)."""
+
+    chunk_problems: int = Field(32, ge=1)
+    overlap: Literal["auto", "on", "off"] = "auto"
+    prefetch_chunks: int = Field(2, ge=1)
 
 
 class ExecutorConfig(_Strict):
@@ -310,6 +323,7 @@ class Profile(_Strict):
     grading: GradingConfig = Field(default_factory=GradingConfig)
     splits: SplitsConfig = Field(default_factory=SplitsConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    build: BuildConfig = Field(default_factory=BuildConfig)
 
     def with_overrides(
         self,

@@ -5,9 +5,10 @@ Contract:
 - The proof is fenced as data between ``<<<PROOF>>>`` markers; before it is sent,
   anything in it that could pose as the judge's output (score tags, the fence
   markers) is neutralised, so injected text cannot become the parsed score.
-- The score is parsed **only from the judge's reply**, strictly: exactly one
+- The score is parsed **only from the judge's final answer**, strictly: exactly one
   ``<score>N</score>`` with N a whole number 0..7, otherwise the reply is
-  unparseable.
+  unparseable. Reasoning, inline (``<think>``) or returned apart by the server, is
+  never read; a reply that ends inside its reasoning has no answer (retried).
 - An unparseable reply or an engine failure is retried (a new sample index, so
   the store keeps every attempt) up to ``max_attempts``; after that the sample is
   quarantined with the reason. It is never scored 0.
@@ -31,6 +32,7 @@ from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.generation import CachedGenerator
 from fineproofs.engines.base import sampling_of
 from fineproofs.records import Grade, Problem, ProofSample, Rubric
+from fineproofs.replies import answer_of
 
 # judge j's attempt a uses sample index j * JUDGE_STRIDE + a: keys stay put when max_attempts changes
 JUDGE_STRIDE = 100
@@ -141,8 +143,13 @@ def judge_with_retries(
                     reasons[slot] = f"judge_failure: {r.reason}"
                     still.append(slot)
                     continue
+                answer = answer_of(r.text, r.reasoning)
+                if answer is None:  # cut inside its reasoning: no verdict at all (retried, never a 0)
+                    reasons[slot] = "no_answer: the judge's reply ended inside its reasoning"
+                    still.append(slot)
+                    continue
                 try:
-                    scores[slot] = parse(r.text)
+                    scores[slot] = parse(answer)
                 except ScoreParseError as e:
                     reasons[slot] = f"unparseable: {e}"
                     still.append(slot)

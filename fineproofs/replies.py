@@ -56,6 +56,23 @@ def split_reasoning(text: str, reasoning: str = "") -> SplitReply:
     return SplitReply(joined, inline.proof, inline.unterminated or not text.strip())
 
 
+def answer_of(text: str, reasoning: str = "") -> str | None:
+    """The final answer of a reply (a grade, a rubric): the text after the thinking block,
+    as written; ``None`` when the reply ended inside its reasoning (no answer at all).
+    What a model reasoned, inline or returned apart, is never part of the answer."""
+    if THINK_CLOSE in text:
+        return text.rpartition(THINK_CLOSE)[2].strip()
+    if THINK_OPEN in text or (reasoning.strip() and not text.strip()):
+        return None
+    return text.strip()
+
+
+def join_reasoning(text: str, reasoning: str = "") -> str:
+    """A reply in its raw inline form (``<think>`` reasoning ``</think>`` answer), e.g. to
+    hand a whole turn to code that splits it later."""
+    return f"{THINK_OPEN}\n{reasoning.strip()}\n{THINK_CLOSE}\n\n{text}" if reasoning.strip() else text
+
+
 def _split_inline(text: str) -> SplitReply:
     if THINK_CLOSE in text:
         before, _, after = text.rpartition(THINK_CLOSE)

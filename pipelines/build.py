@@ -21,7 +21,11 @@ the next run; those are the only requests a re-run sends).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import importlib.util
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -30,7 +34,7 @@ from pathlib import Path
 from fineproofs import rundir
 from fineproofs.config import Profile, public_yaml
 from fineproofs.engines import EnginePool
-from fineproofs.errors import ConfigError, EngineError
+from fineproofs.errors import ConfigError, DataError, EngineError
 from fineproofs.generation import CachedGenerator
 from fineproofs.judging import Grader
 from fineproofs.records import sft_column_names
@@ -40,12 +44,13 @@ from fineproofs.pipelines.difficulty import DifficultyStage
 from fineproofs.pipelines.distill import ProofGenerator
 from fineproofs.pipelines.grade import GradeStage
 from fineproofs.pipelines.rubrics import RubricWriter
-from fineproofs.pipelines.splits import SplitResult, build_rl, build_sft
-from fineproofs.pipelines.stage import Recorder, Stage, Work
+from fineproofs.pipelines.splits import SplitInputs, build_rl, build_sft, read_inputs
+from fineproofs.pipelines.stage import Recorder, Stage, Work, prefetch
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("rl", "sft")
+INGEST_COUNTS = ("read", "parsed", "clean", "classified", "dedup", "decontaminated", "limit")
 
 
 @dataclass
@@ -91,19 +96,37 @@ def preflight(profile: Profile, split: str) -> None:
         raise EngineError(f"profile {profile.name!r} cannot run here:\n" + "\n".join(problems))
 
 
+def shard_dir(out_dir: Path, index: int, count: int) -> Path:
+    return Path(out_dir) / "shards" / f"{index:05d}-of-{count:05d}"
+
+
+def in_shard(problem_id: str, index: int, count: int) -> bool:
+    """Problems are split across shards by a hash of their id: stable, balanced, disjoint."""
+    return int(hashlib.sha256(problem_id.encode()).hexdigest()[:8], 16) % count == index
+
+
 class Build:
     """One build of one split into one run directory. ``limit`` and ``benchmarks``
-    fold into the profile here; everything downstream reads only the profile."""
+    fold into the profile here; everything downstream reads only the profile.
+
+    With ``shard=(i, n)`` only the problems of shard ``i`` of ``n`` go through the LLM
+    stages, into ``OUTPUT/shards/<i>-of-<n>/`` (own store, stage files, quarantine):
+    shards run anywhere (a Slurm array, Ray tasks), each resumes on its own, and
+    :func:`merge_shards` then writes the split and its manifest from all of them."""
 
     def __init__(self, profile: Profile, out_dir: str | Path, split: str = "rl", *,
                  benchmarks: list[str] | None = None, limit: int | None = None, progress: bool = True,
-                 executor: str | None = None):
+                 executor: str | None = None, shard: tuple[int, int] | None = None):
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise ConfigError(f"shard {shard[0]} of {shard[1]} does not exist: use 0..{shard[1] - 1} of {shard[1]}")
         self.profile = profile.with_overrides(limit=limit, benchmarks=benchmarks, executor=executor)
         self.out_dir = Path(out_dir)
         self.split = split
         self.progress = progress
+        self.shard = shard
+        self.work_dir = shard_dir(self.out_dir, *shard) if shard else self.out_dir
         self._gens: dict[str, CachedGenerator] = {}
 
     def stages(self, gen) -> list[Stage]:
@@ -115,84 +138,171 @@ class Build:
             GradeStage(Grader("judge", p.judge, p.grading, gen("judge")), "rollouts", zero_no_answer=True),
             DifficultyStage(),
         ]
-        if self.split == "rl":
-            return rl
-        return rl + [
-            ProofGenerator("teacher", p.teacher, "distill", gen("teacher"), p.teacher_samples),
-            GradeStage(Grader("grader", p.grader, p.grading, gen("grader")), "proofs", zero_no_answer=False),
-        ]
+        if self.split == "sft":
+            rl += [
+                ProofGenerator("teacher", p.teacher, "distill", gen("teacher"), p.teacher_samples),
+                GradeStage(Grader("grader", p.grader, p.grading, gen("grader")), "proofs", zero_no_answer=False),
+            ]
+        for st in rl:
+            st.chunk = p.build.chunk_problems
+        return rl
+
+    @property
+    def overlap(self) -> bool:
+        b = self.profile.build
+        if b.overlap != "auto":
+            return b.overlap == "on"
+        return all(getattr(self.profile, r).engine.kind == "http" for r in roles_of(self.split))
 
     def run(self) -> BuildResult:
+        """Ingest, then every problem through the LLM stages, then (unless this is one
+        shard of several) the split and ``build.json``."""
+        t0 = time.time()
+        preflight(self.profile, self.split)
+        rundir.claim(self.out_dir)
+        rundir.write_text(self.out_dir / rundir.PROFILE, public_yaml(self.profile))
+        res = BuildResult(self.out_dir, self.split)
+        ing = self._ingest(res)
+        problems = [x for x in ing.problems if self.shard is None or in_shard(x.id, *self.shard)]
+        self._run_stages(problems, res)
+        res.generated = sum(g.stats.generated for g in self._gens.values())
+        res.cached = sum(g.stats.cached for g in self._gens.values())
+        if self.shard:
+            res.seconds = time.time() - t0
+            rundir.write_json(self.work_dir / rundir.MANIFEST, _shard_manifest(self, res, len(problems)))
+            return res
+        inputs = finish(self.out_dir, self.profile, self.split, [self.work_dir], res)
+        res.seconds = time.time() - t0
+        rundir.write_json(self.out_dir / rundir.MANIFEST,
+                          manifest(self.profile, self.split, res, ing.decontam_report, inputs))
+        return res
+
+    def _ingest(self, res: BuildResult):
         from fineproofs.pipelines.ingest import run_ingest
 
-        t0 = time.time()
-        p = self.profile
-        preflight(p, self.split)
-        rundir.claim(self.out_dir)
-        rundir.write_text(self.out_dir / rundir.PROFILE, public_yaml(p))
-        res = BuildResult(self.out_dir, self.split)
-        ing = run_ingest(p, self.out_dir)
+        with _ingest_lock(self.out_dir):  # shards on one machine run ingest once
+            ing = run_ingest(self.profile, self.out_dir)
         res.counts.update(ing.counts)
-        if p.limit and p.limit < ing.counts.get("decontaminated", len(ing.problems)):
+        if self.profile.limit and self.profile.limit < ing.counts.get("decontaminated", len(ing.problems)):
             res.counts["limit"] = len(ing.problems)
         res.dropped.update(ing.dropped)
         res.decontaminated = ing.decontaminated
+        return ing
+
+    def _run_stages(self, problems: list, res: BuildResult) -> None:
+        """Every problem streams through the stages; results land in the stage files."""
+        p = self.profile
         pool = EnginePool()
-        store = ResponseStore(self.out_dir / rundir.STORE)
+        store = ResponseStore(self.work_dir / rundir.STORE)
 
         def gen(role: str) -> CachedGenerator:
             return self._gens.setdefault(role, CachedGenerator(pool.get(getattr(p, role).engine), store,
                                                                progress=self.progress))
 
+        depth = p.build.chunk_problems * p.build.prefetch_chunks
         try:
-            with Recorder(self.out_dir, res.counts, res.dropped) as rec:
-                items = (Work(x) for x in ing.problems)
+            with Recorder(self.work_dir, res.counts, res.dropped) as rec:
+                items = iter([Work(x) for x in problems])
                 for stage in self.stages(gen):
                     items = rec.through(stage, items)
-                works = list(items)
-                split = self._write_split(works)
+                    if self.overlap:
+                        items = prefetch(items, depth)
+                for _ in items:  # drain: nothing is kept in memory, the stage files hold it all
+                    pass
         finally:
             store.close()
             pool.close()
-        res.rows = split.rows
-        res.counts["split"] = split.rows["default"]
-        res.dropped["split"] = split.dropped
-        if not split.rows.get("default"):
-            log.warning("!!! the %s split has NO rows: every problem was dropped (see the table below and %s); an "
-                        "empty split cannot be loaded with datasets or pushed", self.split, self.out_dir / "quarantine")
-        res.generated = sum(g.stats.generated for g in self._gens.values())
-        res.cached = sum(g.stats.cached for g in self._gens.values())
-        res.seconds = time.time() - t0
-        self._write_manifest(res, ing, works)
-        return res
 
-    def _write_split(self, works: list[Work]) -> SplitResult:
-        p, out = self.profile, self.out_dir
-        problems = [w.problem for w in works]
-        rubrics = {w.id: w.rubric for w in works if w.rubric is not None}
-        difficulty = {w.id: w.difficulty for w in works if w.difficulty is not None}
-        if self.split == "rl":
-            return build_rl(problems, rubrics, difficulty, p.splits.rl, out)
-        proofs = [s for w in works for s in w.proofs]
-        grades = [g for w in works for g in w.proof_grades.values()]
-        return build_sft(problems, proofs, grades, difficulty, p.splits.sft, out, self.rename)
 
-    @property
-    def rename(self) -> dict[str, str]:
-        p = self.profile
-        if self.split == "rl":
-            return {}
-        return sft_column_names(p.splits.column_naming, p.grader.engine.model_label, p.student.engine.model_label,
-                                p.student_samples)
+@contextlib.contextmanager
+def _ingest_lock(out_dir: Path):
+    """One ingest at a time per run directory (shards started together on one machine;
+    on a cluster, run `fineproofs ingest` once before the shards)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".ingest.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
-    def _write_manifest(self, res: BuildResult, ing, works: list[Work]) -> None:
-        """``build.json``: the build's counts and everything the card is rendered from."""
-        rundir.write_json(self.out_dir / rundir.MANIFEST, {
-            "split": self.split, "profile": self.profile.name, "counts": res.counts, "dropped": res.dropped,
-            "rows": res.rows, "generated": res.generated, "cached": res.cached, "seconds": round(res.seconds, 2),
-            "decontaminated": res.decontaminated, "decontamination": ing.decontam_report,
-            "source_licences": {w.problem.source: w.problem.licence or "unknown" for w in works},
-            "rename": self.rename, "benchmarks": list(self.profile.decontamination.benchmarks),
-            "limit": self.profile.limit,
-            "rubric_hash": rubric_hash(w.rubric.render() for w in works if w.rubric is not None),
-        })
+
+def _shard_manifest(build: Build, res: BuildResult, problems: int) -> dict:
+    i, n = build.shard
+    return {"split": build.split, "profile": build.profile.name, "shard": [i, n], "problems": problems,
+            "counts": {k: v for k, v in res.counts.items() if k not in INGEST_COUNTS}, "dropped": {
+                k: v for k, v in res.dropped.items() if k not in INGEST_COUNTS}, "generated": res.generated,
+            "cached": res.cached, "seconds": round(res.seconds, 2), "done": True}
+
+
+def merge_shards(profile: Profile, out_dir: str | Path, split: str, count: int) -> BuildResult:
+    """The split of a sharded build, from all ``count`` shards' stage files: the same rows
+    as one process building every problem from the same stores. Refuses while a shard
+    has not finished (its ``build.json`` is missing)."""
+    out_dir = Path(out_dir)
+    dirs = [shard_dir(out_dir, i, count) for i in range(count)]
+    missing = [str(i) for i, d in enumerate(dirs) if not (d / rundir.MANIFEST).exists()]
+    if missing:
+        raise DataError(f"{len(missing)} of {count} shards of {out_dir} have not finished (shard "
+                        f"{', '.join(missing[:10])}{'...' if len(missing) > 10 else ''}): run them first")
+    t0 = time.time()
+    res = BuildResult(out_dir, split)
+    ingest = json.loads((out_dir / "reports" / "ingest.json").read_text(encoding="utf-8"))
+    res.counts.update(ingest["counts"])
+    res.dropped.update(ingest["dropped"])
+    res.decontaminated = bool(ingest["decontaminated"])
+    for d in dirs:
+        m = json.loads((d / rundir.MANIFEST).read_text(encoding="utf-8"))
+        if m.get("split") != split:
+            raise DataError(f"shard {d} was built for the {m.get('split')} split, not {split}")
+        for k, v in m["counts"].items():
+            res.counts[k] = res.counts.get(k, 0) + v
+        for stage, reasons in m["dropped"].items():
+            for k, v in reasons.items():
+                res.dropped.setdefault(stage, {})[k] = res.dropped.get(stage, {}).get(k, 0) + v
+        res.generated += m.get("generated", 0)
+        res.cached += m.get("cached", 0)
+    with rundir.atomic_write(out_dir / rundir.QUARANTINE / "llm.jsonl") as q:
+        for d in dirs:
+            if (d / rundir.QUARANTINE / "llm.jsonl").exists():
+                q.write((d / rundir.QUARANTINE / "llm.jsonl").read_text(encoding="utf-8"))
+    inputs = finish(out_dir, profile, split, dirs, res)
+    res.seconds = time.time() - t0
+    rundir.write_json(out_dir / rundir.MANIFEST, manifest(profile, split, res, ingest["decontamination"], inputs))
+    return res
+
+
+def finish(out_dir: Path, profile: Profile, split: str, work_dirs: list[Path], res: BuildResult) -> SplitInputs:
+    """Write the split from the stage files in ``work_dirs`` (the run, or its shards)."""
+    inputs = read_inputs(out_dir / rundir.PROBLEMS, [d / rundir.STAGES for d in work_dirs], split)
+    if split == "rl":
+        result = build_rl(inputs.problems, inputs.rubrics, inputs.difficulty, profile.splits.rl, out_dir)
+    else:
+        result = build_sft(inputs.problems, inputs.proofs, inputs.grades, inputs.difficulty, profile.splits.sft,
+                           out_dir, rename_of(profile, split))
+    res.rows = result.rows
+    res.counts["split"] = result.rows["default"]
+    res.dropped["split"] = result.dropped
+    if not result.rows.get("default"):
+        log.warning("!!! the %s split has NO rows: every problem was dropped (see the table below and %s); an "
+                    "empty split cannot be loaded with datasets or pushed", split, out_dir / "quarantine")
+    return inputs
+
+
+def rename_of(profile: Profile, split: str) -> dict[str, str]:
+    if split == "rl":
+        return {}
+    return sft_column_names(profile.splits.column_naming, profile.grader.engine.model_label,
+                            profile.student.engine.model_label, profile.student_samples)
+
+
+def manifest(profile: Profile, split: str, res: BuildResult, decontam_report: dict, inputs) -> dict:
+    """``build.json``: the build's counts and everything the card is rendered from."""
+    return {
+        "split": split, "profile": profile.name, "counts": res.counts, "dropped": res.dropped, "rows": res.rows,
+        "generated": res.generated, "cached": res.cached, "seconds": round(res.seconds, 2),
+        "decontaminated": res.decontaminated, "decontamination": decontam_report,
+        "source_licences": {x.source: x.licence or "unknown" for x in inputs.problems},
+        "rename": rename_of(profile, split), "benchmarks": list(profile.decontamination.benchmarks),
+        "limit": profile.limit, "rubric_hash": rubric_hash(inputs.rubrics.values()),
+    }

@@ -20,9 +20,6 @@ class DifficultyStage:
     name = "difficulty"
     key_name = "problem_id"
 
-    def __init__(self, ddof: int = 0):
-        self.ddof = ddof
-
     def run(self, items: Iterable[Work]) -> Iterator[Work | Failed]:
         for w in items:
             graded = [s for s in w.rollouts if s.key in w.rollout_grades or s.key in w.rollout_failures]
@@ -32,9 +29,8 @@ class DifficultyStage:
                     w.id,
                     [w.rollout_grades[s.key].score for s in graded if s.key in w.rollout_grades],
                     failed=sum(1 for s in graded if s.key in w.rollout_failures),
-                    ddof=self.ddof,
                 )
-            w.rollouts = []
+            w.rollouts, w.rollout_grades, w.rollout_failures = [], {}, {}  # in the stage files now
             yield w
 
     def records(self, work: Work) -> list[dict]:

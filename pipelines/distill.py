@@ -61,7 +61,7 @@ class ProofGenerator(LLMStage):
         yield from chunk
 
     def sample(self, problem_id: str, j: int, r) -> ProofSample:
-        split = split_reasoning(r.text)
+        split = split_reasoning(r.text, r.reasoning)
         return ProofSample(
             problem_id=problem_id,
             role=self.role_name,

@@ -77,7 +77,8 @@ def _writer(folder: Path) -> JsonlWriter:
     return JsonlWriter(str(folder), output_filename="${rank}.jsonl", compression=None)
 
 
-def _executor(ex: ExecutorConfig, pipeline: list, tasks: int, logs: Path, name: str, depends=None, workers: int = 1):
+def make_executor(ex: ExecutorConfig, pipeline: list, tasks: int, logs: Path, name: str, depends=None,
+                  workers: int = 1):
     """The datatrove executor the profile's ``executor`` section asks for."""
     common = dict(tasks=tasks, logging_dir=str(logs / name), skip_completed=True, depends=depends)
     if ex.kind == "local":
@@ -189,7 +190,7 @@ def _run_pipelines(profile: Profile, out_dir: Path) -> None:
     f, s, d, ex = profile.filters, profile.sources, profile.decontamination, profile.executor
     work, logs, quarantine, reports = out_dir / "work", out_dir / "logs", out_dir / "quarantine", out_dir / "reports"
     q = lambda stage, step: _writer(quarantine / stage / step)  # noqa: E731
-    run = lambda steps, tasks, name, depends=None, workers=1: _executor(ex, steps, tasks, logs, name, depends, workers)  # noqa: E731
+    run = lambda steps, tasks, name, depends=None, workers=1: make_executor(ex, steps, tasks, logs, name, depends, workers)  # noqa: E731
     mh = minhash_config(f.near_dup_threshold)
     clean = [
         SourceReader(resolve_sources(s.paths), columns=s.columns, wiki_base_url=s.wiki_base_url, licence=s.licence,

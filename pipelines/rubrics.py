@@ -20,6 +20,7 @@ from fineproofs.config import RoleConfig, RubricConfig
 from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.generation import CachedGenerator
 from fineproofs.records import Problem, Rubric
+from fineproofs.replies import answer_of
 from fineproofs.rubric import RubricError, parse_rubric
 from fineproofs.pipelines.stage import Failed, LLMStage, Work
 
@@ -86,8 +87,11 @@ class RubricWriter(LLMStage):
                     failures[w.id] = f"engine_failure: {r.reason}"
                     still.append(w)
                     continue
+                answer = answer_of(r.text, r.reasoning)
                 try:
-                    rubric = parse_rubric(r.text, w.id)
+                    if answer is None:
+                        raise RubricError("the reply ended inside its reasoning: no rubric was written")
+                    rubric = parse_rubric(answer, w.id)
                 except RubricError as e:
                     failures[w.id] = f"invalid_rubric: {e}"
                     notes[w.id] = str(e)

@@ -45,7 +45,9 @@ stale shards of an earlier build are removed, so a loader never sees a mix.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,7 @@ from fineproofs.records import (
     features_of,
     to_row,
 )
+from fineproofs.errors import DataError
 from fineproofs.pipelines.difficulty import Difficulty
 
 @dataclass
@@ -235,7 +238,7 @@ def shuffle_key(seed: int, problem_id: str) -> str:
     return hashlib.sha256(f"{seed}:{problem_id}".encode()).hexdigest()
 
 
-def select_rl(problems: list[Problem], rubrics: dict[str, Rubric], difficulty: dict[str, Difficulty],
+def select_rl(problems: list[Problem], rubrics: dict[str, Rubric | str], difficulty: dict[str, Difficulty],
               cfg: RLSplitConfig) -> tuple[pl.DataFrame, dict[str, int]]:
     """The RL policy: (kept problems in shuffled order, drops)."""
     rub = pl.DataFrame({"problem_id": list(rubrics)}, schema={"problem_id": pl.String}).with_columns(
@@ -270,9 +273,19 @@ def select_rl(problems: list[Problem], rubrics: dict[str, Rubric], difficulty: d
     return kept, dropped
 
 
+def reward_std(rewards: list[float], ddof: int) -> float:
+    """Standard deviation of a group's rewards: population (``ddof=0``) or sample
+    (``ddof=1``, what the published FineProofs-RL holds); a single reward has std 0."""
+    if not rewards:
+        return float("nan")
+    if ddof == 1:
+        return statistics.stdev(rewards) if len(rewards) > 1 else 0.0
+    return statistics.pstdev(rewards)
+
+
 def build_rl(
     problems: list[Problem],
-    rubrics: dict[str, Rubric],
+    rubrics: dict[str, Rubric | str],
     difficulty: dict[str, Difficulty],
     cfg: RLSplitConfig,
     out_dir: Path,
@@ -285,12 +298,60 @@ def build_rl(
         rows.append(to_row(RLRow(
             problem=p.statement,
             source=p.source,
-            rubrics=rubrics[pid].render(),
+            rubrics=_text(rubrics[pid]),
             scores=list(d.scores),
             rewards=d.rewards,
             num_rewards=d.num_rewards,
             reward_mean=d.reward_mean,
-            reward_std=d.reward_std,
+            reward_std=reward_std(d.rewards, cfg.reward_std_ddof),
         )))
     shards = write_config(rows, RL_FEATURES, out_dir, "default", cfg.max_rows_per_shard)
     return SplitResult({"default": shards[0]}, {"default": len(rows)}, dropped, {"default": shards})
+
+
+def _text(rubric: Rubric | str) -> str:
+    return rubric if isinstance(rubric, str) else rubric.render()
+
+
+# ---------------------------------------------------------------------------
+# inputs read back from the stage files
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class SplitInputs:
+    """What the split builders need, read back from a run's (or its shards') stage
+    files: a single-process build and a merge of shards give the same rows."""
+
+    problems: list[Problem] = field(default_factory=list)
+    rubrics: dict[str, str] = field(default_factory=dict)  # problem id -> the rubric text the judge saw
+    difficulty: dict[str, Difficulty] = field(default_factory=dict)
+    proofs: list[ProofSample] = field(default_factory=list)  # teacher samples (SFT)
+    grades: list[Grade] = field(default_factory=list)  # valid grades of the teacher samples (SFT)
+
+
+def iter_jsonl(path: Path):
+    """Records of a stage file; a damaged line stops with the file and line named."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as e:
+                    raise DataError(f"{path}:{i} is damaged ({e}); re-run the build to rewrite it") from e
+
+
+def read_inputs(problems_path: Path, stage_dirs: list[Path], split: str) -> SplitInputs:
+    """The split's inputs from ``problems.jsonl`` and the ``stages/`` folders given."""
+    out = SplitInputs(problems=[Problem.from_dict(d) for d in iter_jsonl(problems_path)])
+    for st in stage_dirs:
+        for d in iter_jsonl(st / "rubrics.jsonl"):
+            out.rubrics[d["problem_id"]] = d["rubric"]
+        for d in iter_jsonl(st / "difficulty.jsonl"):
+            out.difficulty[d["problem_id"]] = Difficulty(d["problem_id"], list(d["scores"]), d.get("failed", 0))
+        if split == "sft":
+            out.proofs.extend(ProofSample(**d) for d in iter_jsonl(st / "distill.jsonl"))
+            out.grades.extend(Grade(**d) for d in iter_jsonl(st / "proof_grades.jsonl"))
+    return out

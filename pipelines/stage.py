@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import queue
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +39,6 @@ class Difficulty:
     problem_id: str
     scores: list[int]
     failed: int = 0  # rollouts whose grade was quarantined
-    ddof: int = 0  # 0: population std; 1: sample std (as the published FineProofs-RL)
 
     @property
     def rewards(self) -> list[float]:
@@ -53,13 +54,10 @@ class Difficulty:
 
     @property
     def reward_std(self) -> float:
+        """Population std (the split applies the profile's ``reward_std_ddof``)."""
         import statistics
 
-        if not self.scores:
-            return float("nan")
-        if self.ddof == 1:
-            return statistics.stdev(self.rewards) if len(self.scores) > 1 else 0.0
-        return statistics.pstdev(self.rewards)
+        return statistics.pstdev(self.rewards) if self.scores else float("nan")
 
 
 @dataclass
@@ -138,6 +136,7 @@ class Recorder:
         self.counts = counts
         self.dropped = dropped
         self._quarantine: IO[str] | None = None
+        self._qlock = threading.Lock()  # stages may run in threads of their own (prefetch)
         self._closers: list[Any] = []
 
     def __enter__(self) -> "Recorder":
@@ -161,9 +160,9 @@ class Recorder:
             if isinstance(x, Failed):
                 reasons[x.kind] += 1
                 self.dropped[stage.name] = dict(reasons)
-                self._quarantine.write(
-                    json.dumps({"stage": stage.name, stage.key_name: x.key, "reason": x.reason}, ensure_ascii=False)
-                    + "\n")
+                line = json.dumps({"stage": stage.name, stage.key_name: x.key, "reason": x.reason}, ensure_ascii=False)
+                with self._qlock:
+                    self._quarantine.write(line + "\n")
                 continue
             recs = stage.records(x)
             for r in recs:
@@ -171,3 +170,43 @@ class Recorder:
             self.counts[stage.name] += len(recs)
             yield x
         self.dropped.setdefault(stage.name, dict(reasons))
+
+
+def prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Run the iterator ``items`` in a thread of its own, at most ``depth`` items ahead of
+    the consumer (backpressure: a fast upstream stage blocks instead of piling up work).
+    Chained over the stages, every role works at once: a problem's rollouts go to the
+    judge while the student generates the next chunk. An upstream error is re-raised
+    here; a consumer that stops early stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+    error: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            for x in items:
+                while not stop.is_set():
+                    try:
+                        q.put(x, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as e:  # re-raised in the consumer
+            error.append(e)
+        finally:
+            if not stop.is_set():
+                q.put(done)
+
+    t = threading.Thread(target=pump, name="fineproofs-stage", daemon=True)
+    t.start()
+    try:
+        while (x := q.get()) is not done:
+            yield x
+    finally:
+        stop.set()
+        t.join(timeout=5)
+    if error:
+        raise error[0]

@@ -57,7 +57,9 @@ def test_sft_card_tells_how_to_rebuild(sft):
     for role in ("teacher", "grader", "rubric_writer", "student", "judge"):
         assert f"`{getattr(prof, role).engine.model}`" in text
     assert "| teacher | `deepseek-ai/DeepSeek-Math-V2` | - | 1.0 | 1.0 | 128000 | 0 | 4 |" in text
-    for v in ("distill-v1", "grade-v1", "rubric-v1", "rollout-v1"):
+    from fineproofs import prompts
+
+    for v in (prompts.load(n).version for n in ("distill", "grade", "rubric", "rollout")):
         assert f"`{v}`" in text
     assert "| grade ≥ `min_grade` | 5 | `grade_below_5` |" in text
     assert "`keep_incomplete: true`" in text and "`keep_truncated: false`" in text

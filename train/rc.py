@@ -52,7 +52,7 @@ from fineproofs.config import RoleConfig
 from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.errors import ConfigError
 from fineproofs.generation import CachedGenerator
-from fineproofs.replies import split_reasoning
+from fineproofs.replies import join_reasoning, split_reasoning
 from fineproofs.store import ResponseStore
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,12 @@ class Turn:
     def context_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def thinking(self) -> str:
+        """What the summariser reads: the turn's reasoning only, as in QED-Nano; the whole
+        reply for a policy that does not think in tags (there is nothing else to keep)."""
+        split = split_reasoning(self.text)
+        return split.reasoning or self.text
 
 @dataclass
 class Chain:
@@ -136,7 +142,7 @@ def run_chains(problems: list[str], turns: int, generate: GenerateFn, summarize:
             break
         # a turn that could not be generated is not summarised: the next turn keeps the old summary
         todo = [i for i, c in enumerate(chains) if not c.turns[-1].failed]
-        got = summarize([(chains[i].problem, current[i], chains[i].turns[-1].text) for i in todo]) if todo else []
+        got = summarize([(chains[i].problem, current[i], chains[i].turns[-1].thinking) for i in todo]) if todo else []
         new: list[str | None] = [None] * len(chains)
         for i, n in zip(todo, got):
             new[i] = n
@@ -200,8 +206,8 @@ def engine_generate(generator: CachedGenerator, role: RoleConfig, *, sample_inde
         # is a new draw, not a replay of the previous turn from the store
         index = sample_index if turn == 1 else sample_index * 1000 + turn
         replies = generator.run(reqs, stage=stage, prompt_version=version, first_sample=index)
-        return [(r.text if r.ok else "", r.prompt_tokens, r.completion_tokens, "" if r.ok else r.reason)
-                for (r,) in replies]
+        return [(join_reasoning(r.text, r.reasoning) if r.ok else "", r.prompt_tokens, r.completion_tokens,
+                 "" if r.ok else r.reason) for (r,) in replies]
 
     return generate
 

@@ -45,49 +45,6 @@ def cli(verbose: bool) -> None:
     _setup_logging(verbose)
 
 
-@cli.command()
-@click.option("--split", type=click.Choice(["rl", "sft"]), default="rl", show_default=True,
-              help="rl: rubrics + k student rollouts graded 0-7 (FineProofs-RL). "
-                   "sft: teacher distillation + grading (FineProofs-SFT, configs default/all).")
-@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run directory (store, stages, quarantine, split, card). Default: ./fineproofs-<split>.")
-@click.option("--profile", "-p", default="embedded", show_default=True,
-              help=f"Bundled profile ({', '.join(bundled_profiles())}) or a YAML file.")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Keep the first N problems after cleaning (default: the profile's limit).")
-@click.option("--benchmarks", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Benchmark file(s) to decontaminate against (CSV/JSONL/parquet); repeatable.")
-@click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default=None,
-              help="datatrove executor for the ingest stages (default: the profile's executor.kind, local).")
-@click.option("--tasks", type=click.IntRange(min=1), default=None,
-              help="datatrove tasks for the parallel ingest steps (default: the profile's executor.tasks).")
-@click.option("--push-to", default=None, metavar="ORG/NAME", help="Push the result to this Hub dataset repo.")
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def build(split, output, profile, limit, benchmarks, executor, tasks, push_to, no_progress):
-    """Build a FineProofs split end to end.
-
-    Reads the sources, parses, cleans, deduplicates and decontaminates them, writes
-    rubrics, generates and grades proofs, and writes the split as parquet in the Hub
-    layout with a dataset card. Every LLM completion is kept in OUTPUT/store.sqlite:
-    re-running the same command generates nothing new.
-    """
-    from fineproofs.cards.card import write_card
-    from fineproofs.cli.summary import print_build_summary
-    from fineproofs.pipelines.build import Build
-
-    prof = load_profile(profile).with_overrides(limit=limit, benchmarks=list(benchmarks) or None, executor=executor,
-                                                tasks=tasks)
-    out = output or Path(f"fineproofs-{split}")
-    result = Build(prof, out, split, progress=not no_progress).run()
-    result.card = write_card(out, prof)
-    print_build_summary(result)
-    if push_to:
-        from fineproofs.cards.hub import push_run
-
-        url = push_run(out, push_to)
-        click.echo(f"pushed to {url}")
-
-
 @cli.group()
 def profiles() -> None:
     """List and show the bundled profiles (copy one to start your own)."""
@@ -119,9 +76,9 @@ def status(run_dir: Path) -> None:
 
 
 def _register() -> None:
-    from fineproofs.cli import hub, ingest, train
+    from fineproofs.cli import build, hub, ingest, train, view
 
-    for cmd in (ingest.ingest, ingest.decontaminate, ingest.crawl, hub.push, hub.stats, train.train, train.eval_cmd):
+    for cmd in (build.build, view.view, ingest.ingest, ingest.decontaminate, ingest.crawl, hub.push, hub.stats, train.train, train.eval_cmd):
         cli.add_command(cmd)
 
 

@@ -3,35 +3,17 @@ the main CLI group registers)."""
 
 from __future__ import annotations
 
-import csv
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
 import click
 
+from fineproofs import rundir
+from fineproofs.errors import ConfigError
+from fineproofs.records import reason_kind
+
 from fineproofs.cli.base import Command
-
-
-def _read_rows(path: Path) -> list[dict]:
-    if path.suffix == ".csv":
-        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-        with open(path, newline="", encoding="utf-8", errors="replace") as f:
-            return list(csv.DictReader(f))
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    rows = []
-    with open(path, "rb") as f:
-        for i, raw in enumerate(f, 1):
-            if raw.strip():
-                try:
-                    rows.append(json.loads(raw.decode("utf-8", errors="replace")))
-                except json.JSONDecodeError as e:
-                    raise click.ClickException(f"{path}:{i}: not valid JSON ({e.msg})") from e
-    return rows
 
 
 @click.command("decontaminate", cls=Command)
@@ -41,33 +23,46 @@ def _read_rows(path: Path) -> list[dict]:
 @click.option("--text-field", default="problem", show_default=True, help="column of INPUT holding the problem text")
 @click.option("--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="OUT.jsonl")
 def decontaminate(input_path: Path, against: tuple[str, ...], text_field: str, output: Path) -> None:
-    """Flag rows of INPUT that match a benchmark problem; every row is written to OUT
-    with ``contaminated`` and ``contamination`` ({benchmark, benchmark_id, method, score})."""
-    from fineproofs.filters.decontaminate import Decontaminator, load_benchmark
+    """Flag rows of INPUT that match a benchmark problem; every checked row is written to OUT
+    with ``contaminated`` and ``contamination`` ({benchmark, benchmark_id, method, score}).
+    A row that cannot be checked (unreadable, no text field) is never written as clean: it
+    goes to OUT's quarantine file (``<OUT>.quarantine.jsonl``) with its line and reason."""
+    import itertools
 
-    benches = []
-    for b in against:
-        try:
-            benches.append(load_benchmark(b))
-        except (OSError, ValueError) as e:
-            raise click.ClickException(str(e)) from e
+    from fineproofs.filters.decontaminate import Decontaminator, load_benchmarks
+    from fineproofs.tables import iter_table
+
+    if output.resolve() == input_path.resolve() or (output.exists() and output.samefile(input_path)):
+        raise ConfigError("--output is INPUT: write the flagged rows to another file (INPUT is never overwritten)")
+    benches = load_benchmarks(against)  # every file validated before any work
     dec = Decontaminator([p for ps in benches for p in ps])
-    rows = _read_rows(input_path)
-    if rows and text_field not in rows[0]:
-        raise click.ClickException(f"--text-field {text_field!r} not in INPUT columns {list(rows[0])}")
-    flagged = Counter()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w") as f:
-        for row in rows:
-            m = dec.match(str(row.get(text_field) or ""))
-            row = dict(row, contaminated=m is not None, contamination=m.as_dict() if m else None)
-            if m:
-                flagged[m.benchmark] += 1
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    click.echo(f"{len(rows)} rows, {sum(flagged.values())} contaminated -> {output}")
+    rows = iter_table(input_path, what="INPUT")
+    first = [r for r in itertools.islice(rows, 1)]
+    if first and first[0].row is not None and text_field not in first[0].row:
+        raise ConfigError(f"--text-field {text_field!r} not in INPUT columns {list(first[0].row)}")
+    flagged: Counter = Counter()
+    bad: Counter = Counter()
+    quarantine = output.with_name(output.name + ".quarantine.jsonl")
+    n = 0
+    with rundir.atomic_write(output) as f, rundir.atomic_write(quarantine) as q:
+        for v in dec.check_rows(itertools.chain(first, rows), text_field):
+            if v.error:
+                bad[reason_kind(v.error)] += 1
+                q.write(json.dumps({"line": v.line, "reason": v.error}, ensure_ascii=False) + "\n")
+                continue
+            n += 1
+            if v.match:
+                flagged[v.match.benchmark] += 1
+            f.write(json.dumps(v.output_row(), ensure_ascii=False, default=str) + "\n")
+    click.echo(f"{n} rows, {sum(flagged.values())} contaminated -> {output}")
     for ps, b in zip(benches, against):
         name = ps[0].benchmark if ps else Path(b).stem
         click.echo(f"  {name}: {flagged.get(name, 0)} flagged ({len(ps)} benchmark problems)")
+    if bad:
+        click.secho(f"{sum(bad.values())} rows could not be checked (" + ", ".join(f"{k}: {v}" for k, v in bad.items())
+                    + f") -> {quarantine}", fg="yellow", err=True)
+    else:
+        quarantine.unlink()
 
 
 @click.command("ingest", cls=Command)

@@ -41,21 +41,41 @@ def print_build_summary(result, console: Console | None = None) -> None:
                       f"{result.out_dir / 'quarantine'}); raise --limit or use a stronger model")
 
 
-def print_status(run_dir: Path, console: Console | None = None) -> None:
-    console = console or Console()
-    path = Path(run_dir) / "store.sqlite"
-    if not path.exists():
-        console.print(f"{run_dir}: no response store yet (nothing generated)")
-        return
+_SUMMED = ("done", "failed", "pending", "prompt_tokens", "completion_tokens", "cost")
+
+
+def _store_summary(path: Path) -> list[dict]:
     try:
         with ResponseStore(path) as store:
-            rows = store.summary()
+            return store.summary()
     except sqlite3.DatabaseError as e:
         raise DataError(f"{path} is not a readable fineproofs response store ({e}); move it aside to rebuild") from e
-    table = Table(title=f"LLM stages in {run_dir}")
+
+
+def _add(total: dict, r: dict) -> None:
+    for k in _SUMMED:
+        total[k] += r[k]
+    for k, v in r["failed_by_reason"].items():
+        total["failed_by_reason"][k] = total["failed_by_reason"].get(k, 0) + v
+
+
+def print_status(run_dir: Path, console: Console | None = None) -> None:
+    console = console or Console()
+    stores = [p for p in [Path(run_dir) / "store.sqlite", *sorted(Path(run_dir).glob("shards/*/store.sqlite"))]
+              if p.exists()]
+    if not stores:
+        console.print(f"{run_dir}: no response store yet (nothing generated)")
+        return
+    stages: dict[str, dict] = {}
+    for path in stores:
+        for r in _store_summary(path):
+            _add(stages.setdefault(r["stage"], {**r, "failed_by_reason": {}, **dict.fromkeys(_SUMMED, 0)}), r)
+    shards = sorted(Path(run_dir).glob("shards/*"))
+    where = f" ({len(shards)} shards, {sum((d / 'build.json').exists() for d in shards)} finished)" if shards else ""
+    table = Table(title=f"LLM stages in {run_dir}{where}")
     for col in ("stage", "done", "failed", "failed by reason", "pending", "prompt tokens", "completion tokens", "cost"):
         table.add_column(col, justify="left" if col in ("stage", "failed by reason") else "right")
-    for r in rows:
+    for r in stages.values():
         table.add_row(
             r["stage"], str(r["done"]), str(r["failed"]),
             ", ".join(f"{k}: {v}" for k, v in r["failed_by_reason"].items()), str(r["pending"]),

@@ -1,0 +1,111 @@
+"""``fineproofs build``: one split end to end, in one process or in shards."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from fineproofs.cards.card import write_card
+from fineproofs.cli.base import Command
+from fineproofs.config import bundled_profiles, load_profile
+
+
+@click.command(cls=Command)
+@click.option("--split", type=click.Choice(["rl", "sft"]), default="rl", show_default=True,
+              help="rl: rubrics + k student rollouts graded 0-7 (FineProofs-RL). "
+                   "sft: teacher distillation + grading (FineProofs-SFT, configs default/all).")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory (store, stages, quarantine, split, card). Default: ./fineproofs-<split>.")
+@click.option("--profile", "-p", default="embedded", show_default=True,
+              help=f"Bundled profile ({', '.join(bundled_profiles())}) or a YAML file.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Keep the first N problems after cleaning (default: the profile's limit).")
+@click.option("--benchmarks", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Benchmark file(s) to decontaminate against (CSV/JSONL/parquet); repeatable.")
+@click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default=None,
+              help="datatrove executor for the ingest stages (default: the profile's executor.kind, local).")
+@click.option("--tasks", type=click.IntRange(min=1), default=None,
+              help="datatrove tasks for the parallel ingest steps (default: the profile's executor.tasks).")
+@click.option("--shards", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Run the LLM stages in N shards by problem id, as tasks of the executor (local processes, a "
+                   "Slurm array, Ray), then merge them into one split.")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Run only shard I of N (0-based) into OUTPUT/shards/, e.g. from your own job array.")
+@click.option("--merge", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Merge the N finished shards of OUTPUT into the split and its card.")
+@click.option("--push-to", default=None, metavar="ORG/NAME", help="Push the result to this Hub dataset repo.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def build(split, output, profile, limit, benchmarks, executor, tasks, shards, shard, merge, push_to, no_progress):
+    """Build a FineProofs split end to end.
+
+    Reads the sources, parses, cleans, deduplicates and decontaminates them, writes
+    rubrics, generates and grades proofs, and writes the split as parquet in the Hub
+    layout with a dataset card. Every LLM completion is kept in OUTPUT/store.sqlite:
+    re-running the same command generates nothing new.
+    """
+    from fineproofs.cli.summary import print_build_summary
+    from fineproofs.pipelines.build import Build
+
+    prof = load_profile(profile).with_overrides(limit=limit, benchmarks=list(benchmarks) or None, executor=executor,
+                                                tasks=tasks)
+    out = output or Path(f"fineproofs-{split}")
+    if sum(x is not None for x in (shards, shard, merge)) > 1:
+        raise click.UsageError("give one of --shards, --shard and --merge")
+    if shard is not None:
+        i, n = _shard_arg(shard)
+        res = Build(prof, out, split, progress=not no_progress, shard=(i, n)).run()
+        click.echo(f"shard {i} of {n}: {res.generated} generated, {res.cached} from the store -> "
+                   f"{res.out_dir / 'shards'}; merge with --merge {n} when every shard is done")
+        return
+    if shards is not None:
+        from fineproofs.pipelines.shards import run_shards
+
+        run_shards(prof, out, split, shards, merge=functools.partial(merge_step, prof, out, split, shards))
+        if prof.executor.kind != "local":
+            click.echo(f"submitted {shards} shards and their merge to {prof.executor.kind}; "
+                       f"`fineproofs status {out}` shows their progress")
+            return
+        result = _read_result(out, split)
+    elif merge is not None:
+        result = merge_step(prof, out, split, merge)
+    else:
+        result = Build(prof, out, split, progress=not no_progress).run()
+        result.card = write_card(out, prof)
+    print_build_summary(result)
+    if push_to:
+        from fineproofs.cards.hub import push_run
+
+        url = push_run(out, push_to)
+        click.echo(f"pushed to {url}")
+
+
+def _shard_arg(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: write I/N, e.g. 3/8", param_hint="--shard") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise click.BadParameter(f"{text!r}: I must be in 0..N-1", param_hint="--shard")
+    return i, n
+
+
+def merge_step(profile, out: Path, split: str, count: int, data=None, rank: int = 0, world_size: int = 1):
+    """Merge the shards and write the card (also a datatrove pipeline step: the task
+    that runs after every shard finished)."""
+    from fineproofs.pipelines.build import merge_shards
+
+    result = merge_shards(profile, out, split, count)
+    result.card = write_card(out, profile)
+    return result
+
+
+def _read_result(out: Path, split: str):
+    import json
+
+    from fineproofs.pipelines.build import BuildResult
+
+    m = json.loads((out / "build.json").read_text(encoding="utf-8"))
+    return BuildResult(out, split, m["counts"], m["dropped"], m["rows"], m["generated"], m["cached"], m["seconds"],
+                       out / "README.md", m["decontaminated"])
