@@ -181,7 +181,7 @@ def test_load_user_jsonl_benchmark(tmp_path):
 def test_decontaminate_cli(tmp_path):
     from click.testing import CliRunner
 
-    from fineproofs.commands.ingest import decontaminate
+    from fineproofs.cli.ingest import decontaminate
 
     bench = load_benchmark(str(PROOF))
     rows = [{"problem": "Hey guys, can someone help: " + wiki(bench[3].text, None), "k": 1},
