@@ -213,13 +213,30 @@ class RubricConfig(_Strict):
 
 
 class GradingConfig(_Strict):
+    """How judges grade proofs (rollouts by the ``judge``, teacher proofs by the ``grader``).
+
+    Whatever is set here, a judge reply that yields no valid score is retried and then
+    quarantined with its reason: a failed judge call is never a grade of 0 (QED-Nano
+    scores it 0; see the fidelity table)."""
+
     judges: int = Field(1, gt=0)  # ensemble size (independent judge samples)
     aggregate: Literal["mean", "median", "majority"] = "median"
     max_attempts: int = Field(3, gt=0, le=100)  # per judge sample, on unparseable replies
-    with_reference: bool = True
+    with_reference: bool = True  # show the judge the reference solution (QED-Nano's judge prompt v1 does not)
     # start the judge's reply with "<score>" (needs a server/engine that continues a
     # prefilled assistant turn; helps small judges, leave off for reasoning judges)
     prefill_score_tag: bool = False
+    # "strict": exactly one <score>N</score> in the answer, else unparseable (an injected
+    # tag cannot win); "first": the first one, as QED-Nano's verifier reads it
+    score_parse: Literal["strict", "first"] = "strict"
+    # a rollout whose reply has no closing </think> has no answer and scores 0 without a
+    # judge call, as in QED-Nano (for thinking students served without a reasoning parser:
+    # a truncated reply would otherwise be graded as a proof); off for non-thinking students
+    require_thinking_close: bool = False
+    # the grader's scale for teacher proofs (the SFT grade column): "rubric" grades 0-7
+    # against the problem's rubric; "proofbench" grades on IMO-ProofBench's 0/1/6/7 scale
+    # with the reference solution and the rubric as guidelines (the published card's "IMOProofBench rubric")
+    grader_scale: Literal["rubric", "proofbench"] = "rubric"
 
 
 class SFTSplitConfig(_Strict):
