@@ -20,6 +20,7 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
@@ -79,9 +80,15 @@ class ScoreParseError(ValueError):
     """A judge reply without exactly one valid score; retried, then quarantined."""
 
 
-def parse_score(reply: str) -> int:
+def parse_score(reply: str, mode: str = "strict") -> int:
+    """The score of a judge's final answer. ``strict``: exactly one ``<score>N</score>``
+    and no other score tag; ``first``: the first well-formed tag (QED-Nano's reading).
+    Either way N must be a whole number 0..7, else :class:`ScoreParseError`."""
     tags = SCORE_TAG.findall(reply)
-    if len(tags) != 1 or len(_ANY_SCORE_TAG.findall(reply)) != 2:
+    if mode == "first":
+        if not tags:
+            raise ScoreParseError("no <score>N</score> in the answer")
+    elif len(tags) != 1 or len(_ANY_SCORE_TAG.findall(reply)) != 2:
         raise ScoreParseError(f"expected exactly one <score>N</score>, found {len(tags)}")
     value = float(tags[0])
     if value != int(value) or not 0 <= value <= 7:
@@ -207,7 +214,8 @@ class Grader:
     def run(self, jobs: list[GradeJob]) -> list[Grade]:
         scores, reasons = judge_with_retries(
             self.generator, [self.messages(job) for job in jobs], self.cfg, sampling_of(self.role),
-            parse_score, stage=self.stage, prompt_version=self.prompt.version,
+            functools.partial(parse_score, mode=self.cfg.score_parse), stage=self.stage,
+            prompt_version=self.prompt.version,
         )
         grades = []
         for i, (score, why) in enumerate(collect(scores, reasons, len(jobs), self.cfg)):
