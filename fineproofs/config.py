@@ -229,9 +229,10 @@ class GradingConfig(_Strict):
     # "strict": exactly one <score>N</score> in the answer, else unparseable (an injected
     # tag cannot win); "first": the first one, as QED-Nano's verifier reads it
     score_parse: Literal["strict", "first"] = "strict"
-    # a rollout whose reply has no closing </think> has no answer and scores 0 without a
-    # judge call, as in QED-Nano (for thinking students served without a reasoning parser:
-    # a truncated reply would otherwise be graded as a proof); off for non-thinking students
+    # the student's chat template opens <think> (Qwen3-Thinking): a rollout with no closing
+    # </think> (and no reasoning returned apart) has no answer and scores 0 without a judge
+    # call, as in QED-Nano; off for students that do not think in tags (a reply without
+    # tags is then the proof)
     require_thinking_close: bool = False
     # the grader's scale for teacher proofs (the SFT grade column): "rubric" grades 0-7
     # against the problem's rubric; "proofbench" grades on IMO-ProofBench's 0/1/6/7 scale
@@ -320,6 +321,51 @@ class SplitsConfig(_Strict):
     rl: RLSplitConfig = Field(default_factory=RLSplitConfig)
 
 
+class ProblemFilterConfig(_Strict):
+    """The LLM problem filter: the ``problem_filter`` stage, first of the LLM stages.
+
+    A screener model judges each problem and its reference solution on six criteria
+    (QED-Nano's filtering prompt): ``incomplete``, ``difficulty`` (1-10), ``gaps``,
+    ``wrong``, ``disagreement`` and ``computational``. The keep rule is ours (QED-Nano
+    released annotations, never a threshold): a problem is dropped when a flag in
+    ``drop_flags`` is true, its difficulty is outside [``min_difficulty``,
+    ``max_difficulty``], or it is computational and ``drop_computational`` is set.
+    ``keep_answer_type`` exempts answer-type problems (``question_type: answer``) from
+    the computational rule: QED-Nano's criterion excludes computational problems, yet
+    the published FineProofs-RL holds answer-type rows, so ``paper`` keeps them.
+
+    The screener is the profile's ``screener`` role, or the ``rubric_writer`` when no
+    ``screener`` is given. A problem whose screening failed ``max_attempts`` times (no
+    parseable verdict) is kept or dropped by ``on_failure``, counted either way.
+    ``prompt_file`` replaces the packaged ``problem_filter`` prompt (see
+    :func:`fineproofs.prompts.load`)."""
+
+    enabled: bool = False
+    drop_flags: list[Literal["incomplete", "gaps", "wrong", "disagreement"]] = Field(
+        default_factory=lambda: ["incomplete", "wrong", "disagreement", "gaps"])
+    min_difficulty: int = Field(1, ge=1, le=10)
+    max_difficulty: int = Field(10, ge=1, le=10)
+    drop_computational: bool = False
+    keep_answer_type: bool = False
+    on_failure: Literal["keep", "drop"] = "keep"
+    max_attempts: int = Field(3, gt=0, le=100)
+    prompt_file: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _computational_flag(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("drop_flags"), list) and "computational" in data["drop_flags"]:
+            raise ValueError("`computational` is not one of drop_flags: set `drop_computational: true` instead")
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "ProblemFilterConfig":
+        if self.max_difficulty < self.min_difficulty:
+            raise ValueError(
+                f"max_difficulty ({self.max_difficulty}) must be >= min_difficulty ({self.min_difficulty})")
+        return self
+
+
 class Profile(_Strict):
     """A whole build configuration."""
 
@@ -341,6 +387,8 @@ class Profile(_Strict):
     splits: SplitsConfig = Field(default_factory=SplitsConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     build: BuildConfig = Field(default_factory=BuildConfig)
+    problem_filter: ProblemFilterConfig = Field(default_factory=ProblemFilterConfig)
+    screener: RoleConfig | None = None  # the problem filter's model; None: the rubric_writer screens
 
     def with_overrides(
         self,

@@ -202,10 +202,14 @@ class Grade:
 # ---------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Message:
-    role: str
+    """A chat turn as FineProofs-SFT stores it: the struct is ``{content, role}``, in that
+    order (``datasets`` ignores the order, pyarrow and polars do not: a rebuilt shard must
+    concatenate with a published one)."""
+
     content: str
+    role: str
 
 
 @dataclass

@@ -134,7 +134,8 @@ class Build:
         p = self.profile
         rl = [
             RubricWriter(p.rubric_writer, p.rubrics, gen("rubric_writer")),
-            ProofGenerator("student", p.student, "rollout", gen("student"), p.student_samples),
+            ProofGenerator("student", p.student, "rollout", gen("student"), p.student_samples,
+                           think_opened=p.grading.require_thinking_close),
             GradeStage(Grader("judge", p.judge, p.grading, gen("judge")), "rollouts", zero_no_answer=True),
             DifficultyStage(),
         ]

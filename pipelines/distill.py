@@ -25,7 +25,7 @@ from fineproofs.config import RoleConfig
 from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.generation import CachedGenerator
 from fineproofs.records import Problem, ProofSample
-from fineproofs.replies import split_reasoning
+from fineproofs.replies import THINK_CLOSE, SplitReply, split_reasoning
 from fineproofs.pipelines.stage import Failed, LLMStage, Work, as_dicts
 
 
@@ -36,7 +36,8 @@ class ProofGenerator(LLMStage):
     engine could not produce is a :class:`Failed` (the store keeps it as failed, and
     the next run retries it)."""
 
-    def __init__(self, role_name: str, role: RoleConfig, prompt_name: str, generator: CachedGenerator, n: int):
+    def __init__(self, role_name: str, role: RoleConfig, prompt_name: str, generator: CachedGenerator, n: int,
+                 *, think_opened: bool = False):
         self.role_name = role_name
         self.role = role
         self.prompt = prompts.load(prompt_name)
@@ -45,6 +46,9 @@ class ProofGenerator(LLMStage):
         self.student = role_name == "student"
         self.name = "rollouts" if self.student else "distill"
         self.field = "rollouts" if self.student else "proofs"
+        # the chat template opens <think> in the prompt (Qwen3-Thinking): a reply without
+        # </think> never left its reasoning, it has no answer (QED-Nano's rule)
+        self.think_opened = think_opened
 
     def process(self, chunk: list[Work]) -> Iterator[Work | Failed]:
         todo = [w for w in chunk if w.rubric is not None or not self.student]
@@ -62,6 +66,8 @@ class ProofGenerator(LLMStage):
 
     def sample(self, problem_id: str, j: int, r) -> ProofSample:
         split = split_reasoning(r.text, r.reasoning)
+        if self.think_opened and not split.unterminated and THINK_CLOSE not in r.text and not r.reasoning:
+            split = SplitReply(r.text.strip(), "", True)
         return ProofSample(
             problem_id=problem_id,
             role=self.role_name,

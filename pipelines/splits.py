@@ -216,8 +216,8 @@ def build_sft(
                 grade=r["grade"],
                 reward=d.reward_mean if d and d.num_rewards else None,
                 source=p.source,
-                messages=[Message("user", p.statement),
-                          Message("assistant", assistant_content(s.reasoning_content, s.proof))],
+                messages=[Message(role="user", content=p.statement),
+                          Message(role="assistant", content=assistant_content(s.reasoning_content, s.proof))],
             )
             out.append(to_row(row, rename))
         return out

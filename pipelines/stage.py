@@ -170,6 +170,8 @@ class Recorder:
             self.counts[stage.name] += len(recs)
             yield x
         self.dropped.setdefault(stage.name, dict(reasons))
+        for k, v in getattr(stage, "tally", {}).items():  # what a stage decided by rule, counted apart
+            self.counts[f"{stage.name}: {k}"] = v
 
 
 def prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:

@@ -91,3 +91,22 @@ def test_sft_embedded_smollm2(run_dir, tmp_path):
     res = run_sft(cfg, tmp_path / "sft", data=str(run_dir / "sft"))
     print("\n" + res.summary())
     assert res.global_step == 2 and (tmp_path / "sft" / "final" / "model.safetensors").exists()
+
+
+def test_overlong_samples_are_left_out_and_counted_never_truncated(tiny):
+    """A sample longer than max_length would lose its proof and end token to packing."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    from fineproofs.train.data import drop_overlong
+
+    tok = AutoTokenizer.from_pretrained(str(tiny))
+    short = [{"role": "user", "content": "Prove it."}, {"role": "assistant", "content": "Done."}]
+    long = [{"role": "user", "content": "Prove it."}, {"role": "assistant", "content": "step " * 400}]
+    ds = datasets.Dataset.from_list([{"messages": short}, {"messages": long}, {"messages": short}])
+    kept, dropped = drop_overlong(ds, tok, 64)
+    assert dropped == 1 and len(kept) == 2
+    assert all(r["messages"] == short for r in kept)
+    assert drop_overlong(ds, tok, None) == (ds, 0)
+    with pytest.raises(ConfigError, match="max_length"):
+        drop_overlong(datasets.Dataset.from_list([{"messages": long}]), tok, 64)

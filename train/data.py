@@ -104,6 +104,27 @@ def sft_dataset(ds: datasets.Dataset) -> datasets.Dataset:
     return ds.select_columns(["messages"])
 
 
+def drop_overlong(ds: datasets.Dataset, tokenizer, max_length: int | None) -> tuple[datasets.Dataset, int]:
+    """Rows whose rendered chat is longer than ``max_length`` tokens, removed before
+    packing (packing would cut them: the proof and the end token lost). Returns the
+    kept rows and how many were dropped."""
+    if not max_length:
+        return ds, 0
+
+    def fits(row) -> bool:
+        ids = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True)["input_ids"]
+        return len(ids) <= max_length
+
+    kept = ds.filter(fits)
+    dropped = len(ds) - len(kept)
+    if dropped:
+        log.warning("%d of %d SFT samples are longer than max_length=%d tokens: left out (never truncated)",
+                    dropped, len(ds), max_length)
+    if len(kept) == 0:
+        raise ConfigError(f"every SFT sample is longer than max_length={max_length} tokens: raise trainer.max_length")
+    return kept, dropped
+
+
 def rollout_messages(problem: str) -> list[dict[str, str]]:
     """The RL prompt: fineproofs' ``rollout`` template ("Generate a rigorous proof ...")."""
     return prompts.load("rollout").render(problem=problem)

@@ -7,7 +7,9 @@
   chat template with ``{% generation %}`` markers that renders exactly like the
   model's own (:mod:`fineproofs.train.templates`); the template is saved with the
   checkpoint, so inference sees the same text.
-* Packing (best-fit decreasing, padding-free) to ``max_length`` tokens.
+* Samples longer than ``max_length`` tokens are left out and counted (packing would
+  cut them, losing the proof and its end token); the rest are packed (best-fit
+  decreasing, padding-free) to ``max_length`` tokens.
 * Resume: the last ``checkpoint-*`` in the output directory is picked up unless
   ``resume=False``.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from fineproofs.train.common import StepTimer, finish, load_policy, pick_resume
 from fineproofs.train.config import SFTRunConfig, build_trl_args, prepare_run
-from fineproofs.train.data import load_rows, sft_dataset
+from fineproofs.train.data import drop_overlong, load_rows, sft_dataset
 from fineproofs.train.templates import training_chat_template
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ def run_sft(cfg: SFTRunConfig, output_dir: str | Path, *, data: str | None = Non
     policy, tok = load_policy(cfg.model)
     if args.assistant_only_loss:
         tok.chat_template = training_chat_template(tok, cfg.model.chat_template)
+    ds, overlong = drop_overlong(ds, tok, args.max_length)
     resume_from = pick_resume(out, resume)
     timer = StepTimer()
     trainer = SFTTrainer(
@@ -46,4 +49,5 @@ def run_sft(cfg: SFTRunConfig, output_dir: str | Path, *, data: str | None = Non
 
         start = TrainerState.load_from_json(str(Path(resume_from) / "trainer_state.json")).global_step
     trainer.train(resume_from_checkpoint=resume_from)
-    return finish("sft", trainer, out, resume_from, timer, cfg.model_dump(), start)
+    return finish("sft", trainer, out, resume_from, timer, cfg.model_dump(), start,
+                  extra={"samples_dropped_overlong": overlong})

@@ -99,7 +99,7 @@ def write_synthetic_run(run_dir: str | Path, n: int = 8) -> Path:
         proof = f"Proof {i}. The claim follows by a direct argument; every step is justified."
         content = f"<think>\n{reasoning}\n</think>\n\n{proof}"
         sft_rows.append(to_row(SFTRow(prob, reasoning, proof, "Number Theory", "demo", 7, 0.5, "demo",
-                                      [Message("user", prob), Message("assistant", content)])))
+                                      [Message(role="user", content=prob), Message(role="assistant", content=content)])))
         scores = [i % 8, (i + 3) % 8]
         rewards = [s / 7 for s in scores]
         mean = sum(rewards) / 2
