@@ -125,10 +125,12 @@ def _brute_summary(st):
         "SELECT stage, status, reason, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) "
         "FROM responses GROUP BY stage, status, reason"
     ).fetchall()
-    pending = dict(st._db.execute(
-        "SELECT p.stage, COUNT(*) FROM planned p LEFT JOIN responses r ON p.key = r.key WHERE r.key IS NULL "
-        "GROUP BY p.stage"
-    ).fetchall())
+    pending = dict(
+        st._db.execute(
+            "SELECT p.stage, COUNT(*) FROM planned p LEFT JOIN responses r ON p.key = r.key WHERE r.key IS NULL "
+            "GROUP BY p.stage"
+        ).fetchall()
+    )
     out = {}
     for stage in {r[0] for r in rows} | set(pending):
         mine = [r for r in rows if r[0] == stage]
@@ -161,9 +163,17 @@ def test_running_totals_match_a_recount_through_plans_failures_and_replacements(
                 batch = []
                 for k in dict.fromkeys(keys):
                     failed = rng.random() < 0.3
-                    r = StoredResponse(k, stage, "m", "failed" if failed else "ok",
-                                       rng.choice(["http_503 after 4 retries", "timeout"]) if failed else "",
-                                       "t", "stop", rng.randrange(9), rng.randrange(9))
+                    r = StoredResponse(
+                        k,
+                        stage,
+                        "m",
+                        "failed" if failed else "ok",
+                        rng.choice(["http_503 after 4 retries", "timeout"]) if failed else "",
+                        "t",
+                        "stop",
+                        rng.randrange(9),
+                        rng.randrange(9),
+                    )
                     batch.append((r, {}))
                 st.put_many(batch)  # a key stored again (a retried failure) is updated in place
             assert _summary(st) == _brute_summary(st), step
@@ -187,9 +197,26 @@ def test_a_store_written_before_the_totals_is_migrated_on_open(tmp_path):
             request TEXT NOT NULL, created REAL NOT NULL);
         CREATE TABLE planned (key TEXT PRIMARY KEY, stage TEXT NOT NULL);
     """)
-    db.executemany("INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                   [(f"k{i}", "judge", "m", "ok" if i % 3 else "failed", "" if i % 3 else "timeout", "x", "stop",
-                     2, 5, 0.5, "{}", 0.0) for i in range(30)])
+    db.executemany(
+        "INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (
+                f"k{i}",
+                "judge",
+                "m",
+                "ok" if i % 3 else "failed",
+                "" if i % 3 else "timeout",
+                "x",
+                "stop",
+                2,
+                5,
+                0.5,
+                "{}",
+                0.0,
+            )
+            for i in range(30)
+        ],
+    )
     db.executemany("INSERT INTO planned VALUES (?, 'judge')", [(f"k{i}",) for i in range(35)])
     db.commit()
     db.close()
