@@ -159,6 +159,12 @@ class Build:
         """Ingest, then every problem through the LLM stages, then (unless this is one
         shard of several) the split and ``build.json``."""
         t0 = time.time()
+        d = self.profile.decontamination
+        if d.required and not d.benchmarks:
+            raise ConfigError(
+                f"profile {self.profile.name!r} must be decontaminated and names no benchmark files: pass "
+                "--benchmarks FILE (e.g. the IMO-ProofBench CSV) or set decontamination.benchmarks; "
+                "--allow-contaminated builds without (the card then says so)")
         preflight(self.profile, self.split)
         rundir.claim(self.out_dir)
         rundir.write_text(self.out_dir / rundir.PROFILE, public_yaml(self.profile))

@@ -26,6 +26,10 @@ def paper_profile_file(tmp_path: Path, url: str, student_samples: int | None = N
         data[role]["engine"]["max_retries"] = 8
     if student_samples:
         data["student_samples"] = student_samples
+    # offline: decontaminate against the shared IMO-ProofBench CSV instead of the Hub ids
+    bench = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imobench" / "proofbench_v2.csv"
+    data["decontamination"]["benchmarks"] = [str(bench)] if bench.exists() else []
+    data["decontamination"]["required"] = bench.exists()
     path = tmp_path / "paper-loopback.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -24,6 +24,8 @@ from fineproofs.config import bundled_profiles, load_profile
               help="Keep the first N problems after cleaning (default: the profile's limit).")
 @click.option("--benchmarks", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Benchmark file(s) to decontaminate against (CSV/JSONL/parquet); repeatable.")
+@click.option("--allow-contaminated", is_flag=True,
+              help="Build without decontamination even if the profile requires it (the card says so).")
 @click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default=None,
               help="datatrove executor for the ingest stages (default: the profile's executor.kind, local).")
 @click.option("--tasks", type=click.IntRange(min=1), default=None,
@@ -37,7 +39,7 @@ from fineproofs.config import bundled_profiles, load_profile
               help="Merge the N finished shards of OUTPUT into the split and its card.")
 @click.option("--push-to", default=None, metavar="ORG/NAME", help="Push the result to this Hub dataset repo.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def build(split, output, profile, limit, benchmarks, executor, tasks, shards, shard, merge, push_to, no_progress):
+def build(split, output, profile, limit, benchmarks, allow_contaminated, executor, tasks, shards, shard, merge, push_to, no_progress):
     """Build a FineProofs split end to end.
 
     Reads the sources, parses, cleans, deduplicates and decontaminates them, writes
@@ -49,7 +51,8 @@ def build(split, output, profile, limit, benchmarks, executor, tasks, shards, sh
     from fineproofs.pipelines.build import Build
 
     prof = load_profile(profile).with_overrides(limit=limit, benchmarks=list(benchmarks) or None, executor=executor,
-                                                tasks=tasks)
+                                                tasks=tasks, **({"decontamination.required": False}
+                                                                if allow_contaminated else {}))
     out = output or Path(f"fineproofs-{split}")
     if sum(x is not None for x in (shards, shard, merge)) > 1:
         raise click.UsageError("give one of --shards, --shard and --merge")
