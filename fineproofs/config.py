@@ -196,6 +196,9 @@ class FiltersConfig(_Strict):
 
 class DecontamConfig(_Strict):
     benchmarks: list[str] = Field(default_factory=list)  # files; empty = none configured
+    # refuse to build without benchmarks (the paper profile: FineProofs is decontaminated);
+    # `fineproofs build --allow-contaminated` lifts it for one run, recorded in the card
+    required: bool = False
     ngram: int = Field(8, gt=1)
     ngram_overlap: float = Field(0.5, gt=0, le=1)
     shingle_similarity: float = Field(0.6, gt=0, le=1)
