@@ -362,7 +362,7 @@ class ProblemFilterConfig(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _check(self) -> "ProblemFilterConfig":
+    def _check(self) -> ProblemFilterConfig:
         if self.max_difficulty < self.min_difficulty:
             raise ValueError(
                 f"max_difficulty ({self.max_difficulty}) must be >= min_difficulty ({self.min_difficulty})")

@@ -2,8 +2,9 @@
 
 Not a model: a reply function for :class:`faultproxy.FaultServer` that answers each
 fineproofs prompt in the format the stage expects — a valid 7-point rubric for the
-rubric prompt, a ``<score>N</score>`` for the grading prompt, a thinking block and a
-proof for distillation and rollouts — with content derived from a hash of the request.
+rubric prompt, a fenced JSON verdict for the problem filter, a ``<score>N</score>``
+for the grading prompt, a thinking block and a proof for distillation and rollouts —
+with content derived from a hash of the request.
 It lets the paper profile run unchanged against loopback servers and makes outputs
 comparable across clean, faulty and killed-and-resumed runs.
 """
@@ -29,5 +30,11 @@ def oracle_reply(messages, prefill: str, seed, index: int) -> str:
         score = h % 8
         text = f"{score}</score> The proof meets {score} points of the scheme."
         return text if prefill.endswith("<score>") else f"<score>{text}"
+    if "You screen olympiad problems" in system:
+        # the problem filter: a verdict in a fenced JSON block; about one problem in four is flagged
+        flags = {k: h % m == 0 for k, m in [("incomplete", 11), ("gaps", 13), ("wrong", 17), ("disagreement", 19)]}
+        verdict = {"incomplete": flags["incomplete"], "difficulty": 1 + h % 10, "gaps": flags["gaps"],
+                   "wrong": flags["wrong"], "disagreement": flags["disagreement"], "computational": h % 3 == 0}
+        return f"The problem reads as stated (note {h % 97}).\n\n```json\n{json.dumps(verdict)}\n```"
     kind = "rollout" if user.startswith("Generate a rigorous proof") else "teacher"
     return f"<think>\nPlan {h % 1000} for the {kind}.\n</think>\n\nProof ({kind} {h % 10007}). By induction the claim holds."
