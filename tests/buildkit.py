@@ -19,13 +19,17 @@ from fineproofs.store import ResponseStore
 PAPER_MODELS = ("deepseek-ai/DeepSeek-Math-V2", "Qwen/Qwen3-4B-Thinking-2507", "openai/gpt-oss-20b", "gemini-3-pro")
 
 
-def paper_profile_file(tmp_path: Path, url: str, student_samples: int | None = None) -> Path:
+def paper_profile_file(tmp_path: Path, url: str, student_samples: int | None = None, *,
+                       role_urls: dict[str, str] | None = None, overrides: dict | None = None) -> Path:
+    """The bundled paper profile with every role at ``url`` (or at ``role_urls[role]``);
+    ``overrides`` are merged into it (nested dicts merge, e.g. ``{"build": {"chunk_problems": 8}}``)."""
     data = yaml.safe_load(profile_text("paper"))
     for role in ("teacher", "student", "judge", "grader", "rubric_writer"):
-        data[role]["engine"]["endpoints"] = [url]
+        data[role]["engine"]["endpoints"] = [(role_urls or {}).get(role, url)]
         data[role]["engine"]["max_retries"] = 8
     if student_samples:
         data["student_samples"] = student_samples
+    _merge(data, overrides or {})
     # offline: decontaminate against the shared IMO-ProofBench CSV instead of the Hub ids
     bench = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imobench" / "proofbench_v2.csv"
     data["decontamination"]["benchmarks"] = [str(bench)] if bench.exists() else []
@@ -33,6 +37,14 @@ def paper_profile_file(tmp_path: Path, url: str, student_samples: int | None = N
     path = tmp_path / "paper-loopback.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def _merge(into: dict, extra: dict) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
 
 
 def rows(out: Path) -> dict[str, list]:
@@ -45,8 +57,21 @@ RUNNER = """
 import sys
 from fineproofs.config import load_profile
 from fineproofs.pipelines.build import Build
-Build(load_profile(sys.argv[1]), sys.argv[2], "rl", limit=int(sys.argv[3]), progress=False).run()
+shard = tuple(int(x) for x in sys.argv[4].split("/")) if len(sys.argv) > 4 else None
+Build(load_profile(sys.argv[1]), sys.argv[2], "rl", limit=int(sys.argv[3]), progress=False, shard=shard).run()
 """
+
+
+def _runner_args(profile: Path, out: Path, limit: int, shard: tuple[int, int] | None) -> list[str]:
+    return [sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)] + ([f"{shard[0]}/{shard[1]}"] if shard
+                                                                                 else [])
+
+
+def store_path(out: Path, shard: tuple[int, int] | None = None) -> Path:
+    """The response store of a run directory, or of one of its shards."""
+    from fineproofs.pipelines.build import shard_dir
+
+    return (shard_dir(out, *shard) if shard else out) / "store.sqlite"
 
 
 def run_killed_at(profile: Path, out: Path, delays: list[float], limit: int = 4) -> int:
@@ -66,39 +91,44 @@ def run_killed_at(profile: Path, out: Path, delays: list[float], limit: int = 4)
     return kills
 
 
-def run_killed_after(profile: Path, out: Path, targets: list[int], limit: int = 4, timeout: float = 120) -> int:
-    """Start the build and SIGKILL it once the store holds each target number of
-    records (so every kill lands mid-generation), then let the last run finish."""
+def run_killed_after(profile: Path, out: Path, targets: list[int], limit: int = 4, timeout: float = 120,
+                     shard: tuple[int, int] | None = None, on_kill=None) -> int:
+    """Start the build (or one ``shard`` of it) and SIGKILL it once the store holds each
+    target number of records (so every kill lands mid-generation), then let the last run
+    finish. ``on_kill()`` is called right after each kill, before the next run starts."""
     env = {**os.environ, "GEMINI_API_KEY": "test-key-not-secret"}
+    store = store_path(out, shard)
     kills = 0
     for target in sorted(targets):
-        p = subprocess.Popen([sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)], env=env,
+        p = subprocess.Popen(_runner_args(profile, out, limit, shard), env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + timeout
         while p.poll() is None and time.time() < deadline:
-            if (out / "store.sqlite").exists() and stored_count(out) >= target:
+            if store.exists() and stored_count(out, shard) >= target:
                 os.kill(p.pid, signal.SIGKILL)
                 kills += 1
                 break
             time.sleep(0.005)
         p.wait()
-    subprocess.run([sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)], env=env, check=True,
+        if on_kill:
+            on_kill()
+    subprocess.run(_runner_args(profile, out, limit, shard), env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return kills
 
 
-def stored_count(out: Path) -> int:
+def stored_count(out: Path, shard: tuple[int, int] | None = None) -> int:
     import sqlite3
 
     try:
-        with sqlite3.connect(out / "store.sqlite", timeout=1) as db:
+        with sqlite3.connect(store_path(out, shard), timeout=1) as db:
             return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
     except sqlite3.OperationalError:  # schema not created yet
         return 0
 
 
-def store_keys(out: Path) -> list[str]:
-    with ResponseStore(out / "store.sqlite") as st:
+def store_keys(out: Path, shard: tuple[int, int] | None = None) -> list[str]:
+    with ResponseStore(store_path(out, shard)) as st:
         return st.keys()
 
 
