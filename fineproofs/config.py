@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 
 from fineproofs.errors import ConfigError, redact
@@ -170,17 +170,151 @@ class RoleConfig(_Strict):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
 
-class SourcesConfig(_Strict):
-    """Inputs of ingest: ``demo`` is the bundled sample; otherwise paths (files or
-    directories of .wiki / .tex / .jsonl / .csv / .parquet)."""
+class SourceEntry(_Strict):
+    """One source with its own settings (an item of ``sources.paths`` written as a mapping),
+    and the shape of a preset (:data:`SOURCE_PRESETS`).
 
-    paths: list[str] = Field(default_factory=lambda: ["demo"])
-    # problem field -> column name for Hub/table sources (defaults cover NuminaMath-style columns)
+    ``path``: a file, a directory, or ``hf:<dataset id or local dataset dir>[@split]``
+    (empty: the preset's). ``preset``: ``aops`` or ``olympiads`` fills every other key;
+    any key given here wins over the preset. ``columns``: problem field -> field
+    expression (:mod:`fineproofs.fieldpath`: ``metadata.path``, ``tags[2]``,
+    ``year(tags[1])``, ``segment(metadata.path, -2)``, ``a | b``). ``source_label``: the
+    ``source`` every row of this source gets (the published FineProofs value), whatever
+    a ``source`` column says. ``licence``: recorded on its problems when a row has none.
+    ``split`` / ``config`` / ``data_files``: the Hub split, subset and file patterns
+    (streamed with ``datasets``)."""
+
+    path: str = ""
+    preset: Literal["aops", "olympiads"] | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    source_label: str = ""
+    licence: str = ""
+    split: str = ""
+    config: str = ""
+    data_files: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceEntry:
+        from fineproofs.fieldpath import check_mapping
+
+        check_mapping(self.columns)
+        if not self.path:
+            raise ValueError("a source needs `path:` (a file, directory or hf:<id>) or `preset:` (aops, olympiads)")
+        return self
+
+    def __str__(self) -> str:  # how a card lists it
+        return self.path + (f" (preset {self.preset})" if self.preset else "") + (
+            f" as source {self.source_label!r}" if self.source_label else "")
+
+
+# The real FineProofs sources (QED-Nano: AI-MO/aops and AI-MO/olympiads), streamed from the
+# Hub. AI-MO/aops: problem, solution, candidates, tags = ["origin:aops", "<year> Contests",
+# "<contest>"], metadata = {path: "Contest Collections/<year> Contests/<contest>/<id>.json",
+# ...}. AI-MO/olympiads: schema not published where we could read it; NuminaMath-style
+# columns are assumed (problem, solution, exam/competition, year, problem_type), each
+# with fallbacks, so a missing column leaves its field empty instead of failing.
+SOURCE_PRESETS: dict[str, dict] = {
+    "aops": {
+        "path": "hf:AI-MO/aops",
+        "split": "train",
+        "source_label": "aops",
+        "licence": "unstated: see the AI-MO/aops dataset card (Art of Problem Solving forum posts)",
+        "columns": {
+            "problem": "problem",
+            "solution": "solution",
+            "competition": "tags[2] | segment(metadata.path, -2)",
+            "year": "year(tags[1]) | year(metadata.path)",
+        },
+    },
+    "olympiads": {
+        "path": "hf:AI-MO/olympiads",
+        "split": "train",
+        "source_label": "olympiads",
+        "licence": "unstated: see the AI-MO/olympiads dataset card (official olympiad problems and solutions)",
+        "columns": {
+            "problem": "problem",
+            "solution": "solution | solutions",
+            "competition": "exam | competition | contest",
+            "year": "year | year(metadata.resource_path)",
+            "category": "problem_type | category",
+        },
+    },
+}
+
+
+# a path item is text or a mapping; the tag keeps errors to the form that was written
+_PathItem = Annotated[Annotated[str, Tag("path")] | Annotated[SourceEntry, Tag("source")],
+                      Discriminator(lambda v: "path" if isinstance(v, str) else "source")]
+
+
+class SourcesConfig(_Strict):
+    """Inputs of ingest. ``paths``: ``demo`` (the bundled sample), files or directories
+    (.wiki / .tex / .jsonl / .csv / .parquet), ``hf:<id>[@split]`` (streamed), or a
+    mapping with a source's own settings (:class:`SourceEntry`), e.g. ``{preset: aops}``.
+
+    Section-wide settings apply to every table and Hub path: ``columns`` (problem field
+    -> field expression, over the defaults that cover NuminaMath-style columns),
+    ``licence``, ``hub_split``, and ``preset`` / ``source_label``. With ``preset`` and no
+    ``paths``, the preset's dataset is read. A mapping's own keys win over the section's,
+    and the section's over the preset's. After loading, each mapping (and each path
+    when ``preset`` or ``source_label`` is set) holds its resolved settings, so a run's
+    profile records exactly which mapping and label were used."""
+
+    paths: list[_PathItem] = Field(default_factory=lambda: ["demo"])
+    preset: Literal["aops", "olympiads"] | None = None
+    source_label: str = ""  # the `source` of every row from table/Hub paths (e.g. aops)
+    # problem field -> field expression for Hub/table sources (defaults cover NuminaMath-style columns)
     columns: dict[str, str] = Field(default_factory=dict)
     hub_split: str = "train"
     wiki_base_url: str = "https://artofproblemsolving.com/wiki/index.php/"
     licence: str = ""  # licence recorded on problems from non-demo sources without their own
     max_bytes: int = Field(5_000_000, gt=0)  # larger source files are quarantined as too_large
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_entries(cls, data):
+        if not isinstance(data, dict):
+            return data
+        from fineproofs.fieldpath import check_mapping
+
+        data = dict(data)
+        if isinstance(data.get("columns"), dict) and all(isinstance(v, str) for v in data["columns"].values()):
+            check_mapping(data["columns"])
+        preset = data.get("preset")
+        if preset is not None and preset not in SOURCE_PRESETS:
+            return data  # the Literal check names the allowed presets
+        if preset and "paths" not in data:
+            data["paths"] = [{}]
+        wrap = bool(preset or data.get("source_label"))
+        paths = data.get("paths")
+        if isinstance(paths, list):
+            data["paths"] = [cls._fold(p, data, wrap) for p in paths]
+        return data
+
+    @staticmethod
+    def _fold(item, section: dict, wrap: bool):
+        """A path item with the section's and the preset's settings folded in (its own keys win)."""
+        if isinstance(item, SourceEntry):
+            item = item.model_dump()
+        if isinstance(item, str):
+            if not wrap or item == "demo":
+                return item
+            item = {"path": item}
+        if not isinstance(item, dict):
+            return item  # the type check reports it
+        preset_name = item.get("preset") or section.get("preset")
+        preset = SOURCE_PRESETS.get(preset_name, {}) if isinstance(preset_name, str) else {}
+        own = {k: v for k, v in section.items() if k in ("source_label", "licence") and v}
+        if "hub_split" in section:
+            own["split"] = section["hub_split"]
+        given = {k: v for k, v in item.items() if k not in SourceEntry.model_fields or v not in ("", None, [], {})}
+        out = {"split": "train", **preset, **own, **given}
+        cols = [preset.get("columns"), section.get("columns"), item.get("columns")]
+        if all(isinstance(c, dict) or c is None for c in cols):
+            out["columns"] = {k: v for c in cols if c for k, v in c.items()}
+        if preset_name is not None:
+            out["preset"] = preset_name
+        return out
 
 
 class FiltersConfig(_Strict):

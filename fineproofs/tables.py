@@ -77,13 +77,15 @@ def check_regular_file(path: str | Path, what: str = "file") -> Path:
     return p
 
 
-def iter_table(path: str | Path, *, split: str = "train", what: str = "file", tolerant: bool = False) -> Iterator[TableRow]:
+def iter_table(path: str | Path, *, split: str = "train", what: str = "file", tolerant: bool = False,
+               config: str = "", data_files: list[str] | None = None) -> Iterator[TableRow]:
     """Rows of a CSV / TSV / JSONL / parquet file or of a Hub dataset ``hf:<id>[@split]``
-    (``tolerant``: see :func:`iter_csv`)."""
+    (``tolerant``: see :func:`iter_csv`; ``config`` / ``data_files``: the Hub subset and
+    file patterns)."""
     fmt = table_format(path)
     if fmt == "hub":
         spec, _, sp = str(path)[3:].partition("@")
-        yield from iter_hub(spec, sp or split)
+        yield from iter_hub(spec, sp or split, data_files or None, config)
         return
     if fmt is None:
         raise DataError(f"{what} {path}: unsupported format (expected .csv, .tsv, .jsonl, .json or .parquet)")
@@ -356,12 +358,16 @@ def _plain(row: dict) -> dict:
 
 # --- Hub --------------------------------------------------------------------------------
 
-def iter_hub(spec: str, split: str = "train", data_files: str | list[str] | None = None) -> Iterator[TableRow]:
-    """Rows of a Hub dataset id or local dataset directory, streamed with ``datasets``."""
+def iter_hub(spec: str, split: str = "train", data_files: str | list[str] | None = None,
+             config: str = "") -> Iterator[TableRow]:
+    """Rows of a Hub dataset id or local dataset directory (subset ``config``), streamed
+    with ``datasets``."""
     import datasets
 
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     kwargs = {"data_files": data_files} if data_files else {}
+    if config:
+        kwargs["name"] = config
     i = 0
     try:
         ds = datasets.load_dataset(spec, split=split, streaming=True, **kwargs)
@@ -371,7 +377,8 @@ def iter_hub(spec: str, split: str = "train", data_files: str | list[str] | None
         raise
     except Exception as e:  # datasets raises anything from FileNotFoundError to pyarrow errors
         if i == 0:
-            raise DataError(f"dataset {spec!r} (split {split!r}) cannot be read: {type(e).__name__}: {e}"[:400]) from None
+            where = (f"subset {config!r}, " if config else "") + f"split {split!r}"
+            raise DataError(f"dataset {spec!r} ({where}) cannot be read: {type(e).__name__}: {e}"[:400]) from None
         yield TableRow(i + 1, None, f"unreadable: stream broke after row {i}: {type(e).__name__}: {e}"[:300])
 
 

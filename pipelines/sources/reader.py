@@ -1,8 +1,10 @@
 """Source specs → raw datatrove documents.
 
 A spec is ``demo`` (the bundled sample), ``hf:<dataset id or local dataset dir>[@split]``
-(streamed with ``datasets``), or a local file/directory (.wiki, .tex, .txt, .jsonl,
-.json, .csv, .parquet). Each raw document carries ``metadata["format"]``:
+(streamed with ``datasets``), a local file/directory (.wiki, .tex, .txt, .jsonl, .json,
+.csv, .parquet), or a :class:`~fineproofs.config.SourceEntry` (one of those with its own
+column mapping, ``source`` label, licence and Hub split/subset; presets such as
+``aops`` arrive resolved into one). Each raw document carries ``metadata["format"]``:
 
 - ``wiki``: ``text`` is the page's wikitext (parsed later);
 - ``item``: already split (booklet problem or table row): ``text`` is the raw statement
@@ -20,14 +22,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 
-from fineproofs import tables
+from fineproofs import fieldpath, tables
+from fineproofs.errors import ConfigError
 from fineproofs.pipelines.sources import booklet, rows, wiki
 from fineproofs.pipelines.sources.errors import ParseError
 from fineproofs.text import has_surrogates
@@ -47,6 +51,8 @@ class SourceFile:
     kind: str  # wiki | tex | table | hub
     demo: bool = False
     display: str = ""  # path shown in urls (relative for demo data)
+    # the source's own settings (a SourceEntry): columns, source_label, licence, split, config, data_files
+    settings: Any = field(default=None, compare=False, hash=False)
 
 
 def demo_dir() -> Path:
@@ -58,12 +64,14 @@ def _kind(p: Path) -> str | None:
     return "wiki" if s in WIKI_EXT else "tex" if s in TEX_EXT else "table" if s in TABLE_EXT else None
 
 
-def resolve_sources(paths: list[str]) -> list[SourceFile]:
-    """Expand specs into a sorted, de-duplicated list of source files."""
+def resolve_sources(paths: list) -> list[SourceFile]:
+    """Expand specs (text or :class:`~fineproofs.config.SourceEntry`) into a sorted,
+    de-duplicated list of source files; an entry's settings travel with each of its files."""
     out: list[SourceFile] = []
-    for spec in paths:
+    for item in paths:
+        spec, settings = (item, None) if isinstance(item, str) else (item.path, item)
         if spec.startswith("hf:"):
-            out.append(SourceFile(spec, "hub", display=spec))
+            out.append(SourceFile(spec, "hub", display=spec, settings=settings))
             continue
         demo = spec == "demo"
         root = demo_dir() if demo else Path(spec).expanduser()
@@ -77,7 +85,7 @@ def resolve_sources(paths: list[str]) -> list[SourceFile]:
                 continue
             if kind := _kind(f):
                 shown = "demo/" + f.relative_to(root).as_posix() if demo else str(f)
-                out.append(SourceFile(str(f), kind, demo, shown))
+                out.append(SourceFile(str(f), kind, demo, shown, settings))
     seen, uniq = set(), []
     for s in out:
         if s.path not in seen:
@@ -98,6 +106,11 @@ class SourceReader(PipelineStep):
         super().__init__()
         self.sources = sources
         self.columns = dict(columns or {})
+        for cols in [self.columns, *(dict(s.settings.columns) for s in sources if s.settings is not None)]:
+            try:
+                fieldpath.check_mapping(cols)
+            except ValueError as e:
+                raise ConfigError(f"sources: {e}") from None
         self.wiki_base_url = wiki_base_url
         self.licence = licence
         self.max_bytes = max_bytes
@@ -105,11 +118,12 @@ class SourceReader(PipelineStep):
 
     # -- helpers -----------------------------------------------------------------
     def _base(self, src: SourceFile, fmt: str, tag: str, k: int | str) -> dict:
+        own = src.settings
         return {
             "format": fmt,
             "origin": src.display,
-            "source": ("demo_" + tag) if src.demo else tag,
-            "licence": DEMO_LICENCE if src.demo else self.licence,
+            "source": ("demo_" + tag) if src.demo else (own.source_label if own is not None else "") or tag,
+            "licence": DEMO_LICENCE if src.demo else (own.licence if own is not None else "") or self.licence,
             "locator": f"{src.display}#{_printable(str(k))}",
         }
 
@@ -173,21 +187,23 @@ class SourceReader(PipelineStep):
             yield Document(text=it.statement, id=meta["url"], metadata=meta)
 
     def _rows(self, src: SourceFile, rows_iter) -> Iterator[Document]:
-        tag = "hub"
+        tag, own = "hub", src.settings
+        columns = dict(own.columns) if own is not None else self.columns
+        label = own.source_label if own is not None and not src.demo else ""
         for i, row, err in rows_iter:
             if err:
                 yield self._error_doc(src, f"L{i}", err)
                 continue
             try:
-                r = rows.map_row(row, self.columns)
+                r = rows.map_row(row, columns)
             except ParseError as e:
                 yield self._error_doc(src, f"L{i}", e.quarantine_reason)
                 continue
             meta = self._base(src, "item", tag, f"L{i}")
-            licence = meta["licence"] if src.demo else (r["licence"] or self.licence)
+            licence = meta["licence"] if src.demo else (r["licence"] or meta["licence"])
             tag_source = meta["source"]
             meta.update({k: v for k, v in r.items() if k != "problem"})
-            meta["source"] = r["source"] or tag_source
+            meta["source"] = label or r["source"] or tag_source
             meta["licence"] = licence
             meta["url"] = r["url"] or meta["locator"]
             yield Document(text=r["problem"], id=meta["locator"], metadata=meta)
@@ -200,7 +216,10 @@ class SourceReader(PipelineStep):
         elif src.kind == "table":
             yield from self._rows(src, tables.iter_table(src.path, what="source"))
         else:  # hub
-            yield from self._rows(src, tables.iter_table(src.path, split=self.hub_split, what="source"))
+            own = src.settings
+            hub = {"split": own.split or self.hub_split, "config": own.config, "data_files": list(own.data_files)} \
+                if own is not None else {"split": self.hub_split}
+            yield from self._rows(src, tables.iter_table(src.path, what="source", **hub))
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         for src in self.sources[rank::world_size]:

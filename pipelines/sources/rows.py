@@ -1,19 +1,25 @@
 """Tabular sources mapped to problem fields through a column mapping. Reading (CSV,
 JSONL, parquet, Hub datasets, one bad row at a time) is :mod:`fineproofs.tables`.
 
-``columns`` maps a problem field to a dataset column and overrides the defaults
-(first present column of :data:`DEFAULT_COLUMNS` wins). :func:`map_row` checks the
-type of every field it takes: a binary, struct or list value where text is expected,
-a year that is not a plausible year, or a boolean raise :class:`ParseError`
-(``bad_field``) so the row is quarantined with that reason, never stringified.
+``columns`` maps a problem field to a field expression (:mod:`fineproofs.fieldpath`: a
+column, ``metadata.path``, ``tags[2]``, ``year(tags[1])``, ``segment(metadata.path, -2)``,
+``a | b``) and overrides the defaults (first present column of :data:`DEFAULT_COLUMNS`
+wins). A mapped expression that does not resolve on a row leaves its field empty,
+except the statement: a row whose mapped ``problem`` resolves to nothing is quarantined
+(``missing_field``). :func:`map_row` checks the type of every field it takes: a binary,
+struct or list value where text is expected, a year that is not a plausible year, or a
+boolean raise :class:`ParseError` (``bad_field``) so the row is quarantined with that
+reason, never stringified.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from typing import Any
 
+from fineproofs import fieldpath
 from fineproofs.pipelines.sources.errors import ParseError
 from fineproofs.text import sanitize_field
 
@@ -30,6 +36,13 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "url": ("url", "link"),
     "licence": ("licence", "license"),
 }
+assert tuple(DEFAULT_COLUMNS) == fieldpath.PROBLEM_FIELDS
+
+
+@lru_cache(maxsize=1024)
+def field_expr(text: str) -> fieldpath.Expr:
+    """A mapping value parsed once (profiles are validated at load; this is the same parse)."""
+    return fieldpath.parse(text)
 
 
 def resolve_columns(names: list[str], mapping: dict[str, str] | None = None) -> dict[str, str]:
@@ -94,9 +107,19 @@ def _solutions(v: Any) -> list[str]:
 
 def map_row(row: dict[str, Any], mapping: dict[str, str] | None = None) -> dict[str, Any]:
     """A dataset row → raw problem fields (``problem``, ``solutions`` list, ...);
-    :class:`ParseError` (``bad_field``) when a field has the wrong type."""
-    cols = resolve_columns(list(row), mapping)
-    get = lambda f: row.get(cols[f]) if f in cols else None  # noqa: E731
+    :class:`ParseError` (``bad_field``) when a field has the wrong type, ``missing_field``
+    when the mapped statement is not in the row."""
+    mapping = mapping or {}
+    cols = resolve_columns(list(row))
+
+    def get(f: str) -> Any:
+        if f in mapping:
+            return field_expr(mapping[f]).get(row)
+        return row.get(cols[f]) if f in cols else None
+
+    problem = get("problem")
+    if problem is None and "problem" in mapping:
+        raise ParseError("missing_field", f"problem: {mapping['problem']!r} finds nothing in this row")
     meta = {f: sanitize_field(_text(get(f), f)) for f in ("question_type", "source", "category", "url", "licence")}
     comp = sanitize_field(_text(get("competition"), "competition"))
     year = _year(get("year"))
@@ -105,7 +128,7 @@ def map_row(row: dict[str, Any], mapping: dict[str, str] | None = None) -> dict[
         comp = (comp[: m.start()] + comp[m.end() :]).strip(" ,")
     answer = _text(get("answer"), "answer")
     return {
-        "problem": _text(get("problem"), "problem", numbers=False),
+        "problem": _text(problem, "problem", numbers=False),
         "solutions": _solutions(get("solution")),
         "answer": "" if answer.lower() in ("proof", "none", "null", "n/a") else answer,
         "question_type": meta["question_type"],
