@@ -17,6 +17,13 @@ modes:
   parsers, ``"reasoning"`` like gpt-oss), and ``finish_reason`` is what every choice
   reports (``"length"`` mimics a truncated reply).
   With it, throughput can be checked against Little's law (C / latency).
+  ``max_concurrency`` models a GPU server's sequence slots (vLLM's ``max_num_seqs``):
+  every choice holds one slot for ``latency`` seconds, a request with ``n`` choices
+  takes ``n`` slots (in waves of at most ``max_concurrency``), and requests beyond the
+  slots wait in a queue, so the server's throughput is ``max_concurrency / latency``
+  choices per second whatever the client's concurrency. ``busy_s`` is the time during
+  which at least one choice was in service (``first_at``/``last_at`` bound it) and
+  ``slot_s`` the slot-seconds served: ``busy_s / wall`` is the server's busy fraction.
 * **proxy** (``upstream="http://127.0.0.1:PORT"``): forwards every request to a
   real server (e.g. ``transformers serve``) and records how many choices came
   back.
@@ -76,6 +83,7 @@ class FaultServer:
         reasoning_fn=None,
         reasoning_field: str = "reasoning_content",
         finish_reason: str = "stop",
+        max_concurrency: int | None = None,
     ):
         assert continue_mode in ("continue", "echo", "reject")
         assert all(f in FAULT_KINDS for f in faults), faults
@@ -102,6 +110,14 @@ class FaultServer:
         self.upstream_choices: list[int] = []  # proxy mode: len(choices) of each upstream reply
         self.in_flight = 0
         self.max_in_flight = 0
+        self.max_concurrency = max_concurrency
+        self.busy_s = 0.0  # time with at least one choice in service
+        self.slot_s = 0.0  # slot-seconds served
+        self.first_at: float | None = None  # when the first choice entered service (time.monotonic)
+        self.last_at: float | None = None  # when the last choice left it
+        self._serving = 0
+        self._busy_since = 0.0
+        self._slots: asyncio.Condition | None = None
         self._attempts: collections.Counter[str] = collections.Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -123,6 +139,7 @@ class FaultServer:
         return self
 
     async def _start(self) -> None:
+        self._slots = asyncio.Condition()
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
@@ -225,8 +242,44 @@ class FaultServer:
                     pass
             return r.status, raw
 
+    async def _serve(self, n: int) -> None:
+        """Hold ``n`` choices in service for ``latency`` (in waves of at most ``max_concurrency``)."""
+        cap = self.max_concurrency or n
+        left = n
+        while left > 0:
+            wave = min(left, cap)
+            async with self._slots:
+                await self._slots.wait_for(lambda w=wave: self._serving + w <= cap)
+                now = time.monotonic()
+                if self._serving == 0:
+                    self._busy_since = now
+                    self.first_at = self.first_at if self.first_at is not None else now
+                self._serving += wave
+            t0 = time.monotonic()
+            try:
+                await asyncio.sleep(self.latency)
+            finally:
+                async with self._slots:
+                    now = time.monotonic()
+                    self.slot_s += wave * (now - t0)
+                    self._serving -= wave
+                    if self._serving == 0:
+                        self.busy_s += now - self._busy_since
+                        self.last_at = now
+                    self._slots.notify_all()
+            left -= wave
+
+    def reset_busy(self) -> None:
+        """Zero the busy-time counters (between runs of a benchmark)."""
+        self.busy_s = self.slot_s = 0.0
+        self.first_at = self.last_at = None
+
     async def _fake(self, body: dict) -> tuple[int, bytes]:
-        await asyncio.sleep(self.latency)
+        n_asked = int(body.get("n") or 1) if self.honor_n else 1
+        if self.max_concurrency:
+            await self._serve(n_asked)
+        else:
+            await asyncio.sleep(self.latency)
         if body.get("model") not in self.models:  # as vLLM answers for a model it does not serve
             err = {"error": {"message": f"The model `{body.get('model')}` does not exist.", "code": 404}}
             return 404, json.dumps(err).encode()
