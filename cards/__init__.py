@@ -82,8 +82,10 @@ def _env() -> jinja2.Environment:
 
 
 def _cell(value) -> str:
-    """A markdown table cell: pipes escaped, newlines flattened."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """A markdown table cell: pipes escaped, newlines flattened, HTML shown as text
+    (a source name or licence from the data can never become markup in the card)."""
+    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def render_card(split: str, context: dict) -> str:

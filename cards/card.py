@@ -36,6 +36,7 @@ import yaml
 
 from fineproofs import prompts, rundir
 from fineproofs.cards import REPO_PLACEHOLDER, render_card, validate_card
+from fineproofs.cards.fidelity import differences
 from fineproofs.cards.stats import CARD_DATA, card_tables, distributions, write_plots
 from fineproofs.config import Profile, public_yaml
 from fineproofs.errors import DataError
@@ -272,8 +273,12 @@ def _context(out_dir: Path, profile: Profile, facts: CardFacts, card_data: dict,
         "rl": profile.splits.rl,
         "reward_column": next((n for n in features if "-reward@" in n), ""),
         "tables": card_tables(out_dir, card_data, dist),
+        # calibration figures per judging role, as the build recorded them (fineproofs.calibration.calibrate_roles)
+        "calibration": (json.loads((out_dir / rundir.MANIFEST).read_text(encoding="utf-8")).get("calibration") or {})
+        if (out_dir / rundir.MANIFEST).is_file() else {},
         "plots": write_plots(dist, out_dir),
         "license_note": license_note,
+        "fidelity": differences(profile),
         "column_naming_note": (
             "the published FineProofs names are kept whatever models were used; the models are listed under Provenance"
             if not facts.rename else "named after the models used: `<grader>-grade`, `<student>-reward@<k>`"

@@ -118,7 +118,29 @@ class EngineConfig(_Strict):
                 "engine kind 'http' needs `endpoints:` (e.g. [http://localhost:8000/v1]) "
                 "pointing at an OpenAI-compatible server such as `vllm serve MODEL`"
             )
+        for i, url in enumerate(self.endpoints):
+            problem = self.endpoint_problem(url)
+            if problem:
+                raise ValueError(f"endpoints[{i}] {redact(url)!r}: {problem} (write e.g. http://localhost:8000/v1)")
         return self
+
+    @staticmethod
+    def endpoint_problem(url: str) -> str:
+        """Why ``url`` cannot be an endpoint (scheme http/https, a host, port 1-65535), or ''."""
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # ValueError when not a number or outside 0-65535
+        except ValueError:
+            return "the port must be a number in 1-65535"
+        if parts.scheme not in ("http", "https"):
+            return "the scheme must be http:// or https://"
+        if not parts.hostname or any(c.isspace() for c in url):
+            return "it names no host"
+        if port is not None and not 1 <= port <= 65535:
+            return "the port must be a number in 1-65535"
+        return ""
 
     @model_validator(mode="before")
     @classmethod
@@ -349,6 +371,40 @@ class RubricConfig(_Strict):
     prefill: str = ""
 
 
+class CalibrationConfig(_Strict):
+    """Calibration of one judging role against human grades, run before the build's
+    expensive stages (:func:`fineproofs.calibration.calibrate_roles`).
+
+    ``file``: a table of human-graded proofs (CSV / JSONL / parquet; the columns of
+    IMO-GradingBench: ``problem_id, problem, proof, human_grade`` and optionally
+    ``human_category, grading_guidelines, reference_solution, rubric``), renamed by
+    ``columns`` (``{our_name: their_column}``). ``${VAR}`` and ``${VAR:-default}`` are
+    expanded from the environment and ``~`` to the home directory, so a profile can name
+    a file that lives outside the package; a relative path is read from the working
+    directory. ``limit``: at most this many rows, taken round-robin over problems.
+    Thresholds (unset = report only): a missed one stops the build with
+    :class:`~fineproofs.calibration.CalibrationMiss` unless ``continue_on_miss``. A
+    missing file stops the build only when a threshold is set (else it is reported as
+    skipped)."""
+
+    file: str = ""
+    columns: dict[str, str] = Field(default_factory=dict)
+    limit: int | None = Field(None, ge=1)
+    max_mae: float | None = Field(None, ge=0)
+    min_qwk: float | None = Field(None, ge=-1, le=1)
+    min_pass_accuracy: float | None = Field(None, ge=0, le=1)
+    max_abs_bias: float | None = Field(None, ge=0)
+    max_parse_failure_rate: float | None = Field(None, ge=0, le=1)
+    continue_on_miss: bool = False
+    bootstrap: int = Field(1000, ge=0)  # resamples of problems for the 95 % intervals
+    seed: int = 0
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        keys = ("max_mae", "min_qwk", "min_pass_accuracy", "max_abs_bias", "max_parse_failure_rate")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
 class GradingConfig(_Strict):
     """How judges grade proofs (rollouts by the ``judge``, teacher proofs by the ``grader``).
 
@@ -375,6 +431,21 @@ class GradingConfig(_Strict):
     # against the problem's rubric; "proofbench" grades on IMO-ProofBench's 0/1/6/7 scale
     # with the reference solution and the rubric as guidelines (the published card's "IMOProofBench rubric")
     grader_scale: Literal["rubric", "proofbench"] = "rubric"
+    # structured outputs: the judge replies {"score": N, "assessment": "..."} under a JSON
+    # schema (HTTP: response_format, with a fallback to text on servers that reject it;
+    # transformers: a grammar-constrained decoder, llguidance); the score is read from
+    # that JSON (or from <score>N</score> where the server fell back); no score prefill
+    structured: bool = False
+    # minimum valid judges per grade in an ensemble; fewer is a failure with its reason
+    quorum: int = Field(1, ge=1)
+    # per judging role ("judge", "grader"): a calibration set and thresholds
+    calibration: dict[Literal["judge", "grader"], CalibrationConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_quorum(self) -> GradingConfig:
+        if self.quorum > self.judges:
+            raise ValueError(f"quorum ({self.quorum}) cannot exceed judges ({self.judges})")
+        return self
 
 
 class SFTSplitConfig(_Strict):
@@ -602,6 +673,18 @@ def profile_text(name_or_path: str) -> str:
 
 
 def load_profile(name_or_path: str = "embedded") -> Profile:
+    """A bundled profile by name, or a YAML file. A profile may start from another with
+    ``extends: NAME|FILE`` and give only what it changes (mappings merge key by key)."""
+    data = _profile_data(name_or_path, ())
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as e:
+        raise invalid(f"profile {name_or_path}", e) from e
+
+
+def _profile_data(name_or_path: str, seen: tuple[str, ...]) -> dict:
+    if name_or_path in seen:
+        raise ConfigError(f"profile {name_or_path}: `extends` loops ({' -> '.join((*seen, name_or_path))})")
     text = profile_text(name_or_path)
     try:
         data = load_yaml(text)
@@ -609,10 +692,19 @@ def load_profile(name_or_path: str = "embedded") -> Profile:
         raise ConfigError(f"profile {name_or_path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"profile {name_or_path}: expected a mapping at the top level")
-    try:
-        return Profile.model_validate(data)
-    except ValidationError as e:
-        raise invalid(f"profile {name_or_path}", e) from e
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"profile {name_or_path}: `extends` names one profile (a bundled name or a file)")
+    return _merge(_profile_data(base, (*seen, name_or_path)), data)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 class UniqueKeyLoader(yaml.SafeLoader):

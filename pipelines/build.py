@@ -43,6 +43,7 @@ from fineproofs.store import ResponseStore
 from fineproofs.pipelines.difficulty import DifficultyStage
 from fineproofs.pipelines.distill import ProofGenerator
 from fineproofs.pipelines.grade import GradeStage
+from fineproofs.pipelines.problem_filter import ProblemFilter, filter_roles
 from fineproofs.pipelines.rubrics import RubricWriter
 from fineproofs.pipelines.splits import SplitInputs, build_rl, build_sft, read_inputs
 from fineproofs.pipelines.stage import Recorder, Stage, Work, prefetch
@@ -67,14 +68,16 @@ class BuildResult:
     decontaminated: bool = False
 
 
-def roles_of(split: str) -> list[str]:
-    return ["rubric_writer", "student", "judge"] + (["teacher", "grader"] if split == "sft" else [])
+def roles_of(split: str, profile: Profile) -> list[str]:
+    """The roles a build of ``split`` with ``profile`` talks to."""
+    return (["rubric_writer", "student", "judge"] + (["teacher", "grader"] if split == "sft" else [])
+            + filter_roles(profile))
 
 
 def preflight(profile: Profile, split: str) -> None:
     """Fail early, naming the server each role needs, before any work is done."""
     problems = []
-    for role in roles_of(split):
+    for role in roles_of(split, profile):
         eng = getattr(profile, role).engine
         if eng.kind == "http":
             from fineproofs.engines.http_engine import HTTPEngine
@@ -127,12 +130,13 @@ class Build:
         self.progress = progress
         self.shard = shard
         self.work_dir = shard_dir(self.out_dir, *shard) if shard else self.out_dir
-        self._gens: dict[str, CachedGenerator] = {}
+        self._gens: list[CachedGenerator] = []
 
     def stages(self, gen) -> list[Stage]:
         """The ordered LLM stages of this split; ``gen(role)`` gives a role's generator."""
         p = self.profile
         rl = [
+            *([ProblemFilter.from_profile(p, gen)] if p.problem_filter.enabled else []),
             RubricWriter(p.rubric_writer, p.rubrics, gen("rubric_writer")),
             ProofGenerator("student", p.student, "rollout", gen("student"), p.student_samples,
                            think_opened=p.grading.require_thinking_close),
@@ -153,7 +157,7 @@ class Build:
         b = self.profile.build
         if b.overlap != "auto":
             return b.overlap == "on"
-        return all(getattr(self.profile, r).engine.kind == "http" for r in roles_of(self.split))
+        return all(getattr(self.profile, r).engine.kind == "http" for r in roles_of(self.split, self.profile))
 
     def run(self) -> BuildResult:
         """Ingest, then every problem through the LLM stages, then (unless this is one
@@ -172,8 +176,8 @@ class Build:
         ing = self._ingest(res)
         problems = [x for x in ing.problems if self.shard is None or in_shard(x.id, *self.shard)]
         self._run_stages(problems, res)
-        res.generated = sum(g.stats.generated for g in self._gens.values())
-        res.cached = sum(g.stats.cached for g in self._gens.values())
+        res.generated = sum(g.stats.generated for g in self._gens)
+        res.cached = sum(g.stats.cached for g in self._gens)
         if self.shard:
             res.seconds = time.time() - t0
             rundir.write_json(self.work_dir / rundir.MANIFEST, _shard_manifest(self, res, len(problems)))
@@ -202,9 +206,9 @@ class Build:
         pool = EnginePool()
         store = ResponseStore(self.work_dir / rundir.STORE)
 
-        def gen(role: str) -> CachedGenerator:
-            return self._gens.setdefault(role, CachedGenerator(pool.get(getattr(p, role).engine), store,
-                                                               progress=self.progress))
+        def gen(role: str) -> CachedGenerator:  # one per stage (stages may run in threads); engines shared
+            self._gens.append(CachedGenerator(pool.get(getattr(p, role).engine), store, progress=self.progress))
+            return self._gens[-1]
 
         depth = p.build.chunk_problems * p.build.prefetch_chunks
         try:

@@ -51,7 +51,7 @@ class ProofGenerator(LLMStage):
         self.think_opened = think_opened
 
     def process(self, chunk: list[Work]) -> Iterator[Work | Failed]:
-        todo = [w for w in chunk if w.rubric is not None or not self.student]
+        todo = [w for w in chunk if not w.dropped and (w.rubric is not None or not self.student)]
         sp = sampling_of(self.role)
         reqs = [GenerationRequest(self.prompt.render(problem=w.problem.statement), self.n, sp) for w in todo]
         replies = self.generator.run(reqs, stage=self.name, prompt_version=self.prompt.version)

@@ -34,7 +34,7 @@ class GradeStage(LLMStage):
     def process(self, chunk: list[Work]) -> Iterator[Work | Failed]:
         jobs: list[tuple[Work, GradeJob]] = []
         for w in chunk:
-            if self.field == "rollouts" and w.rubric is None:
+            if w.dropped or (self.field == "rollouts" and w.rubric is None):
                 continue
             for s in getattr(w, self.field):
                 if self.zero_no_answer and no_answer(s):

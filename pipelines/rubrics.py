@@ -55,7 +55,7 @@ class RubricWriter(LLMStage):
 
     def process(self, chunk: list[Work]) -> Iterator[Work | Failed]:
         failures: dict[str, str] = {}
-        self._rounds(list(chunk), failures)
+        self._rounds([w for w in chunk if not w.dropped], failures)
         for w in chunk:
             if w.id in failures:
                 log.info("rubric for %s quarantined after %d attempts: %s", w.id, w.rubric_attempts, failures[w.id])

@@ -79,6 +79,12 @@ class Work:
     def id(self) -> str:
         return self.problem.id
 
+    @property
+    def dropped(self) -> bool:
+        """A stage of the build decided against this problem (e.g. the problem filter):
+        later stages pass it on untouched."""
+        return any(not d.kept for d in self.problem.decisions)
+
 
 @dataclass(frozen=True)
 class Failed:

@@ -29,11 +29,13 @@ def paper_profile_file(tmp_path: Path, url: str, student_samples: int | None = N
         data[role]["engine"]["max_retries"] = 8
     if student_samples:
         data["student_samples"] = student_samples
-    _merge(data, overrides or {})
-    # offline: decontaminate against the shared IMO-ProofBench CSV instead of the Hub ids
+    # offline: the bundled demo problems instead of the Hub sources, and the shared
+    # IMO-ProofBench CSV instead of the Hub benchmark ids
+    data["sources"] = {"paths": ["demo"]}
     bench = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imobench" / "proofbench_v2.csv"
     data["decontamination"]["benchmarks"] = [str(bench)] if bench.exists() else []
     data["decontamination"]["required"] = bench.exists()
+    _merge(data, overrides or {})  # the caller's overrides win
     path = tmp_path / "paper-loopback.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -3,7 +3,7 @@
 Not a model: a reply function for :class:`faultproxy.FaultServer` that answers each
 fineproofs prompt in the format the stage expects — a valid 7-point rubric for the
 rubric prompt, a fenced JSON verdict for the problem filter, a ``<score>N</score>``
-for the grading prompt, a thinking block and a proof for distillation and rollouts —
+for the grading prompts (0-7, or 0/1/6/7 on the IMO-ProofBench scale), a thinking block and a proof for distillation and rollouts —
 with content derived from a hash of the request.
 It lets the paper profile run unchanged against loopback servers and makes outputs
 comparable across clean, faulty and killed-and-resumed runs.
@@ -30,6 +30,9 @@ def oracle_reply(messages, prefill: str, seed, index: int) -> str:
         score = h % 8
         text = f"{score}</score> The proof meets {score} points of the scheme."
         return text if prefill.endswith("<score>") else f"<score>{text}"
+    if "IMO coordinator grading" in system:  # the IMO-ProofBench scale (eval, SFT grader on 0/1/6/7)
+        score = (0, 1, 6, 7)[h % 4]
+        return f"<score>{score}</score> On the 0/1/6/7 scale the proof earns {score}."
     if "You screen olympiad problems" in system:
         # the problem filter: a verdict in a fenced JSON block; about one problem in four is flagged
         flags = {k: h % m == 0 for k, m in [("incomplete", 11), ("gaps", 13), ("wrong", 17), ("disagreement", 19)]}

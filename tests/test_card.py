@@ -52,11 +52,15 @@ def test_sft_card_metadata_and_validation(sft):
 
 def test_sft_card_tells_how_to_rebuild(sft):
     text = (sft / "README.md").read_text()
-    prof = load_profile("paper")
+    data = load_profile("paper-plus").model_dump()
+    data["splits"]["sft"]["min_grade"] = 5  # make_run's selection policy
+    prof = Profile.model_validate(data)
     # exact models, sampling, prompt versions, thresholds
     for role in ("teacher", "grader", "rubric_writer", "student", "judge"):
         assert f"`{getattr(prof, role).engine.model}`" in text
-    assert "| teacher | `deepseek-ai/DeepSeek-Math-V2` | - | 1.0 | 1.0 | 128000 | 0 | 4 |" in text
+    t = prof.teacher.sampling
+    assert (f"| teacher | `deepseek-ai/DeepSeek-Math-V2` | - | {t.temperature} | {t.top_p} | {t.max_tokens} | {t.seed} "
+            f"| {prof.teacher_samples} |") in text
     from fineproofs import prompts
 
     for v in (prompts.load(n).version for n in ("distill", "grade", "rubric", "rollout")):

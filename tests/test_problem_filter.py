@@ -246,7 +246,8 @@ def test_prompt_shows_source_and_other_posts(tmp_path):
 
 def test_config_defaults_and_validation():
     assert not load_profile("embedded").problem_filter.enabled
-    assert not load_profile("paper").problem_filter.enabled
+    paper = load_profile("paper").problem_filter  # the release screened its problems (keep rule: ours)
+    assert paper.enabled and paper.keep_answer_type and not paper.drop_computational
     cfg = ProblemFilterConfig()
     assert cfg.on_failure == "keep" and not cfg.drop_computational and cfg.max_attempts == 3
     assert set(cfg.drop_flags) == {"incomplete", "wrong", "disagreement", "gaps"}

@@ -62,7 +62,7 @@ def make_records(n: int = 6):
     return problems, rubrics, samples, grades, difficulty
 
 
-def make_run(out: Path, split: str, *, profile_name: str = "paper", n: int = 6, rename: dict | None = None,
+def make_run(out: Path, split: str, *, profile_name: str = "paper-plus", n: int = 6, rename: dict | None = None,
              decontam: bool = True, **split_overrides) -> Path:
     """A run directory as a build leaves it: split shards, card, plots, plus the
     non-pushable parts (store.sqlite, stages/, quarantine/) for the push tests."""
@@ -70,10 +70,11 @@ def make_run(out: Path, split: str, *, profile_name: str = "paper", n: int = 6, 
     from fineproofs.rubric import rubric_hash
 
     prof = load_profile(profile_name)
-    if split_overrides:
-        data = prof.model_dump()
-        data["splits"][split].update(split_overrides)
-        prof = type(prof).model_validate(data)
+    # a selection policy that exercises every drop reason (paper-plus, SFT grades >= 5, population std)
+    split_overrides = {**({"min_grade": 5} if split == "sft" else {"reward_std_ddof": 0}), **split_overrides}
+    data = prof.model_dump()
+    data["splits"][split].update(split_overrides)
+    prof = type(prof).model_validate(data)
     problems, rubrics, samples, grades, difficulty = make_records(n)
     rename = rename or {}
     if split == "rl":

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from fineproofs.config import bundled_profiles, load_profile, profile_text
 from fineproofs.cli.base import Group
 
 
@@ -45,27 +44,6 @@ def cli(verbose: bool) -> None:
     _setup_logging(verbose)
 
 
-@cli.group()
-def profiles() -> None:
-    """List and show the bundled profiles (copy one to start your own)."""
-
-
-@profiles.command("list")
-def profiles_list() -> None:
-    """Names of the bundled profiles."""
-    for name in bundled_profiles():
-        prof = load_profile(name)
-        click.echo(f"{name:10s} {prof.description}")
-
-
-@profiles.command("show")
-@click.argument("name")
-def profiles_show(name: str) -> None:
-    """Print a profile's YAML (redirect it to a file to edit your own)."""
-    load_profile(name)  # validates
-    click.echo(profile_text(name), nl=False)
-
-
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def status(run_dir: Path) -> None:
@@ -76,9 +54,9 @@ def status(run_dir: Path) -> None:
 
 
 def _register() -> None:
-    from fineproofs.cli import build, hub, ingest, train, view
+    from fineproofs.cli import build, hub, ingest, profiles, train, view
 
-    for cmd in (build.build, view.view, ingest.ingest, ingest.decontaminate, ingest.crawl, hub.push, hub.stats, train.train, train.eval_cmd):
+    for cmd in (build.build, profiles.profiles, view.view, ingest.ingest, ingest.decontaminate, ingest.crawl, hub.push, hub.stats, train.train, train.eval_cmd):
         cli.add_command(cmd)
 
 

@@ -33,6 +33,10 @@ What each asks for and what is parsed from the reply:
   ``proof`` (:mod:`fineproofs.pipelines.distill`).
 - ``rollout``: "Generate a rigorous proof to the following question" + problem,
   the student/RL prompt. Same split as distill.
+- ``problem_filter``: problem, reference solution, where it comes from and other posts
+  -> a fenced JSON verdict with six keys (``incomplete``, ``difficulty`` 1-10, ``gaps``,
+  ``wrong``, ``disagreement``, ``computational``), parsed strictly by
+  :mod:`fineproofs.pipelines.problem_filter`.
 - ``rubric`` / ``rubric_retry``: a 7-point marking scheme from problem + reference
   solution (``{{problem}}``, ``{{solution}}``) in the published Markdown form: sections
   "Checkpoints (7 pts total)" (``* (P pts) ...`` bullets, optional "Chain A/B" chains
