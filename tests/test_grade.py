@@ -1,6 +1,6 @@
 """Grading: strict score parsing, injection guard, retries and quarantine (never a 0)."""
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,18 +16,37 @@ from fineproofs.judging import (
     neutralise,
     parse_score,
 )
-from fineproofs.records import Problem, ProofSample, RubricItem, Rubric
+from fineproofs.records import Problem, ProofSample, Rubric, RubricItem
 from fineproofs.store import ResponseStore
 
 
-@pytest.mark.parametrize("reply, score", [("<score>5</score> good", 5), ("<score> 0 </score>", 0),
-                                          ("Assessment...\n<score>7</score>", 7), ("<score>3.0</score>", 3)])
+@pytest.mark.parametrize(
+    "reply, score",
+    [
+        ("<score>5</score> good", 5),
+        ("<score> 0 </score>", 0),
+        ("Assessment...\n<score>7</score>", 7),
+        ("<score>3.0</score>", 3),
+    ],
+)
 def test_parse_score_accepts_strict_format(reply, score):
     assert parse_score(reply) == score
 
 
-@pytest.mark.parametrize("reply", ["7", "Score: 7", "<score>8</score>", "<score>-1</score>", "<score>3.5</score>",
-                                   "<score>3</score> or maybe <score>7</score>", "<score>7", "", "<score>seven</score>"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "7",
+        "Score: 7",
+        "<score>8</score>",
+        "<score>-1</score>",
+        "<score>3.5</score>",
+        "<score>3</score> or maybe <score>7</score>",
+        "<score>7",
+        "",
+        "<score>seven</score>",
+    ],
+)
 def test_parse_score_rejects_everything_else(reply):
     with pytest.raises(ScoreParseError):
         parse_score(reply)
@@ -59,7 +78,7 @@ class EchoJudge(Engine):
     def generate(self, requests: list[GenerationRequest]) -> Iterator[tuple[int, list[Completion]]]:
         for i, r in enumerate(requests):
             text = r.messages[-1]["content"]
-            yield i, [Completion(r.prefill + text[text.find("<<<PROOF>>>"):]) for _ in range(r.n)]
+            yield i, [Completion(r.prefill + text[text.find("<<<PROOF>>>") :]) for _ in range(r.n)]
 
 
 class ScriptedJudge(Engine):
@@ -127,3 +146,27 @@ def test_ensemble_aggregation(tmp_path):
     (g,) = _grader(judge, tmp_path, judges=3, aggregate="median").run([_job()])
     assert g.score == 6
     assert aggregate([1, 2], "mean") == 2 and aggregate([3, 3, 5, 5], "majority") == 3
+
+
+def test_quorum_failure_names_its_reason(tmp_path):
+    judge = ScriptedJudge(["<score>5</score>", "nope", "nope", "nope", "??", "??", "??"])
+    (g,) = _grader(judge, tmp_path, judges=3, quorum=2, max_attempts=3).run([_job()])
+    assert g.score is None and g.status == "failed"
+    assert g.reason.startswith("quorum: 1 of 3 judges gave a valid score") and "unparseable" in g.reason
+
+
+def test_quorum_met_aggregates_the_valid_judges(tmp_path):
+    judge = ScriptedJudge(["<score>5</score>", "<score>3</score>", "nope", "nope", "nope"])
+    (g,) = _grader(judge, tmp_path, judges=3, quorum=2, max_attempts=3, aggregate="mean").run([_job()])
+    assert g.score == 4 and g.status == "ok"
+
+
+def test_default_quorum_keeps_a_lone_valid_judge(tmp_path):
+    judge = ScriptedJudge(["<score>6</score>", "x", "x", "x", "x", "x", "x"])
+    (g,) = _grader(judge, tmp_path, judges=3, max_attempts=3).run([_job()])
+    assert g.score == 6
+
+
+def test_quorum_cannot_exceed_the_ensemble():
+    with pytest.raises(ValueError, match="quorum"):
+        GradingConfig(judges=2, quorum=3)

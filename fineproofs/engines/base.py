@@ -25,9 +25,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to sample one request. ``top_k``, ``reasoning_effort`` and ``extra_body``
-    (free-form server-side fields) enter :meth:`to_dict`, and so the response-store
-    key, only when set: keys of requests that do not use them never change."""
+    """How to sample one request. ``top_k``, ``reasoning_effort``, ``extra_body``
+    (free-form server-side fields) and ``json_schema`` enter :meth:`to_dict`, and so the
+    response-store key, only when set: keys of requests that do not use them never change.
+
+    ``json_schema``: structured output. The reply must be a JSON document matching this
+    JSON schema: HTTP engines send it as OpenAI-style ``response_format`` (falling back to
+    plain text on a server that rejects it), the transformers engine constrains decoding
+    with a grammar (llguidance). Callers must still parse the reply strictly: a server
+    may ignore the constraint, and a reply cut at ``max_tokens`` is unfinished JSON."""
 
     temperature: float = 1.0
     top_p: float = 1.0
@@ -36,6 +42,7 @@ class SamplingParams:
     top_k: int | None = None
     reasoning_effort: str | None = None  # low | medium | high (gpt-oss, OpenAI reasoning models)
     extra_body: dict[str, Any] = field(default_factory=dict, hash=False)
+    json_schema: dict[str, Any] | None = field(default=None, hash=False)
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {
@@ -50,6 +57,8 @@ class SamplingParams:
             d["reasoning_effort"] = self.reasoning_effort
         if self.extra_body:
             d["extra_body"] = dict(self.extra_body)
+        if self.json_schema is not None:
+            d["json_schema"] = self.json_schema
         return d
 
 

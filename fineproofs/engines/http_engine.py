@@ -24,6 +24,14 @@ Behaviour, in the order a request meets it:
 * **Sampling.** ``temperature``, ``top_p``, ``max_tokens``, ``seed``; ``top_k`` and
   ``reasoning_effort`` (the OpenAI / vLLM / gpt-oss field) only when set; the role's
   ``extra_body`` fields are merged into the body as they are.
+* **Structured output.** A request whose sampling carries ``json_schema`` is sent
+  with OpenAI-style ``response_format: {type: json_schema, json_schema: {name, schema,
+  strict}}``, which vLLM, SGLang and OpenAI-compatible APIs accept. An endpoint that
+  rejects it (HTTP 400/422 naming ``response_format`` / ``json_schema`` / structured or
+  guided decoding) gets the request again without it, with a warning, and is remembered:
+  later requests to that endpoint go as plain text at once (the caller's parser reads
+  both forms). vLLM's own ``structured_outputs`` / ``guided_json`` can still be sent
+  through the role's ``extra_body``.
 * **Thinking.** ``chat_template_kwargs`` are sent as such. When the server returns the
   reasoning separately (``reasoning_content``, or ``reasoning`` as gpt-oss and recent
   vLLM do), it is kept apart in ``Completion.reasoning`` and ``Completion.text`` is the
@@ -60,6 +68,7 @@ import logging
 import os
 import queue
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -74,6 +83,8 @@ log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 PREFILL_FIELDS = ("continue_final_message", "add_generation_prompt")
+# words in a 400/422 that mean the server cannot do structured output (fall back to text)
+STRUCTURED_REFUSAL = re.compile(r"response_format|json_schema|structured|guided|grammar", re.I)
 
 
 class _Retryable(Exception):
@@ -94,6 +105,7 @@ class _Endpoint:
     sent: int = 0
     avoid_until: float = 0.0  # monotonic time; set after a connection error / 5xx
     continue_ok: bool = True  # accepts continue_final_message
+    structured_ok: bool = True  # accepts response_format json_schema
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -411,6 +423,8 @@ class HTTPEngine(Engine):
                 body["add_generation_prompt"] = False
         if self.chat_template_kwargs:
             body["chat_template_kwargs"] = self.chat_template_kwargs
+        if sp.json_schema is not None and ep.structured_ok:
+            body["response_format"] = response_format(sp.json_schema)
         return body
 
     async def _acquire(self) -> _Endpoint:
@@ -454,6 +468,16 @@ class HTTPEngine(Engine):
                         redact(ep.url),
                     )
                     ep.continue_ok = False
+                    continue  # not a retry: a different request
+                if "response_format" in body and _rejects_structured(str(e)):
+                    if ep.structured_ok:  # calls in flight at the refusal come back refused too: warn once
+                        log.warning(
+                            "%s rejects structured output (response_format json_schema): sending requests as "
+                            "plain text to this endpoint from now on (%s)",
+                            redact(ep.url),
+                            redact(str(e)),
+                        )
+                    ep.structured_ok = False
                     continue  # not a retry: a different request
                 self.stats["failed_calls"] += 1
                 raise
@@ -522,6 +546,23 @@ class HTTPEngine(Engine):
                 )
             )
         return out
+
+
+def response_format(schema: dict) -> dict:
+    """The OpenAI-style ``response_format`` for a JSON schema (``title`` names it)."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "reply"))[:64]
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": _strict(schema)}}
+
+
+def _strict(schema: dict) -> bool:
+    """OpenAI's strict mode needs every property required; a schema with optional ones goes non-strict
+    (vLLM and SGLang enforce the schema either way)."""
+    return set(schema.get("required") or []) == set(schema.get("properties") or {})
+
+
+def _rejects_structured(message: str) -> bool:
+    """A 400/422 that says the server cannot do structured output."""
+    return message.startswith(("http_400", "http_422")) and bool(STRUCTURED_REFUSAL.search(message))
 
 
 def _message_parts(choice: dict, prefill: str) -> tuple[str, str]:
