@@ -176,10 +176,17 @@ def main() -> None:
         help="ROWSxBYTES per size (default: %(default)s)",
     )
     p.add_argument("--batch", type=int, default=128, help="rows per put_many (one request's samples)")
+    p.add_argument("--cache-kib", type=int, default=None, help="SQLite page cache per connection (default: the store's)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--dir", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.cache_kib:
+        os.environ["BENCH_STORE_CACHE_KIB"] = str(a.cache_kib)
     if a.child:
+        if os.environ.get("BENCH_STORE_CACHE_KIB"):
+            import fineproofs.store
+
+            fineproofs.store.CACHE_KIB = int(os.environ["BENCH_STORE_CACHE_KIB"])
         rows, nbytes = (int(x) for x in a.child.split("x"))
         print(json.dumps(measure(rows, nbytes, a.batch, Path(a.dir) / "store.sqlite")))
         return
