@@ -31,7 +31,7 @@ from pathlib import Path
 
 from fineproofs.errors import PushError  # a push that did not happen: the remote is unchanged
 
-__all__ = ["PushError", "PlannedFile", "push_plan", "push_run"]
+__all__ = ["PlannedFile", "PushError", "push_plan", "push_run"]
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,23 @@ def _card_text(run_dir: Path) -> str:
     card = run_dir / "README.md"
     if not card.is_file():
         raise PushError(f"{run_dir} has no README.md: is it a finished build (fineproofs build --output DIR)?")
-    return card.read_text()
+    try:
+        return card.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise PushError(f"{card} is damaged (not UTF-8 text at byte {e.start}); re-run the build to rewrite it") from e
 
 
 def _rows_in(run_dir: Path, files: list[str]) -> int:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(run_dir / f).metadata.num_rows for f in files if f.endswith(".parquet"))
+    rows = 0
+    for f in (f for f in files if f.endswith(".parquet")):
+        try:
+            rows += pq.ParquetFile(run_dir / f).metadata.num_rows
+        except (pa.ArrowException, OSError) as e:
+            raise PushError(f"{run_dir / f} is damaged ({str(e).splitlines()[0]}); re-run the build to rewrite it") from e
+    return rows
 
 
 def push_plan(run_dir: Path, repo_id: str = "") -> list[PlannedFile]:

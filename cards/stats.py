@@ -68,7 +68,39 @@ def read_card_data(run_dir: Path) -> dict[str, Any]:
         raise DataError(f"{path} is damaged ({e}); re-run the build to rewrite it") from e
     if not isinstance(data, dict):
         raise DataError(f"{path} is damaged (not a JSON object); re-run the build to rewrite it")
+    wrong = _card_data_errors(data)
+    if wrong:
+        raise DataError(f"{path} is damaged ({wrong[0]}); re-run the build to rewrite it")
     return data
+
+
+def _is_map_of(value: Any, kind: type | tuple[type, ...], keys: tuple[str, ...] = ()) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, kind) and all(k in v for k in keys) if keys else
+                                           isinstance(v, kind) for v in value.values())
+
+
+def _card_data_errors(data: dict[str, Any]) -> list[str]:
+    """What in ``card_data.json`` does not have the shape :func:`card_tables` reads."""
+    scalar = (str, int, float, bool, type(None))
+    role = ("model", "temperature", "top_p", "max_tokens")
+    dec = data.get("decontamination")
+    checks = {
+        "counts": lambda v: _is_map_of(v, scalar),
+        "dropped": lambda v: _is_map_of(v, dict) and all(_is_map_of(r, scalar) for r in v.values()),
+        "thresholds": lambda v: isinstance(v, dict),
+        "roles": lambda v: _is_map_of(v, dict, role),
+        "source_licences": lambda v: isinstance(v, list) and all(
+            isinstance(x, dict) and "source" in x and "licence" in x for x in v),
+        "decontamination": lambda v: v is None or isinstance(v, dict),
+        "pretty_name": lambda v: isinstance(v, (str, type(None))),
+    }
+    wrong = [f"{k} has the wrong shape" for k, ok in checks.items() if k in data and not ok(data[k])]
+    if isinstance(dec, dict):
+        for k, ok in (("benchmarks", lambda v: _is_map_of(v, dict)), ("methods", lambda v: isinstance(v, list)),
+                      ("by_method", lambda v: _is_map_of(v, scalar))):
+            if dec.get(k) is not None and not ok(dec[k]):
+                wrong.append(f"decontamination.{k} has the wrong shape")
+    return wrong
 
 
 def detect_split(frames: dict[str, Any]) -> str:
@@ -101,7 +133,7 @@ def distributions(run_dir: Path, frames: dict[str, Any] | None = None) -> dict[s
     frames = read_split(run_dir) if frames is None else frames
     split = detect_split(frames)
     out: dict[str, Any] = {"split": split, "rows": {k: v.height for k, v in frames.items()},
-                           "grades": {g: 0 for g in GRADES}, "reward_bins": [0] * 10, "reward_missing": 0,
+                           "grades": dict.fromkeys(GRADES, 0), "reward_bins": [0] * 10, "reward_missing": 0,
                            "sources": [], "categories": []}
     if split == "unknown":
         return out
@@ -143,10 +175,17 @@ def _problem_categories(run_dir: Path):
     path = Path(run_dir) / "problems" / "problems.jsonl"
     rows = []
     if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
+        for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
                 d = json.loads(line)
-                rows.append({"problem": d.get("statement", ""), "category": d.get("category") or "unknown"})
+            except ValueError:
+                d = None
+            if not (isinstance(d, dict) and isinstance(d.get("statement", ""), str)
+                    and isinstance(d.get("category") or "", str)):
+                raise DataError(f"{path}: line {i} is damaged (not a problem record); re-run the build to rewrite it")
+            rows.append({"problem": d.get("statement", ""), "category": d.get("category") or "unknown"})
     return pl.DataFrame(rows, schema={"problem": pl.String, "category": pl.String}).unique("problem", keep="first")
 
 

@@ -172,8 +172,15 @@ def run_ingest(profile: Profile, out_dir: Path, *, benchmarks: list[str] | None 
     return _collect(profile, out_dir)
 
 
-# what ingest creates in the run directory, and so may remove when its configuration changes
-_OWN = ("work", "logs", "problems", "reports", *(f"quarantine/{st}" for st in STAGES[1:]))
+# exactly what ingest creates in the run directory, and so may remove when its configuration
+# changes: its intermediate shards, its datatrove logs, its quarantine, its outputs; never the
+# folders around them (a build's logs/llm_*, the LLM quarantine, a user's files stay)
+_OWN = (
+    *(f"work/{d}" for d in ("clean", "minhash", "dedup", "final")),
+    *(f"logs/{d}" for d in ("clean", "minhash_buckets", "minhash_cluster", "dedup", "decontaminate")),
+    *(f"quarantine/{st}" for st in STAGES[1:]),
+    rundir.PROBLEMS, "reports/ingest.json", "reports/dedup_clusters.json",
+)
 
 
 def _start_over_if_changed(out_dir: Path, fp: str) -> None:
@@ -181,8 +188,12 @@ def _start_over_if_changed(out_dir: Path, fp: str) -> None:
     if fp_file.exists() and fp_file.read_text() != fp:
         log.warning("ingest configuration changed since the last run in %s: recomputing (removing only "
                     "ingest's own %s)", out_dir, ", ".join(_OWN))
-        for d in _OWN:
-            shutil.rmtree(out_dir / d, ignore_errors=True)
+        for rel in _OWN:
+            path = out_dir / rel
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
     rundir.write_text(fp_file, fp)
 
 

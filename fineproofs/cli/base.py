@@ -8,6 +8,9 @@ and keeps its traceback. Messages are redacted (no URL credentials, no keys).
 
 from __future__ import annotations
 
+import os
+import stat
+
 import click
 
 from fineproofs.errors import FineproofsError, redact
@@ -18,7 +21,39 @@ def _fail(ctx: click.Context, message: str, code: int) -> None:
     ctx.exit(code)
 
 
+class UserPath(click.Path):
+    """A path the user gives (every ``click.Path`` of a fineproofs command becomes one):
+    an empty or blank value is refused (``Path('')`` is the current directory, and would
+    quietly read or write there), and so is a FIFO, socket or device where a file goes
+    (reading one hangs or never ends; replacing one with an output file destroys it)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail(f"{value!r} is empty: give a file or directory name", param, ctx)
+        rv = super().convert(value, param, ctx)
+        if not self.dir_okay and not (isinstance(value, str) and value == "-" and self.allow_dash):
+            try:
+                mode = os.stat(rv).st_mode
+            except OSError:
+                return rv  # missing: click's own `exists` check decides
+            if not stat.S_ISREG(mode):
+                self.fail(f"{os.fsdecode(rv)!r} is not a regular file (a FIFO, socket or device?)", param, ctx)
+        return rv
+
+
+def _user_paths(params: list[click.Parameter]) -> None:
+    for p in params:
+        if type(p.type) is click.Path:
+            typed = UserPath.__new__(UserPath)
+            typed.__dict__.update(p.type.__dict__)
+            p.type = typed
+
+
 class _MapErrors:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        _user_paths(self.params)  # type: ignore[attr-defined]
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)  # type: ignore[misc]

@@ -10,10 +10,9 @@ from pathlib import Path
 import click
 
 from fineproofs import rundir
+from fineproofs.cli.base import Command
 from fineproofs.errors import ConfigError
 from fineproofs.records import reason_kind
-
-from fineproofs.cli.base import Command
 
 
 @click.command("decontaminate", cls=Command)
@@ -21,7 +20,8 @@ from fineproofs.cli.base import Command
 @click.option("--against", "against", multiple=True, required=True,
               help="benchmark file (CSV/JSONL/parquet, or hf:<dataset>); repeatable")
 @click.option("--text-field", default="problem", show_default=True, help="column of INPUT holding the problem text")
-@click.option("--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="OUT.jsonl")
+@click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="OUT.jsonl")
 def decontaminate(input_path: Path, against: tuple[str, ...], text_field: str, output: Path) -> None:
     """Flag rows of INPUT that match a benchmark problem; every checked row is written to OUT
     with ``contaminated`` and ``contamination`` ({benchmark, benchmark_id, method, score}).
@@ -32,17 +32,18 @@ def decontaminate(input_path: Path, against: tuple[str, ...], text_field: str, o
     from fineproofs.filters.decontaminate import Decontaminator, load_benchmarks
     from fineproofs.tables import iter_table
 
-    if output.resolve() == input_path.resolve() or (output.exists() and output.samefile(input_path)):
-        raise ConfigError("--output is INPUT: write the flagged rows to another file (INPUT is never overwritten)")
+    quarantine = output.with_name(output.name + ".quarantine.jsonl")
+    for written, what in ((output, "--output"), (quarantine, f"--output's quarantine file {quarantine}")):
+        if written.resolve() == input_path.resolve() or (written.exists() and written.samefile(input_path)):
+            raise ConfigError(f"{what} is INPUT: write the flagged rows to another file (INPUT is never overwritten)")
     benches = load_benchmarks(against)  # every file validated before any work
     dec = Decontaminator([p for ps in benches for p in ps])
     rows = iter_table(input_path, what="INPUT")
-    first = [r for r in itertools.islice(rows, 1)]
+    first = list(itertools.islice(rows, 1))
     if first and first[0].row is not None and text_field not in first[0].row:
         raise ConfigError(f"--text-field {text_field!r} not in INPUT columns {list(first[0].row)}")
     flagged: Counter = Counter()
     bad: Counter = Counter()
-    quarantine = output.with_name(output.name + ".quarantine.jsonl")
     n = 0
     with rundir.atomic_write(output) as f, rundir.atomic_write(quarantine) as q:
         for v in dec.check_rows(itertools.chain(first, rows), text_field):
@@ -66,8 +67,10 @@ def decontaminate(input_path: Path, against: tuple[str, ...], text_field: str, o
 
 
 @click.command("ingest", cls=Command)
-@click.option("--profile", "profile_name", default="embedded", show_default=True, help="bundled profile name or YAML file")
-@click.option("--output", "output", required=True, type=click.Path(file_okay=False, path_type=Path), help="run directory")
+@click.option("--profile", "-p", "profile_name", default="embedded", show_default=True,
+              help="bundled profile name or YAML file")
+@click.option("--output", "-o", "output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="run directory")
 @click.option("--benchmarks", multiple=True, help="benchmark files to decontaminate against (repeatable)")
 @click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default=None,
               help="datatrove executor (default: the profile's executor.kind)")
@@ -96,7 +99,7 @@ def ingest(profile_name: str, output: Path, benchmarks: tuple[str, ...], executo
 @click.command("crawl", cls=Command)
 @click.option("--api", "api_url", required=True,
               help="MediaWiki API endpoint, e.g. https://artofproblemsolving.com/wiki/api.php")
-@click.option("--output", "output", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--output", "-o", "output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="crawl store: raw responses + pages/ (ready to ingest: add OUTPUT/pages to sources.paths)")
 @click.option("--category", default=None, help="crawl the pages of this category (e.g. 'Category:Olympiad Problems')")
 @click.option("--prefix", default=None, help="crawl the pages whose titles start with this prefix")

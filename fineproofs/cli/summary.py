@@ -44,7 +44,32 @@ def print_build_summary(result, console: Console | None = None) -> None:
 _SUMMED = ("done", "failed", "pending", "prompt_tokens", "completion_tokens", "cost")
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_store(path: Path) -> None:
+    """Refuse, without writing to it, a file that is not a fineproofs response store
+    (opening one read-write would add the store's tables to it)."""
+    damaged = f"{path} is not a readable fineproofs response store"
+    with open(path, "rb") as f:
+        if f.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+            raise DataError(f"{damaged} (not an SQLite database); move it aside to rebuild")
+    if path.with_name(path.name + "-wal").exists():
+        return  # a build is writing it (or was killed): the store reads its journal itself
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        raise DataError(f"{damaged} ({e}); move it aside to rebuild") from e
+    if not {"stage", "status", "reason"} <= columns:
+        raise DataError(f"{damaged} (no responses table); move it aside to rebuild")
+
+
 def _store_summary(path: Path) -> list[dict]:
+    _check_store(path)
     try:
         with ResponseStore(path) as store:
             return store.summary()

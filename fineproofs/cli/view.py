@@ -6,11 +6,22 @@ from pathlib import Path
 
 import click
 
+from fineproofs import rundir
 from fineproofs.cli.base import Command
+
+# what a run directory holds once a command wrote to it
+_RUN_PARTS = (rundir.MARKER, rundir.MANIFEST, "problems", rundir.STAGES, rundir.QUARANTINE, rundir.DATA)
+
+
+def _run_dir(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    if not any((value / part).exists() for part in _RUN_PARTS):
+        raise click.BadParameter(f"{str(value)!r} holds no build output (build.json, problems/, stages/, data/): "
+                                 "give the run directory of a `fineproofs build`", ctx, param)
+    return value
 
 
 @click.command("view", cls=Command)
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), callback=_run_dir)
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Port to listen on (0: a free one).")
 @click.option("--host", default="127.0.0.1", show_default=True,
