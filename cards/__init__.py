@@ -98,6 +98,25 @@ def _resource_json(name: str):
     return json.loads((resources.files(res) / name).read_text())
 
 
+_LISTS = ("configs", "dataset_info", "language", "task_categories", "size_categories", "tags")
+
+
+def _shape_problems(data: dict) -> list[str]:
+    """Metadata values of the wrong type (a number where a list of mappings goes, ...)."""
+    out = [f"`{k}` must be a list, not {type(data[k]).__name__}" for k in _LISTS
+           if k in data and data[k] is not None and not isinstance(data[k], (list, str))]
+    for k in ("configs", "dataset_info"):
+        items = data.get(k)
+        if isinstance(items, list) and not all(isinstance(c, dict) for c in items):
+            out.append(f"every entry of `{k}` must be a mapping")
+        elif isinstance(items, list):
+            for c in items:
+                files = c.get("data_files")
+                if files is not None and not isinstance(files, (str, list, dict)):
+                    out.append(f"`{k}` entry {c.get('config_name')!r}: data_files must be a path, a list or a mapping")
+    return out
+
+
 def validate_card(text: str, *, expected_features: dict | None = None, root: Path | None = None):
     """Check a dataset card offline (see module docstring); returns the parsed
     ``huggingface_hub.DatasetCard`` or raises :class:`CardValidationError`."""
@@ -113,6 +132,8 @@ def validate_card(text: str, *, expected_features: dict | None = None, root: Pat
     if not text.startswith("---\n"):
         problems.append("the card must start with a YAML metadata block (---)")
     data = card.data.to_dict()
+    if shape := _shape_problems(data):  # the checks below assume these shapes
+        raise CardValidationError(shape)
     try:
         DatasetCardData(**data)
     except Exception as e:

@@ -180,7 +180,7 @@ def push_run(
         )
     except Exception as e:  # HfHubHTTPError, RuntimeError (LFS upload), OSError, ValueError (card/YAML) ...
         _undo(api, repo_id, branch, created_repo, created_branch)
-        why = str(e) + (f" ({e.__cause__})" if e.__cause__ else "")
+        why = str(e) + (f" ({e.__cause__})" if e.__cause__ and str(e.__cause__) not in str(e) else "")
         raise PushError(f"push to {repo_id} failed, the remote is unchanged: {_scrub(why, tok)}") from None
     except BaseException:
         _undo(api, repo_id, branch, created_repo, created_branch)

@@ -303,7 +303,7 @@ class SourcesConfig(_Strict):
         if isinstance(data.get("columns"), dict) and all(isinstance(v, str) for v in data["columns"].values()):
             check_mapping(data["columns"])
         preset = data.get("preset")
-        if preset is not None and preset not in SOURCE_PRESETS:
+        if preset is not None and (not isinstance(preset, str) or preset not in SOURCE_PRESETS):
             return data  # the Literal check names the allowed presets
         if preset and "paths" not in data:
             data["paths"] = [{}]
@@ -485,7 +485,7 @@ class RLSplitConfig(_Strict):
     drop_always_solved: bool = True  # reward_mean == 1: the student always gets 7/7
     drop_all_same: bool = True  # groups with zero reward variance carry no GRPO signal
     min_num_rewards: int = Field(1, ge=1)
-    reward_std_ddof: Literal[0, 1] = 0  # 0: population std; 1: sample std, as the published FineProofs-RL
+    reward_std_ddof: int = Field(0, ge=0, le=1)  # 0: population std; 1: sample std, as the published FineProofs-RL
     seed: int = 42  # shuffle seed
     max_rows_per_shard: int = Field(100_000, gt=0)  # parquet shards: data/default/train-XXXXX-of-YYYYY
 

@@ -17,6 +17,7 @@ If the configuration or the benchmark files change, the old work is discarded.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -77,28 +78,32 @@ def _writer(folder: Path) -> JsonlWriter:
     return JsonlWriter(str(folder), output_filename="${rank}.jsonl", compression=None)
 
 
+def check_executor(ex: ExecutorConfig) -> None:
+    """Refuse, before anything is written, an executor this machine cannot run."""
+    if ex.kind == "slurm" and shutil.which("sbatch") is None:
+        raise ConfigError("executor.kind is slurm but `sbatch` is not on PATH: run on a Slurm login node, "
+                          "or use --executor local")
+    if ex.kind == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("executor.kind is ray but ray is not installed: `pip install 'ray[default]'`, "
+                          "or use --executor local")
+
+
 def make_executor(ex: ExecutorConfig, pipeline: list, tasks: int, logs: Path, name: str, depends=None,
                   workers: int = 1):
     """The datatrove executor the profile's ``executor`` section asks for."""
+    check_executor(ex)
     common = dict(tasks=tasks, logging_dir=str(logs / name), skip_completed=True, depends=depends)
     if ex.kind == "local":
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         return LocalPipelineExecutor(pipeline, workers=max(1, min(tasks, workers, ex.workers or cpus, cpus)), **common)
     if ex.kind == "slurm":
-        if shutil.which("sbatch") is None:
-            raise ConfigError("executor.kind is slurm but `sbatch` is not on PATH: run on a Slurm login node, "
-                              "or use --executor local")
         from datatrove.executor import SlurmPipelineExecutor
 
         return SlurmPipelineExecutor(pipeline, time=ex.slurm_time, partition=ex.slurm_partition,
                                      cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb,
                                      job_name=f"fineproofs-{name}", **common)
-    try:
-        from datatrove.executor import RayPipelineExecutor
-        import ray  # noqa: F401
-    except ImportError as e:
-        raise ConfigError("executor.kind is ray but ray is not installed: `pip install 'ray[default]'`, "
-                          "or use --executor local") from e
+    from datatrove.executor import RayPipelineExecutor
+
     return RayPipelineExecutor(pipeline, cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb, **common)
 
 
@@ -161,6 +166,7 @@ def run_ingest(profile: Profile, out_dir: Path, *, benchmarks: list[str] | None 
     """Run (or resume) ingest for ``profile`` into ``out_dir``; keyword overrides fold
     into the profile first (:meth:`Profile.with_overrides`), then only it is read."""
     profile = profile.with_overrides(limit=limit, benchmarks=benchmarks, executor=executor, tasks=tasks)
+    check_executor(profile.executor)
     out_dir = rundir.claim(out_dir)
     benchmarks = list(profile.decontamination.benchmarks)
     _start_over_if_changed(out_dir, _fingerprint(profile, benchmarks, profile.executor.tasks))

@@ -157,11 +157,6 @@ def _set(data: dict, path: tuple[str, ...], value) -> dict:
 
 
 # corruptions that break validators outside this suite's files (reported, not fixed here)
-KNOWN = {
-    "sources.preset=list": "config.SourcesConfig._resolve_entries: TypeError (unhashable list) on `preset: [aops]`",
-    "splits.rl.reward_std_ddof=bool": "config.RLSplitConfig: `reward_std_ddof: true` accepted as 1 (Literal[0, 1])",
-}
-
 
 def _type_cases() -> list[tuple[str, dict, str]]:
     """(case, profile data, dotted key the error must name). Each leaf gets every value
@@ -241,14 +236,9 @@ def test_valid_profile_round_trip(tmp_path):
 
 
 def test_wrong_types_and_ranges(tmp_path, no_work):
-    cases = [c for c in TYPE_CASES if c[0] not in KNOWN]
+    cases = TYPE_CASES
     assert len(cases) > 300
     assert not (bad := _check_profiles(tmp_path, cases)), "\n".join(bad[:40])
-
-
-@pytest.mark.parametrize("case", sorted(KNOWN))
-def test_wrong_types_known_outside(tmp_path, no_work, case):
-    pytest.xfail(KNOWN[case]) if _check_profiles(tmp_path, [c for c in TYPE_CASES if c[0] == case]) else None
 
 
 def test_unknown_keys(tmp_path, no_work):

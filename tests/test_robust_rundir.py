@@ -181,18 +181,8 @@ def _apply(run: Path, target: str, how) -> Path:
     return path
 
 
-# damage that breaks code outside this suite's remit (reported, not yet fixed there)
-KNOWN = {
-    b"---\nconfigs: 5\n": "cards.validate_card: TypeError on `configs: 5`",
-    b"---\nconfigs:\n- config_name: default\n  data_files: 7\n": "cards.validate_card: TypeError on `data_files: 7`",
-}
-
-
 def _case(target: str, index: int):
-    how = damages(target, 0)[index][1]
-    why = next((w for k, w in KNOWN.items() if isinstance(how, bytes) and how.startswith(k)), None)
-    marks = [pytest.mark.xfail(reason=why, strict=False)] if why else []
-    return pytest.param(target, index, id=f"{target}-{index}", marks=marks)
+    return pytest.param(target, index, id=f"{target}-{index}")
 
 
 CASES = [_case(t, i) for t in TARGETS for i in range(len(damages(t, 0)))]
