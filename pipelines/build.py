@@ -287,10 +287,11 @@ def finish(out_dir: Path, profile: Profile, split: str, work_dirs: list[Path], r
     """Write the split from the stage files in ``work_dirs`` (the run, or its shards)."""
     inputs = read_inputs(out_dir / rundir.PROBLEMS, [d / rundir.STAGES for d in work_dirs], split)
     if split == "rl":
-        result = build_rl(inputs.problems, inputs.rubrics, inputs.difficulty, profile.splits.rl, out_dir)
+        result = build_rl(inputs.problems, inputs.rubrics, inputs.difficulty, profile.splits.rl, out_dir,
+                          inputs.screened)
     else:
         result = build_sft(inputs.problems, inputs.proofs, inputs.grades, inputs.difficulty, profile.splits.sft,
-                           out_dir, rename_of(profile, split))
+                           out_dir, rename_of(profile, split), inputs.texts)
     res.rows = result.rows
     res.counts["split"] = result.rows["default"]
     res.dropped["split"] = result.dropped

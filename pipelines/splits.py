@@ -21,7 +21,8 @@ assistant turn with ``reasoning_content``: user = problem, assistant =
 
 RL (:class:`~fineproofs.config.RLSplitConfig`), per problem:
 
-1. ``no_valid_rubric``;
+1. ``screened_out``: the LLM problem filter dropped it (``stages/problem_filter.jsonl``);
+   ``no_valid_rubric``: no rubric passed validation;
 2. ``too_few_graded_rollouts``: fewer than ``min_num_rewards`` validly graded rollouts
    (the difficulty measurement is missing);
 3. ``never_solved`` (every rollout graded 0) / ``always_solved`` (every rollout 7/7)
@@ -50,6 +51,7 @@ import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import datasets
 import polars as pl
@@ -89,31 +91,44 @@ def shard_name(index: int, total: int) -> str:
     return f"train-{index:05d}-of-{total:05d}.parquet"
 
 
-def _write_table(rows: list[dict], features: datasets.Features, path: Path) -> None:
-    """Parquet with the exact Arrow schema of ``features`` (and the ``huggingface``
-    schema metadata ``datasets`` reads the features from), also when empty."""
+ROW_GROUP = 256  # rows per parquet row group: a config is written without holding it in memory
+
+
+def _write_rows(rows: Iterator[dict], n: int, features: datasets.Features, path: Path) -> None:
+    """``n`` rows from ``rows`` as parquet with the exact Arrow schema of ``features`` (and
+    the ``huggingface`` schema metadata ``datasets`` reads the features from), written in
+    row groups of :data:`ROW_GROUP`; with no row, a file with the schema and no row group."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if not rows:  # no row group at all: readers see the schema and zero rows
-        pq.ParquetWriter(str(path), features.arrow_schema).close()
-        return
-    table = pa.Table.from_pylist([features.encode_example(r) for r in rows], schema=features.arrow_schema)
-    pq.write_table(table, str(path))
+    schema = features.arrow_schema
+    with pq.ParquetWriter(str(path), schema) as w:
+        batch: list[dict] = []
+        for _ in range(n):
+            batch.append(features.encode_example(next(rows)))
+            if len(batch) == ROW_GROUP:
+                w.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch:
+            w.write_table(pa.Table.from_pylist(batch, schema=schema))
 
 
-def write_config(rows: list[dict], features: datasets.Features, out_dir: Path, config: str,
-                 max_rows_per_shard: int) -> list[Path]:
-    """Write one config's rows as shards; remove shards of an earlier build."""
-    total = max(1, -(-len(rows) // max_rows_per_shard))
+def write_config(rows: Iterable[dict], features: datasets.Features, out_dir: Path, config: str,
+                 max_rows_per_shard: int, total: int | None = None) -> list[Path]:
+    """Write one config's rows (``total`` of them, or a list) as shards, streaming; remove
+    the shards of an earlier build once the new ones are in place."""
+    if total is None:
+        rows = list(rows)
+        total = len(rows)
+    it = iter(rows)
+    count = max(1, -(-total // max_rows_per_shard))
     folder = Path(out_dir) / "data" / config
     folder.mkdir(parents=True, exist_ok=True)
     tmps = []
-    for i in range(total):
-        final = folder / shard_name(i, total)
+    for i in range(count):
+        final = folder / shard_name(i, count)
         tmp = final.with_suffix(".parquet.tmp")
-        part = rows[i * max_rows_per_shard:(i + 1) * max_rows_per_shard]
-        _write_table(part, features, tmp)
+        _write_rows(it, min(max_rows_per_shard, total - i * max_rows_per_shard), features, tmp)
         tmps.append((tmp, final))
     for tmp, final in tmps:  # new shards in place first, then the stale ones go
         os.replace(tmp, final)
@@ -151,11 +166,13 @@ def _difficulty_frame(difficulty: dict[str, Difficulty]) -> pl.DataFrame:
 
 
 def select_sft(problems: list[Problem], samples: list[ProofSample], grades: list[Grade],
-               cfg: SFTSplitConfig) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
-    """The SFT policy: (kept samples = config ``all``, best per problem = ``default``, drops)."""
+               cfg: SFTSplitConfig, texts: TextIndex | None = None) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """The SFT policy: (kept samples = config ``all``, best per problem = ``default``, drops).
+    With ``texts`` the samples carry no text: it is read from the stage files."""
+    empty = texts.empty if texts else {s.key for s in samples if not s.proof.strip()}
     sample_frame = pl.DataFrame(
         [{"sample_key": s.key, "problem_id": s.problem_id, "sample_index": s.sample_index,
-          "truncated": bool(s.truncated), "empty": not s.proof.strip(), "pos": i} for i, s in enumerate(samples)],
+          "truncated": bool(s.truncated), "empty": s.key in empty, "pos": i} for i, s in enumerate(samples)],
         schema={"sample_key": pl.String, "problem_id": pl.String, "sample_index": pl.Int64, "truncated": pl.Boolean,
                 "empty": pl.Boolean, "pos": pl.Int64},
     )
@@ -196,35 +213,37 @@ def build_sft(
     cfg: SFTSplitConfig,
     out_dir: Path,
     rename: dict[str, str],
+    texts: TextIndex | None = None,
 ) -> SplitResult:
+    """Both SFT configs; with ``texts`` the proofs are read from the stage files row by
+    row, so no config is ever held in memory."""
     probs = {p.id: p for p in problems}
     by_key = {s.key: s for s in samples}
-    kept, best, dropped = select_sft(problems, samples, grades, cfg)
+    kept, best, dropped = select_sft(problems, samples, grades, cfg, texts)
     features = features_of(SFTRow, rename)
 
-    def rows_of(df: pl.DataFrame) -> list[dict]:
-        out = []
+    def rows_of(df: pl.DataFrame) -> Iterator[dict]:
         for r in df.iter_rows(named=True):
             p, s = probs[r["problem_id"]], by_key[r["sample_key"]]
+            reasoning, proof = texts.get(s.key) if texts else (s.reasoning_content, s.proof)
             d = difficulty.get(p.id)
             row = SFTRow(
                 problem=p.statement,
-                reasoning_content=s.reasoning_content,
-                proof=s.proof,
+                reasoning_content=reasoning,
+                proof=proof,
                 category=p.category,
                 competition=p.competition,
                 grade=r["grade"],
                 reward=d.reward_mean if d and d.num_rewards else None,
                 source=p.source,
                 messages=[Message(role="user", content=p.statement),
-                          Message(role="assistant", content=assistant_content(s.reasoning_content, s.proof))],
+                          Message(role="assistant", content=assistant_content(reasoning, proof))],
             )
-            out.append(to_row(row, rename))
-        return out
+            yield to_row(row, rename)
 
     shards = {}
     for name, df in (("default", best), ("all", kept)):
-        shards[name] = write_config(rows_of(df), features, out_dir, name, cfg.max_rows_per_shard)
+        shards[name] = write_config(rows_of(df), features, out_dir, name, cfg.max_rows_per_shard, total=df.height)
     return SplitResult({k: v[0] for k, v in shards.items()}, {"default": best.height, "all": kept.height},
                        dropped, shards)
 
@@ -239,13 +258,17 @@ def shuffle_key(seed: int, problem_id: str) -> str:
 
 
 def select_rl(problems: list[Problem], rubrics: dict[str, Rubric | str], difficulty: dict[str, Difficulty],
-              cfg: RLSplitConfig) -> tuple[pl.DataFrame, dict[str, int]]:
-    """The RL policy: (kept problems in shuffled order, drops)."""
+              cfg: RLSplitConfig, screened: set[str] = frozenset()) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The RL policy: (kept problems in shuffled order, drops). ``screened``: problems the
+    problem filter dropped (they never got a rubric: counted as ``screened_out``)."""
     rub = pl.DataFrame({"problem_id": list(rubrics)}, schema={"problem_id": pl.String}).with_columns(
         pl.lit(True).alias("has_rubric"))
+    out = pl.DataFrame({"problem_id": sorted(screened)}, schema={"problem_id": pl.String}).with_columns(
+        pl.lit(True).alias("screened"))
     frame = (
         _problem_frame(problems)
         .join(rub, on="problem_id", how="left")
+        .join(out, on="problem_id", how="left")
         .join(_difficulty_frame(difficulty), on="problem_id", how="left")
         .with_columns(
             pl.col("num_rewards").fill_null(0),
@@ -253,7 +276,8 @@ def select_rl(problems: list[Problem], rubrics: dict[str, Rubric | str], difficu
         )
     )
     reason = (
-        pl.when(pl.col("has_rubric").is_null()).then(pl.lit("no_valid_rubric"))
+        pl.when(pl.col("screened").is_not_null()).then(pl.lit("screened_out"))
+        .when(pl.col("has_rubric").is_null()).then(pl.lit("no_valid_rubric"))
         .when(pl.col("num_rewards") < cfg.min_num_rewards).then(pl.lit("too_few_graded_rollouts"))
         .when((pl.col("scores").list.max() == 0) & pl.lit(cfg.drop_never_solved)).then(pl.lit("never_solved"))
         .when((pl.col("scores").list.min() == 7) & pl.lit(cfg.drop_always_solved)).then(pl.lit("always_solved"))
@@ -289,9 +313,10 @@ def build_rl(
     difficulty: dict[str, Difficulty],
     cfg: RLSplitConfig,
     out_dir: Path,
+    screened: set[str] = frozenset(),
 ) -> SplitResult:
     probs = {p.id: p for p in problems}
-    kept, dropped = select_rl(problems, rubrics, difficulty, cfg)
+    kept, dropped = select_rl(problems, rubrics, difficulty, cfg, screened)
     rows = []
     for pid in kept["problem_id"].to_list():
         p, d = probs[pid], difficulty[pid]
@@ -318,6 +343,27 @@ def _text(rubric: Rubric | str) -> str:
 # ---------------------------------------------------------------------------
 
 
+class TextIndex:
+    """Where each teacher sample's text lies in the stage files (file and byte offset):
+    the split reads a proof when it writes its row, so memory holds no proof text."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, tuple[Path, int]] = {}
+        self.empty: set[str] = set()  # samples with nothing after the thinking block
+
+    def add(self, key: str, path: Path, offset: int, proof: str) -> None:
+        self.at[key] = (path, offset)
+        if not proof.strip():
+            self.empty.add(key)
+
+    def get(self, key: str) -> tuple[str, str]:
+        path, offset = self.at[key]
+        with open(path, "rb") as f:
+            f.seek(offset)
+            d = json.loads(f.readline())
+        return d["reasoning_content"], d["proof"]
+
+
 @dataclass
 class SplitInputs:
     """What the split builders need, read back from a run's (or its shards') stage
@@ -326,21 +372,28 @@ class SplitInputs:
     problems: list[Problem] = field(default_factory=list)
     rubrics: dict[str, str] = field(default_factory=dict)  # problem id -> the rubric text the judge saw
     difficulty: dict[str, Difficulty] = field(default_factory=dict)
-    proofs: list[ProofSample] = field(default_factory=list)  # teacher samples (SFT)
+    proofs: list[ProofSample] = field(default_factory=list)  # teacher samples (SFT), without their text
     grades: list[Grade] = field(default_factory=list)  # valid grades of the teacher samples (SFT)
+    texts: TextIndex = field(default_factory=TextIndex)  # where the teacher samples' text is
+    screened: set[str] = field(default_factory=set)  # problems the problem filter dropped
 
 
-def iter_jsonl(path: Path):
-    """Records of a stage file; a damaged line stops with the file and line named."""
+def iter_jsonl(path: Path, offsets: bool = False):
+    """Records of a stage file (with ``offsets``: ``(byte offset, record)``); a damaged
+    line stops with the file and line named."""
     if not path.exists():
         return
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        i, pos = 0, 0
+        for line in f:
+            i += 1
+            at, pos = pos, pos + len(line)
             if line.strip():
                 try:
-                    yield json.loads(line)
+                    d = json.loads(line)
                 except ValueError as e:
                     raise DataError(f"{path}:{i} is damaged ({e}); re-run the build to rewrite it") from e
+                yield (at, d) if offsets else d
 
 
 def read_inputs(problems_path: Path, stage_dirs: list[Path], split: str) -> SplitInputs:
@@ -349,9 +402,13 @@ def read_inputs(problems_path: Path, stage_dirs: list[Path], split: str) -> Spli
     for st in stage_dirs:
         for d in iter_jsonl(st / "rubrics.jsonl"):
             out.rubrics[d["problem_id"]] = d["rubric"]
+        out.screened.update(d["problem_id"] for d in iter_jsonl(st / "problem_filter.jsonl") if not d["kept"])
         for d in iter_jsonl(st / "difficulty.jsonl"):
             out.difficulty[d["problem_id"]] = Difficulty(d["problem_id"], list(d["scores"]), d.get("failed", 0))
         if split == "sft":
-            out.proofs.extend(ProofSample(**d) for d in iter_jsonl(st / "distill.jsonl"))
+            for at, d in iter_jsonl(st / "distill.jsonl", offsets=True):
+                s = ProofSample(**{**d, "reasoning_content": "", "proof": ""})
+                out.texts.add(s.key, st / "distill.jsonl", at, d["proof"])
+                out.proofs.append(s)
             out.grades.extend(Grade(**d) for d in iter_jsonl(st / "proof_grades.jsonl"))
     return out

@@ -176,11 +176,6 @@ def test_shards_with_the_local_executor_end_to_end(tmp_path, profile, single):
     assert rows(out) == rows(single)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fineproofs/cli/build.py merge_step returns a BuildResult, which datatrove's "
-    "executor iterates as the step's output: TypeError 'BuildResult' object is not iterable",
-)
 def test_cli_shards_runs_them_and_merges(tmp_path, profile, single):
     out = tmp_path / "cli"
     res = _cli(*_build_args(profile, out), "--shards", "2")

@@ -65,7 +65,7 @@ def build(split, output, profile, limit, benchmarks, allow_contaminated, executo
     if shards is not None:
         from fineproofs.pipelines.shards import run_shards
 
-        run_shards(prof, out, split, shards, merge=functools.partial(merge_step, prof, out, split, shards))
+        run_shards(prof, out, split, shards, merge=functools.partial(merge_task, prof, out, split, shards))
         if prof.executor.kind != "local":
             click.echo(f"submitted {shards} shards and their merge to {prof.executor.kind}; "
                        f"`fineproofs status {out}` shows their progress")
@@ -94,14 +94,20 @@ def _shard_arg(text: str) -> tuple[int, int]:
     return i, n
 
 
-def merge_step(profile, out: Path, split: str, count: int, data=None, rank: int = 0, world_size: int = 1):
-    """Merge the shards and write the card (also a datatrove pipeline step: the task
-    that runs after every shard finished)."""
+def merge_step(profile, out: Path, split: str, count: int):
+    """Merge the shards and write the card."""
     from fineproofs.pipelines.build import merge_shards
 
     result = merge_shards(profile, out, split, count)
     result.card = write_card(out, profile)
     return result
+
+
+def merge_task(profile, out: Path, split: str, count: int, data=None, rank: int = 0, world_size: int = 1):
+    """:func:`merge_step` as a datatrove pipeline step: the task that runs after every
+    shard finished (a pipeline step yields documents: this one yields none)."""
+    merge_step(profile, out, split, count)
+    return iter(())
 
 
 def _read_result(out: Path, split: str):

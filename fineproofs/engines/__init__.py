@@ -12,6 +12,8 @@ OpenMP reads it once, at the first ``import torch``.
 
 from __future__ import annotations
 
+import threading
+
 from fineproofs.engines.threads import set_default_wait_policy
 
 set_default_wait_policy()
@@ -72,12 +74,14 @@ class LazyEngine(Engine):
         self.revision = cfg.revision
         self.chat_template_kwargs = dict(cfg.chat_template_kwargs)
         self._engine: Engine | None = None
+        self._lock = threading.Lock()  # stages in threads of their own share one engine
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = make_engine(self.cfg)
-        return self._engine
+        with self._lock:
+            if self._engine is None:
+                self._engine = make_engine(self.cfg)
+            return self._engine
 
     def generate(self, requests):
         return self.engine.generate(requests)
