@@ -508,6 +508,8 @@ class BuildConfig(_Strict):
     chunk_problems: int = Field(32, ge=1)
     overlap: Literal["auto", "on", "off"] = "auto"
     prefetch_chunks: int = Field(2, ge=1)
+    # with overlap, chunks each stage has at the engine at once (no barrier at chunk ends)
+    inflight_chunks: int = Field(2, ge=1)
 
 
 class ExecutorConfig(_Strict):

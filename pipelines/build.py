@@ -150,6 +150,7 @@ class Build:
             ]
         for st in rl:
             st.chunk = p.build.chunk_problems
+            st.inflight = p.build.inflight_chunks if self.overlap else 1
         return rl
 
     @property

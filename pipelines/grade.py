@@ -9,12 +9,11 @@ A proof whose judge never gave a valid score is a :class:`Failed`, never a 0.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Iterator
 
 from fineproofs.judging import GradeJob, Grader
 from fineproofs.records import Grade, ProofSample
-from fineproofs.pipelines.stage import Failed, LLMStage, Work, as_dicts
+from fineproofs.pipelines.stage import Failed, LLMStage, Tally, Work, as_dicts
 
 
 def no_answer(sample: ProofSample) -> bool:
@@ -29,7 +28,7 @@ class GradeStage(LLMStage):
         self.field = field  # "rollouts" | "proofs"
         self.name = "rollout_grades" if field == "rollouts" else "proof_grades"
         self.zero_no_answer = zero_no_answer
-        self.tally: Counter = Counter()  # reported beside the stage's counts
+        self.tally = Tally()  # reported beside the stage's counts
 
     def process(self, chunk: list[Work]) -> Iterator[Work | Failed]:
         jobs: list[tuple[Work, GradeJob]] = []
@@ -39,7 +38,7 @@ class GradeStage(LLMStage):
             for s in getattr(w, self.field):
                 if self.zero_no_answer and no_answer(s):
                     self._grades(w)[s.key] = Grade(s.key, 0, "rule", "ok", reason="no_answer")
-                    self.tally["no_answer_scored_0"] += 1
+                    self.tally.add("no_answer_scored_0")
                 else:
                     jobs.append((w, GradeJob(w.problem, w.rubric, s)))
         grades = self.grader.run([j for _, j in jobs]) if jobs else []

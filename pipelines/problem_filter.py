@@ -40,7 +40,7 @@ from fineproofs import prompts
 from fineproofs.config import ProblemFilterConfig, Profile, RoleConfig
 from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.generation import CachedGenerator
-from fineproofs.pipelines.stage import Failed, LLMStage, Work
+from fineproofs.pipelines.stage import Failed, LLMStage, Tally, Work
 from fineproofs.records import FilterDecision, Problem
 from fineproofs.replies import answer_of
 
@@ -175,7 +175,7 @@ class ProblemFilter(LLMStage):
         self.cfg = cfg
         self.generator = generator
         self.prompt = prompts.load(STEP, cfg.prompt_file or None)
-        self.tally: Counter = Counter()
+        self.tally = Tally()
         self._records: dict[str, dict[str, Any]] = {}
 
     @classmethod
@@ -202,14 +202,15 @@ class ProblemFilter(LLMStage):
         if out.verdict is None:
             kept = self.cfg.on_failure == "keep"
             why = [f"screening_failed ({'kept' if kept else 'dropped'} by on_failure)"]
-            self.tally["failed_kept" if kept else "failed_dropped"] += 1
+            self.tally.add("failed_kept" if kept else "failed_dropped")
         else:
             why = causes(out.verdict, p, self.cfg)
             kept = not why
-            self.tally.update(f"dropped_by_{c.split(' ', 1)[0]}" for c in why)
+            for c in why:
+                self.tally.add(f"dropped_by_{c.split(' ', 1)[0]}")
             if out.verdict.computational and self.cfg.drop_computational and exempt(p, self.cfg):
-                self.tally["answer_type_exempt"] += 1
-        self.tally["kept" if kept else "dropped"] += 1
+                self.tally.add("answer_type_exempt")
+        self.tally.add("kept" if kept else "dropped")
         if kept and out.verdict is not None:
             reason = f"kept: difficulty {out.verdict.difficulty}"
         else:

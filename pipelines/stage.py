@@ -15,12 +15,14 @@ quarantine file, all written incrementally.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import json
 import queue
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Protocol
@@ -98,6 +100,19 @@ class Failed:
         return reason_kind(self.reason)
 
 
+class Tally(Counter):
+    """What a stage decided by rule, counted apart (the Recorder reports it beside the
+    stage's counts); safe to add to from the stage's chunk threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def add(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self[key] += n
+
+
 class Stage(Protocol):
     """One step of the build: ``run`` yields every input item back, plus a
     :class:`Failed` for each thing it could not produce. ``records`` is what the
@@ -112,16 +127,32 @@ class Stage(Protocol):
 
 
 class LLMStage:
-    """Base of the LLM stages: feeds :meth:`process` bounded chunks of items."""
+    """Base of the LLM stages: feeds :meth:`process` bounded chunks of items.
+
+    With ``inflight > 1`` up to that many chunks are processed at once (threads), so the
+    next chunk's requests reach the server while the current chunk's last replies come
+    back: no barrier at chunk ends. Outputs keep the input order either way."""
 
     name = ""
     key_name = "sample"
     chunk = DEFAULT_CHUNK
+    inflight = 1
 
     def run(self, items: Iterable[Work]) -> Iterator[Work | Failed]:
         it = iter(items)
-        while chunk := list(itertools.islice(it, self.chunk)):
-            yield from self.process(chunk)
+        chunks = iter(lambda: list(itertools.islice(it, self.chunk)), [])
+        if self.inflight <= 1:
+            for chunk in chunks:
+                yield from self.process(chunk)
+            return
+        with ThreadPoolExecutor(self.inflight, thread_name_prefix=f"stage-{self.name}") as pool:
+            pending: collections.deque = collections.deque()
+            for chunk in chunks:
+                pending.append(pool.submit(lambda c: list(self.process(c)), chunk))
+                if len(pending) >= self.inflight:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
 
     def process(self, chunk: list[Work]) -> Iterator[Work | Failed]:  # pragma: no cover - abstract
         raise NotImplementedError
