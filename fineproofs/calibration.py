@@ -54,6 +54,7 @@ import numpy as np
 from fineproofs import rundir
 from fineproofs.config import CalibrationConfig, Profile
 from fineproofs.errors import ConfigError, DataError, FineproofsError
+from fineproofs.records import reason_kind
 from fineproofs.tables import iter_table
 
 log = logging.getLogger(__name__)
@@ -134,10 +135,11 @@ def expand_path(text: str) -> Path:
 
 
 def load_rows(
-    path: str | Path, columns: dict[str, str] | None = None, limit: int | None = None
+    path: str | Path, columns: dict[str, str] | None = None, limit: int | None = None, max_chars: int | None = None
 ) -> list[CalibrationRow]:
     """The usable rows of a calibration set; ``limit`` keeps that many, round-robin over
-    problems (in file order), so a small sample still spans many problems."""
+    problems (in file order), so a small sample still spans many problems; ``max_chars``
+    leaves out (and counts) proofs longer than that, for judges with a short context."""
     columns = dict(columns or {})
     unknown = sorted(set(columns) - set(FIELDS))
     if unknown:
@@ -150,6 +152,8 @@ def load_rows(
         row = _row(raw, columns, line)
         if isinstance(row, str):
             bad[row] += 1
+        elif max_chars and len(row.proof) > max_chars:
+            bad[f"proof_over_{max_chars}_chars"] += 1
         else:
             rows.append(row)
     if bad:
@@ -335,6 +339,7 @@ def calibrate(
     *,
     columns: dict[str, str] | None = None,
     limit: int | None = None,
+    max_chars: int | None = None,
     pool=None,
     store=None,
     bootstrap: int = 1000,
@@ -350,7 +355,7 @@ def calibrate(
     if role not in ROLES:
         raise ConfigError(f"--role must be one of {ROLES}, got {role!r}")
     out_dir = Path(out_dir)
-    rows = load_rows(against, columns, limit)
+    rows = load_rows(against, columns, limit, max_chars)
     own_pool, own_store = pool is None, store is None
     pool = pool or EnginePool()
     store = store or ResponseStore(out_dir / rundir.STORE)
@@ -383,7 +388,7 @@ def calibrate(
             seed=seed,
         ),
         "requests": {"generated": gen.stats.generated, "cached": gen.stats.cached},
-        "failure_reasons": dict(Counter(_reason_kind(g.reason) for g in grades if g.score is None)),
+        "failure_reasons": dict(Counter(reason_kind(g.reason) for g in grades if g.score is None)),
         "confusion": confusion([r.human_grade for r in rows], judge),
         "worst": _worst(rows, grades),
     }
@@ -396,10 +401,6 @@ def _sha256(path: str | Path) -> str:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return ""
-
-
-def _reason_kind(reason: str) -> str:
-    return reason.split(":", 1)[0].strip() or "unknown"
 
 
 def _worst(rows: list[CalibrationRow], grades: list, k: int = 10) -> list[dict]:
@@ -567,6 +568,7 @@ def calibrate_roles(
             out_dir,
             columns=cfg.columns,
             limit=cfg.limit,
+            max_chars=cfg.max_chars,
             pool=pool,
             store=store,
             bootstrap=cfg.bootstrap,

@@ -390,6 +390,7 @@ class CalibrationConfig(_Strict):
     file: str = ""
     columns: dict[str, str] = Field(default_factory=dict)
     limit: int | None = Field(None, ge=1)
+    max_chars: int | None = Field(None, ge=1)  # leave out (and count) longer proofs: a small judge's context
     max_mae: float | None = Field(None, ge=0)
     min_qwk: float | None = Field(None, ge=-1, le=1)
     min_pass_accuracy: float | None = Field(None, ge=0, le=1)

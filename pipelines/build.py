@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fineproofs import rundir
+from fineproofs.calibration import calibrate_roles
 from fineproofs.config import Profile, public_yaml
 from fineproofs.engines import EnginePool
 from fineproofs.errors import ConfigError, DataError, EngineError
@@ -66,6 +67,7 @@ class BuildResult:
     seconds: float = 0.0
     card: Path | None = None
     decontaminated: bool = False
+    calibration: dict = field(default_factory=dict)  # per judging role: figures against human grades
 
 
 def roles_of(split: str, profile: Profile) -> list[str]:
@@ -174,9 +176,19 @@ class Build:
         rundir.claim(self.out_dir)
         rundir.write_text(self.out_dir / rundir.PROFILE, public_yaml(self.profile))
         res = BuildResult(self.out_dir, self.split)
-        ing = self._ingest(res)
-        problems = [x for x in ing.problems if self.shard is None or in_shard(x.id, *self.shard)]
-        self._run_stages(problems, res)
+        pool = EnginePool()
+        store = ResponseStore(self.work_dir / rundir.STORE)
+        try:
+            # the judges first: a judge that misses its thresholds stops the build before the expensive stages
+            res.calibration = {} if self.shard else calibrate_roles(
+                self.profile, self.out_dir, roles=("judge",) if self.split == "rl" else ("judge", "grader"),
+                pool=pool, store=store, progress=self.progress)
+            ing = self._ingest(res)
+            problems = [x for x in ing.problems if self.shard is None or in_shard(x.id, *self.shard)]
+            self._run_stages(problems, res, pool, store)
+        finally:
+            store.close()
+            pool.close()
         res.generated = sum(g.stats.generated for g in self._gens)
         res.cached = sum(g.stats.cached for g in self._gens)
         if self.shard:
@@ -201,29 +213,23 @@ class Build:
         res.decontaminated = ing.decontaminated
         return ing
 
-    def _run_stages(self, problems: list, res: BuildResult) -> None:
+    def _run_stages(self, problems: list, res: BuildResult, pool: EnginePool, store: ResponseStore) -> None:
         """Every problem streams through the stages; results land in the stage files."""
         p = self.profile
-        pool = EnginePool()
-        store = ResponseStore(self.work_dir / rundir.STORE)
 
         def gen(role: str) -> CachedGenerator:  # one per stage (stages may run in threads); engines shared
             self._gens.append(CachedGenerator(pool.get(getattr(p, role).engine), store, progress=self.progress))
             return self._gens[-1]
 
         depth = p.build.chunk_problems * p.build.prefetch_chunks
-        try:
-            with Recorder(self.work_dir, res.counts, res.dropped) as rec:
-                items = iter([Work(x) for x in problems])
-                for stage in self.stages(gen):
-                    items = rec.through(stage, items)
-                    if self.overlap:
-                        items = prefetch(items, depth)
-                for _ in items:  # drain: nothing is kept in memory, the stage files hold it all
-                    pass
-        finally:
-            store.close()
-            pool.close()
+        with Recorder(self.work_dir, res.counts, res.dropped) as rec:
+            items = iter([Work(x) for x in problems])
+            for stage in self.stages(gen):
+                items = rec.through(stage, items)
+                if self.overlap:
+                    items = prefetch(items, depth)
+            for _ in items:  # drain: nothing is kept in memory, the stage files hold it all
+                pass
 
 
 @contextlib.contextmanager
@@ -260,6 +266,9 @@ def merge_shards(profile: Profile, out_dir: str | Path, split: str, count: int) 
     t0 = time.time()
     res = BuildResult(out_dir, split)
     ingest = json.loads((out_dir / "reports" / "ingest.json").read_text(encoding="utf-8"))
+    with EnginePool() as pool, ResponseStore(out_dir / rundir.STORE) as store:  # the judges, once for all shards
+        res.calibration = calibrate_roles(profile, out_dir, roles=("judge",) if split == "rl" else ("judge", "grader"),
+                                          pool=pool, store=store, progress=False)
     res.counts.update(ingest["counts"])
     res.dropped.update(ingest["dropped"])
     res.decontaminated = bool(ingest["decontaminated"])
@@ -318,4 +327,5 @@ def manifest(profile: Profile, split: str, res: BuildResult, decontam_report: di
         "source_licences": {x.source: x.licence or "unknown" for x in inputs.problems},
         "rename": rename_of(profile, split), "benchmarks": list(profile.decontamination.benchmarks),
         "limit": profile.limit, "rubric_hash": rubric_hash(inputs.rubrics.values()),
+        "calibration": res.calibration,
     }

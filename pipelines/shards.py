@@ -17,7 +17,11 @@ from typing import Callable
 
 from datatrove.pipeline.base import PipelineStep
 
+from fineproofs import rundir
+from fineproofs.calibration import calibrate_roles
 from fineproofs.config import Profile
+from fineproofs.engines import EnginePool
+from fineproofs.store import ResponseStore
 from fineproofs.pipelines.build import Build
 from fineproofs.pipelines.ingest import make_executor, run_ingest
 
@@ -46,7 +50,10 @@ def run_shards(profile: Profile, out_dir: str | Path, split: str, count: int,
                merge: Callable[..., object] | None = None) -> None:
     """Ingest once, then the ``count`` shards as tasks of the profile's executor, then
     ``merge`` (a pipeline callable, run as one more task after every shard finished)."""
-    out_dir = Path(out_dir)
+    out_dir = rundir.claim(out_dir)
+    with EnginePool() as pool, ResponseStore(out_dir / rundir.STORE) as store:  # the judges before any shard
+        calibrate_roles(profile, out_dir, roles=("judge",) if split == "rl" else ("judge", "grader"),
+                        pool=pool, store=store)
     run_ingest(profile, out_dir)
     ex = profile.executor
     logs = out_dir / "logs"

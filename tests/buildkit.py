@@ -27,6 +27,7 @@ def paper_profile_file(tmp_path: Path, url: str, student_samples: int | None = N
     for role in ("teacher", "student", "judge", "grader", "rubric_writer"):
         data[role]["engine"]["endpoints"] = [(role_urls or {}).get(role, url)]
         data[role]["engine"]["max_retries"] = 8
+        data[role]["engine"]["api_key_env"] = ""  # loopback stand-ins need no key (subprocesses see no env)
     if student_samples:
         data["student_samples"] = student_samples
     # offline: the bundled demo problems instead of the Hub sources, and the shared

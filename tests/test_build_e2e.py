@@ -38,6 +38,7 @@ def tiny_profile(tmp_path):
         data[role]["sampling"]["max_tokens"] = 48
     data["student_samples"] = 2
     data["teacher_samples"] = 2
+    data["grading"]["calibration"]["judge"]["limit"] = 2  # the judge measured against human grades, briefly
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(data))
 
 
@@ -55,6 +56,8 @@ def test_build_end_to_end_and_rerun_generates_nothing(tmp_path, tiny_profile, im
     assert (out / "README.md").read_text().startswith("---\n")
     print(f"\nrendered card: {out / 'README.md'} (plots in {out / 'plots'})")
     assert "rubrics" in manifest["counts"]
+    cal = manifest["calibration"]["judge"]  # calibrated first, against GradingBench's human grades
+    assert cal.get("skipped") or (cal["n"] == 2 and "mae" in cal and "parse_failure_rate" in cal)
     configs = ["default"] if split == "rl" else ["default", "all"]
     first = {}
     for c in configs:

@@ -324,7 +324,7 @@ def test_roles_without_thresholds_report_and_missing_files_are_skipped(gradingbe
         strict = _with_calibration(tmp_path, srv.url, file=str(tmp_path / "nope.jsonl"), max_mae=1.0)
         with pytest.raises(ConfigError, match="not a file"):
             calibrate_roles(strict, tmp_path / "run3", progress=False)
-    assert calibrate_roles(load_profile("embedded"), tmp_path / "run4") == {}  # nothing configured
+    assert calibrate_roles(load_profile("paper"), tmp_path / "run4") == {}  # nothing configured
 
 
 def test_card_shows_each_roles_calibration(tmp_path):

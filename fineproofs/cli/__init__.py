@@ -54,9 +54,9 @@ def status(run_dir: Path) -> None:
 
 
 def _register() -> None:
-    from fineproofs.cli import build, hub, ingest, profiles, train, view
+    from fineproofs.cli import build, calibrate, hub, ingest, profiles, train, view
 
-    for cmd in (build.build, profiles.profiles, view.view, ingest.ingest, ingest.decontaminate, ingest.crawl, hub.push, hub.stats, train.train, train.eval_cmd):
+    for cmd in (build.build, calibrate.calibrate, profiles.profiles, view.view, ingest.ingest, ingest.decontaminate, ingest.crawl, hub.push, hub.stats, train.train, train.eval_cmd):
         cli.add_command(cmd)
 
 

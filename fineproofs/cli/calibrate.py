@@ -55,6 +55,12 @@ def _columns(pairs: tuple[str, ...]) -> dict[str, str]:
     "--limit", type=click.IntRange(min=1), default=None, help="At most N rows, taken round-robin over problems."
 )
 @click.option(
+    "--max-chars",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Leave out (and count) proofs longer than this: for judges with a short context.",
+)
+@click.option(
     "--column",
     "columns",
     multiple=True,
@@ -71,7 +77,7 @@ def _columns(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on the last line.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def calibrate(profile, role, against, output, limit, columns, bootstrap, seed, as_json, no_progress):
+def calibrate(profile, role, against, output, limit, max_chars, columns, bootstrap, seed, as_json, no_progress):
     """Run a profile's judge (or grader) over human-graded proofs and report how far it agrees.
 
     The proofs go through the build's own grading path (prompt, sampling, retries,
@@ -93,6 +99,7 @@ def calibrate(profile, role, against, output, limit, columns, bootstrap, seed, a
         out,
         columns=_columns(columns),
         limit=limit,
+        max_chars=max_chars,
         bootstrap=bootstrap,
         seed=seed,
         progress=not no_progress,

@@ -103,6 +103,12 @@ class EnginePool:
             self._engines[key] = LazyEngine(cfg)
         return self._engines[key]
 
+    def __enter__(self) -> EnginePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         for e in self._engines.values():
             e.close()
