@@ -22,20 +22,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from fineproofs.config import EngineConfig, RoleConfig, SamplingConfig  # noqa: E402
 from fineproofs.engines.base import GenerationRequest  # noqa: E402
 from fineproofs.engines.http_engine import HTTPEngine  # noqa: E402
 from fineproofs.generation import CachedGenerator  # noqa: E402
-from fineproofs.store import ResponseStore  # noqa: E402
-from fineproofs.config import EngineConfig, RoleConfig, SamplingConfig  # noqa: E402
 from fineproofs.pipelines.distill import ProofGenerator  # noqa: E402
 from fineproofs.pipelines.stage import Work  # noqa: E402
 from fineproofs.records import Problem  # noqa: E402
+from fineproofs.store import ResponseStore  # noqa: E402
 
 
 def start_fake_server(latency: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "faultproxy.py"), "--latency", str(latency)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     line = proc.stdout.readline()
     if not line.startswith("listening on "):
@@ -58,25 +59,31 @@ def bench(c: int, latency: float, n: int) -> None:
             out = list(eng.generate(requests(n, "engine")))
             wall = time.perf_counter() - t0
             assert len(out) == n and all(cs[0].ok for _, cs in out)
-            print(f"C={c:4d} L={latency:.3f}s N={n:5d}  engine alone      : {n / wall:8.1f} req/s "
-                  f"/ C/L {ideal:8.1f} = {n / wall / ideal:.3f}")
+            print(
+                f"C={c:4d} L={latency:.3f}s N={n:5d}  engine alone      : {n / wall:8.1f} req/s "
+                f"/ C/L {ideal:8.1f} = {n / wall / ideal:.3f}"
+            )
             with tempfile.TemporaryDirectory() as d, ResponseStore(Path(d) / "s.sqlite") as store:
                 gen = CachedGenerator(eng, store, progress=False)
                 t0 = time.perf_counter()
                 gen.run(requests(n, "cached"), stage="bench", prompt_version="v0")
                 wall = time.perf_counter() - t0
-                print(f"{'':26s}  CachedGenerator   : {n / wall:8.1f} req/s "
-                      f"/ C/L {ideal:8.1f} = {n / wall / ideal:.3f}")
-                role = RoleConfig(engine=EngineConfig(kind="http", model="fake-model", endpoints=[url],
-                                                      max_concurrency=c), sampling=SamplingConfig())
+                print(
+                    f"{'':26s}  CachedGenerator   : {n / wall:8.1f} req/s / C/L {ideal:8.1f} = {n / wall / ideal:.3f}"
+                )
+                role = RoleConfig(
+                    engine=EngineConfig(kind="http", model="fake-model", endpoints=[url], max_concurrency=c),
+                    sampling=SamplingConfig(),
+                )
                 problems = [Problem(statement=f"Prove that statement {i} holds.", source="bench") for i in range(n)]
                 stage = ProofGenerator("teacher", role, "distill", CachedGenerator(eng, store, progress=False), 1)
                 t0 = time.perf_counter()
                 works = [x for x in stage.run(Work(p) for p in problems) if isinstance(x, Work)]
                 wall = time.perf_counter() - t0
                 assert sum(len(w.proofs) for w in works) == n
-                print(f"{'':26s}  distill stage     : {n / wall:8.1f} req/s "
-                      f"/ C/L {ideal:8.1f} = {n / wall / ideal:.3f}")
+                print(
+                    f"{'':26s}  distill stage     : {n / wall:8.1f} req/s / C/L {ideal:8.1f} = {n / wall / ideal:.3f}"
+                )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -88,8 +95,11 @@ def main() -> None:
     p.add_argument("--latency", type=float, default=0.2)
     p.add_argument("--requests", type=int, default=None)
     a = p.parse_args()
-    settings = [(a.c, a.latency, a.requests or 10 * a.c)] if a.c else [
-        (16, 0.2, 160), (64, 0.2, 640), (128, 0.5, 1280), (256, 1.0, 2560)]
+    settings = (
+        [(a.c, a.latency, a.requests or 10 * a.c)]
+        if a.c
+        else [(16, 0.2, 160), (64, 0.2, 640), (128, 0.5, 1280), (256, 1.0, 2560)]
+    )
     for c, lat, n in settings:
         bench(c, lat, n)
 

@@ -24,19 +24,27 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from loguru import logger  # noqa: E402
+from loguru import logger
 
-from fineproofs.config import load_profile  # noqa: E402
+from fineproofs.config import load_profile
 
 IMOBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "imobench"
-OPENERS = ["Let $n$ be a positive integer.", "Let $a$, $b$, $c$ be positive real numbers with $abc={k}$.",
-           "Let $ABC$ be a triangle with $AB={k}$ and $AC={m}$.", "A sequence satisfies $x_1={k}$ and $x_{{n+1}}=x_n^2+{m}$.",
-           "Let $p$ be a prime with $p>{k}$.", "Consider a ${k}\\times {m}$ board whose cells are coloured in {j} colours."]
-CLAIMS = ["Prove that ${v}^{k}+{m}{w}$ is divisible by ${j}$.", "Prove that $a^{k}+b^{k}+c^{k}\\ge {m}(ab+bc+ca)$.",
-          "Show that there are at least ${k}$ cells of the same colour in some row.",
-          "Prove that $f(x+{k}y)={m}f(x)+f(y)$ has no solution $f:\\mathbb{{Z}}\\to\\mathbb{{Z}}$ other than $f\\equiv 0$.",
-          "Prove that the circumcircle of $ABC$ passes through the point $P_{k}$ defined by $PA={m}PB$.",
-          "Prove that $x_n$ is never divisible by ${j}$ for $n\\ge {k}$."]
+OPENERS = [
+    "Let $n$ be a positive integer.",
+    "Let $a$, $b$, $c$ be positive real numbers with $abc={k}$.",
+    "Let $ABC$ be a triangle with $AB={k}$ and $AC={m}$.",
+    "A sequence satisfies $x_1={k}$ and $x_{{n+1}}=x_n^2+{m}$.",
+    "Let $p$ be a prime with $p>{k}$.",
+    "Consider a ${k}\\times {m}$ board whose cells are coloured in {j} colours.",
+]
+CLAIMS = [
+    "Prove that ${v}^{k}+{m}{w}$ is divisible by ${j}$.",
+    "Prove that $a^{k}+b^{k}+c^{k}\\ge {m}(ab+bc+ca)$.",
+    "Show that there are at least ${k}$ cells of the same colour in some row.",
+    "Prove that $f(x+{k}y)={m}f(x)+f(y)$ has no solution $f:\\mathbb{{Z}}\\to\\mathbb{{Z}}$ other than $f\\equiv 0$.",
+    "Prove that the circumcircle of $ABC$ passes through the point $P_{k}$ defined by $PA={m}PB$.",
+    "Prove that $x_n$ is never divisible by ${j}$ for $n\\ge {k}$.",
+]
 WORDS = "moreover furthermore suppose assume consider therefore hence whenever provided every each".split()
 
 
@@ -47,7 +55,9 @@ def synth(n: int, seed: int = 0) -> list[dict]:
     if IMOBENCH.exists():
         from fineproofs.filters.decontaminate import load_benchmark
 
-        bench = load_benchmark(str(IMOBENCH / "proofbench_v2.csv")) + load_benchmark(str(IMOBENCH / "answerbench_v2.csv"))
+        bench = load_benchmark(str(IMOBENCH / "proofbench_v2.csv")) + load_benchmark(
+            str(IMOBENCH / "answerbench_v2.csv")
+        )
     for i in range(n):
         r = rng.random()
         if rows and r < 0.05:
@@ -63,8 +73,13 @@ def synth(n: int, seed: int = 0) -> list[dict]:
             continue
         k, m, j = rng.randint(2, 99), rng.randint(2, 999), rng.randint(3, 60)
         v, w = rng.sample("xyzuvw", 2)
-        text = " ".join([rng.choice(OPENERS), rng.choice(WORDS).capitalize() + " that $t_{i}={m}$.".replace("{i}", str(i)),
-                         rng.choice(CLAIMS)]).format(k=k, m=m, j=j, v=v, w=w)
+        text = " ".join(
+            [
+                rng.choice(OPENERS),
+                rng.choice(WORDS).capitalize() + " that $t_{i}={m}$.".replace("{i}", str(i)),
+                rng.choice(CLAIMS),
+            ]
+        ).format(k=k, m=m, j=j, v=v, w=w)
         rows.append({"problem": text, "solution": f"By induction on $n$ with step {k}.", "source": "synthetic"})
     return rows
 
@@ -75,14 +90,21 @@ def plain_pass(inp: Path, out: Path) -> float:
     from datatrove.pipeline.writers import JsonlWriter
 
     t = time.perf_counter()
-    LocalPipelineExecutor([JsonlReader(str(inp), text_key="problem"), JsonlWriter(str(out), compression=None)],
-                          tasks=1, logging_dir=str(out / "logs")).run()
+    LocalPipelineExecutor(
+        [JsonlReader(str(inp), text_key="problem"), JsonlWriter(str(out), compression=None)],
+        tasks=1,
+        logging_dir=str(out / "logs"),
+    ).run()
     return time.perf_counter() - t
 
 
 def stage_seconds(out: Path, stage: str) -> float:
     stats = json.loads((out / "logs" / stage / "stats.json").read_text())
-    return sum(s["time_stats"].get("total", 0.0) for s in stats if isinstance(s, dict) and isinstance(s.get("time_stats"), dict))
+    return sum(
+        s["time_stats"].get("total", 0.0)
+        for s in stats
+        if isinstance(s, dict) and isinstance(s.get("time_stats"), dict)
+    )
 
 
 def run(n: int, tasks: int, tmp: Path) -> dict:
@@ -104,8 +126,14 @@ def run(n: int, tasks: int, tmp: Path) -> dict:
     total = time.perf_counter() - t
     plain = plain_pass(src, tmp / f"plain{n}")
     decon = stage_seconds(tmp / f"out{n}", "decontaminate")
-    return {"n": n, "total_s": total, "decontam_s": decon, "plain_s": plain, "counts": r.counts,
-            "flagged": sum(b["flagged"] for b in r.decontam_report["benchmarks"].values())}
+    return {
+        "n": n,
+        "total_s": total,
+        "decontam_s": decon,
+        "plain_s": plain,
+        "counts": r.counts,
+        "flagged": sum(b["flagged"] for b in r.decontam_report["benchmarks"].values()),
+    }
 
 
 def main() -> None:
@@ -120,12 +148,16 @@ def main() -> None:
         res = [run(n, args.tasks, Path(d)) for n in args.sizes]
     for r in res:
         r["work_s"] = r["total_s"] - fixed
-        print(f"{r['n']:>7} problems: ingest {r['total_s']:.1f}s ({r['work_s']:.1f}s above the fixed {fixed:.1f}s)  decontaminate stage {r['decontam_s']:.1f}s  "
-              f"plain read-write {r['plain_s']:.2f}s  (decontam/plain = {r['decontam_s'] / r['plain_s']:.1f}x)  "
-              f"flagged {r['flagged']}  counts {r['counts']}")
+        print(
+            f"{r['n']:>7} problems: ingest {r['total_s']:.1f}s ({r['work_s']:.1f}s above the fixed {fixed:.1f}s)  decontaminate stage {r['decontam_s']:.1f}s  "
+            f"plain read-write {r['plain_s']:.2f}s  (decontam/plain = {r['decontam_s'] / r['plain_s']:.1f}x)  "
+            f"flagged {r['flagged']}  counts {r['counts']}"
+        )
     a, b = res
-    print(f"time ratio {b['n']}/{a['n']}: wall {b['total_s'] / a['total_s']:.1f}, above fixed cost "
-          f"{b['work_s'] / a['work_s']:.1f}  (size ratio {b['n'] / a['n']:.0f})")
+    print(
+        f"time ratio {b['n']}/{a['n']}: wall {b['total_s'] / a['total_s']:.1f}, above fixed cost "
+        f"{b['work_s'] / a['work_s']:.1f}  (size ratio {b['n'] / a['n']:.0f})"
+    )
 
 
 if __name__ == "__main__":

@@ -40,10 +40,44 @@ from fineproofs.pipelines.sources.wiki import parse_wiki_page
 from fineproofs.tables import iter_table
 
 SIZES = [16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20]
-OPENERS = ["<math>", "<cmath>", "[[a|", "\\(", "\\[", "\\begin{problem}", "\\begin{equation}", "\\begin{enumerate}",
-           "\\item[", "\\label{", "<br ", "[[Category:", "$$", "{{", "<math ", "\\begin{problem}[", "==", "Problem 1. "]
-PROSE = ["Prove that", "for all", "positive integers", "$n$", "$a^2+b^2\\ge 2ab$", "the triangle", "$ABC$", "is",
-         "Let", "x", "such that", "Solution.", "(", ")", ",", "."]
+OPENERS = [
+    "<math>",
+    "<cmath>",
+    "[[a|",
+    "\\(",
+    "\\[",
+    "\\begin{problem}",
+    "\\begin{equation}",
+    "\\begin{enumerate}",
+    "\\item[",
+    "\\label{",
+    "<br ",
+    "[[Category:",
+    "$$",
+    "{{",
+    "<math ",
+    "\\begin{problem}[",
+    "==",
+    "Problem 1. ",
+]
+PROSE = [
+    "Prove that",
+    "for all",
+    "positive integers",
+    "$n$",
+    "$a^2+b^2\\ge 2ab$",
+    "the triangle",
+    "$ABC$",
+    "is",
+    "Let",
+    "x",
+    "such that",
+    "Solution.",
+    "(",
+    ")",
+    ",",
+    ".",
+]
 FILLER = [" ", "  ", "\n", "\n\n", " " * 64, "\n" * 32]
 
 
@@ -93,8 +127,13 @@ def _rows(n: int, rng) -> tuple[list[str], str]:
 def jsonl_input(n: int, rng) -> bytes:
     good, bad = _rows(n, rng)
     lines = [json.dumps({"problem": g, "solution": "Easy.", "year": 2001}).encode() for g in good]
-    lines += [json.dumps({"problem": bad, "solution": bad[:1000]}).encode(), b"[" * 5000 + b"]" * 5000,
-              b'{"problem": 1' + b"0" * 5000 + b"}", b'{"problem": "caf\xe9"}', b'{"year": 1e30, "problem": "x"}']
+    lines += [
+        json.dumps({"problem": bad, "solution": bad[:1000]}).encode(),
+        b"[" * 5000 + b"]" * 5000,
+        b'{"problem": 1' + b"0" * 5000 + b"}",
+        b'{"problem": "caf\xe9"}',
+        b'{"year": 1e30, "problem": "x"}',
+    ]
     rng.shuffle(lines)
     return b"\n".join(lines) + b"\n"
 

@@ -50,9 +50,11 @@ def bench_kills(kills: int, seed: int) -> None:
         lost = len(set(clean_keys) - set(killed_keys))
         dup = len(killed_keys) - len(set(killed_keys))
         same = rows(tmp / "clean") == rows(tmp / "killed")
-        print(f"SIGKILL: {done} kills landed mid-build (of {kills} tried, clean build {clean_s:.1f} s); "
-              f"records {len(killed_keys)} vs {len(clean_keys)}: lost {lost}, duplicated {dup}; "
-              f"output identical: {same}")
+        print(
+            f"SIGKILL: {done} kills landed mid-build (of {kills} tried, clean build {clean_s:.1f} s); "
+            f"records {len(killed_keys)} vs {len(clean_keys)}: lost {lost}, duplicated {dup}; "
+            f"output identical: {same}"
+        )
 
 
 def bench_rerun(embedded: bool, limit: int) -> None:
@@ -75,9 +77,11 @@ def bench_rerun(embedded: bool, limit: int) -> None:
         finally:
             if server:
                 server.stop()
-        print(f"re-run ({'embedded model' if embedded else 'loopback server'}, {limit} problems): first "
-              f"{t1 - t0:.1f} s ({first.generated} generations), re-run {t2 - t1:.2f} s "
-              f"({requests} requests) = {(t2 - t1) / (t1 - t0):.3f} of the first run")
+        print(
+            f"re-run ({'embedded model' if embedded else 'loopback server'}, {limit} problems): first "
+            f"{t1 - t0:.1f} s ({first.generated} generations), re-run {t2 - t1:.2f} s "
+            f"({requests} requests) = {(t2 - t1) / (t1 - t0):.3f} of the first run"
+        )
 
 
 def main() -> None:

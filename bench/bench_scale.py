@@ -62,10 +62,12 @@ print(json.dumps({"t0": t0, "t1": time.monotonic(), "rows": res.rows.get("defaul
                   "counts": res.counts, "rss_mb": ru.ru_maxrss / 1024, "cpu_s": ru.ru_utime + ru.ru_stime}))
 """
 
-WORDS = ("triangle circle polynomial integer prime sequence function inequality point line angle chord tangent "
-         "divisor residue graph vertex edge coloring tournament matrix determinant root coefficient sum product "
-         "median altitude bisector incircle circumcircle midpoint segment square cube parity permutation subset "
-         "lattice grid board token move player strategy invariant bound maximum minimum").split()
+WORDS = (
+    "triangle circle polynomial integer prime sequence function inequality point line angle chord tangent "
+    "divisor residue graph vertex edge coloring tournament matrix determinant root coefficient sum product "
+    "median altitude bisector incircle circumcircle midpoint segment square cube parity permutation subset "
+    "lattice grid board token move player strategy invariant bound maximum minimum"
+).split()
 
 
 def synth_problems(n: int, path: Path, seed: int = 0) -> Path:
@@ -75,15 +77,32 @@ def synth_problems(n: int, path: Path, seed: int = 0) -> Path:
         for i in range(n):
             words = " ".join(rng.choice(WORDS) for _ in range(24))
             a, b, c = rng.randrange(2, 999), rng.randrange(2, 999), rng.randrange(2, 999)
-            problem = (f"Problem {i}. Let $n\\ge {a}$ be an integer and consider the {words}. "
-                       f"Prove that $n^{{{b}}} + {c}$ is not divisible by ${a + b + c}$ for every such configuration.")
-            solution = (f"Suppose the contrary for problem {i}. Reducing modulo ${a + b + c}$ and using the "
-                        f"{rng.choice(WORDS)} and the {rng.choice(WORDS)} gives a contradiction, since "
-                        f"${b}\\cdot {c}$ leaves a nonzero remainder. Hence the claim holds for every such n.")
-            f.write(json.dumps({"problem": problem, "solution": solution, "answer": "proof",
-                                "problem_type": "Number Theory", "question_type": "proof", "problem_is_valid": "Yes",
-                                "solution_is_valid": "Yes", "source": "olympiads", "synthetic": True,
-                                "competition": f"Bench {i % 37}"}) + "\n")
+            problem = (
+                f"Problem {i}. Let $n\\ge {a}$ be an integer and consider the {words}. "
+                f"Prove that $n^{{{b}}} + {c}$ is not divisible by ${a + b + c}$ for every such configuration."
+            )
+            solution = (
+                f"Suppose the contrary for problem {i}. Reducing modulo ${a + b + c}$ and using the "
+                f"{rng.choice(WORDS)} and the {rng.choice(WORDS)} gives a contradiction, since "
+                f"${b}\\cdot {c}$ leaves a nonzero remainder. Hence the claim holds for every such n."
+            )
+            f.write(
+                json.dumps(
+                    {
+                        "problem": problem,
+                        "solution": solution,
+                        "answer": "proof",
+                        "problem_type": "Number Theory",
+                        "question_type": "proof",
+                        "problem_is_valid": "Yes",
+                        "solution_is_valid": "Yes",
+                        "source": "olympiads",
+                        "synthetic": True,
+                        "competition": f"Bench {i % 37}",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -108,13 +127,20 @@ def judge_reasoning(nbytes: int):
 
 def run_one(n: int, a: argparse.Namespace, tmp: Path) -> dict:
     roles = {
-        "student": FaultServer(model=PAPER_MODELS, reply_fn=padded_student(a.reply_bytes), latency=a.latency,
-                               max_concurrency=a.slots),
-        "judge": FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply, reasoning_fn=judge_reasoning(a.judge_bytes),
-                             reasoning_field="reasoning", latency=a.judge_latency or a.latency,
-                             max_concurrency=a.judge_slots or a.slots),
-        "rubric_writer": FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply, latency=a.latency,
-                                     max_concurrency=a.slots),
+        "student": FaultServer(
+            model=PAPER_MODELS, reply_fn=padded_student(a.reply_bytes), latency=a.latency, max_concurrency=a.slots
+        ),
+        "judge": FaultServer(
+            model=PAPER_MODELS,
+            reply_fn=oracle_reply,
+            reasoning_fn=judge_reasoning(a.judge_bytes),
+            reasoning_field="reasoning",
+            latency=a.judge_latency or a.latency,
+            max_concurrency=a.judge_slots or a.slots,
+        ),
+        "rubric_writer": FaultServer(
+            model=PAPER_MODELS, reply_fn=oracle_reply, latency=a.latency, max_concurrency=a.slots
+        ),
     }
     for s in roles.values():
         s.start()
@@ -122,16 +148,24 @@ def run_one(n: int, a: argparse.Namespace, tmp: Path) -> dict:
         d = tmp / f"n{n}"
         d.mkdir()
         src = synth_problems(n, d / "problems.jsonl")
-        urls = {r: s.url for r, s in roles.items()} | {"teacher": roles["student"].url,
-                                                       "grader": roles["rubric_writer"].url}
+        urls = {r: s.url for r, s in roles.items()} | {
+            "teacher": roles["student"].url,
+            "grader": roles["rubric_writer"].url,
+        }
         overrides = {"sources": {"paths": [str(src)]}, "build": {"overlap": a.overlap, "chunk_problems": a.chunk}}
         if a.no_decontam:
             overrides["decontamination"] = {"benchmarks": [], "required": False}
         profile = paper_profile_file(d, roles["student"].url, student_samples=a.k, role_urls=urls, overrides=overrides)
         env = {**os.environ, "GEMINI_API_KEY": "bench-key", "OMP_WAIT_POLICY": "PASSIVE"}
         t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(profile), str(d / "run")], env=env, cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RUNNER, str(profile), str(d / "run")],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         samples = RSSSampler(proc)
         stdout, stderr = proc.communicate()
         wall = time.monotonic() - t0
@@ -148,15 +182,26 @@ def run_one(n: int, a: argparse.Namespace, tmp: Path) -> dict:
     busy = {r: s.busy_s for r, s in roles.items()}
     bs, bj = busy["student"], busy["judge"]
     return {
-        "problems": n, "kept": res["counts"].get("limit", res["counts"].get("decontaminated")), "rows": res["rows"],
-        "rollouts": res["counts"].get("rollouts", 0), "wall": wall, "llm": llm, "rss_mb": res["rss_mb"],
-        "busy": busy, "choices": {r: s.slot_s / (a.latency if r != "judge" else (a.judge_latency or a.latency))
-                                  for r, s in roles.items()},
-        "llm_over_max": llm / max(bs, bj), "wall_over_max": wall / max(bs, bj),
+        "problems": n,
+        "kept": res["counts"].get("limit", res["counts"].get("decontaminated")),
+        "rows": res["rows"],
+        "rollouts": res["counts"].get("rollouts", 0),
+        "wall": wall,
+        "llm": llm,
+        "rss_mb": res["rss_mb"],
+        "busy": busy,
+        "choices": {
+            r: s.slot_s / (a.latency if r != "judge" else (a.judge_latency or a.latency)) for r, s in roles.items()
+        },
+        "llm_over_max": llm / max(bs, bj),
+        "wall_over_max": wall / max(bs, bj),
         "overlap": max(0.0, min(1.0, (bs + bj - llm) / min(bs, bj))) if min(bs, bj) > 0 else 0.0,
-        "before_llm": first - res["t0"], "after_llm": res["t1"] - last, "cpu_s": res["cpu_s"],
+        "before_llm": first - res["t0"],
+        "after_llm": res["t1"] - last,
+        "cpu_s": res["cpu_s"],
         # VmRSS of the build when the LLM phase started, its peak inside that phase, and after it
-        "rss_at_llm_start": samples.at(first), "rss_llm_peak": samples.peak(first, last),
+        "rss_at_llm_start": samples.at(first),
+        "rss_llm_peak": samples.peak(first, last),
         "rss_after_llm": samples.peak(last, float("inf")),
     }
 
@@ -209,28 +254,37 @@ def main() -> None:
     p.add_argument("--overlap", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--no-decontam", action="store_true", help="skip decontamination (faster ingest)")
     a = p.parse_args()
-    print(f"k={a.k}, rollout {a.reply_bytes} B, judge reasoning {a.judge_bytes} B, latency {a.latency} s, "
-          f"{a.slots} slots per server, chunk {a.chunk} problems, overlap {a.overlap}")
-    print(f"{'N':>5} {'rollouts':>8} {'rows':>5} {'wall s':>7} {'llm s':>7} {'RSS MB':>7} {'student busy':>14} "
-          f"{'judge busy':>14} {'rubric busy':>13} {'llm/max':>7} {'wall/max':>8} {'overlap':>7} {'pre/post s':>10} {'cpu s':>6} "
-          f"{'RSS llm start/peak/after':>24}")
+    print(
+        f"k={a.k}, rollout {a.reply_bytes} B, judge reasoning {a.judge_bytes} B, latency {a.latency} s, "
+        f"{a.slots} slots per server, chunk {a.chunk} problems, overlap {a.overlap}"
+    )
+    print(
+        f"{'N':>5} {'rollouts':>8} {'rows':>5} {'wall s':>7} {'llm s':>7} {'RSS MB':>7} {'student busy':>14} "
+        f"{'judge busy':>14} {'rubric busy':>13} {'llm/max':>7} {'wall/max':>8} {'overlap':>7} {'pre/post s':>10} {'cpu s':>6} "
+        f"{'RSS llm start/peak/after':>24}"
+    )
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as d:
         for n in a.problems:
             r = run_one(n, a, Path(d))
             results.append(r)
             b = r["busy"]
-            print(f"{n:>5} {r['rollouts']:>8} {r['rows']:>5} {r['wall']:>7.1f} {r['llm']:>7.1f} {r['rss_mb']:>7.0f} "
-                  + " ".join(f"{b[x]:>7.1f} ({b[x] / r['llm']:.2f})" for x in ("student", "judge"))
-                  + f" {b['rubric_writer']:>6.1f} ({b['rubric_writer'] / r['llm']:.2f})"
-                  + f" {r['llm_over_max']:>7.2f} {r['wall_over_max']:>8.2f} {r['overlap']:>7.2f}"
-                  + f" {r['before_llm']:>4.1f}/{r['after_llm']:.1f} {r['cpu_s']:>6.1f}"
-                  + f" {r['rss_at_llm_start']:>8.0f}/{r['rss_llm_peak']:.0f}/{r['rss_after_llm']:.0f}", flush=True)
+            print(
+                f"{n:>5} {r['rollouts']:>8} {r['rows']:>5} {r['wall']:>7.1f} {r['llm']:>7.1f} {r['rss_mb']:>7.0f} "
+                + " ".join(f"{b[x]:>7.1f} ({b[x] / r['llm']:.2f})" for x in ("student", "judge"))
+                + f" {b['rubric_writer']:>6.1f} ({b['rubric_writer'] / r['llm']:.2f})"
+                + f" {r['llm_over_max']:>7.2f} {r['wall_over_max']:>8.2f} {r['overlap']:>7.2f}"
+                + f" {r['before_llm']:>4.1f}/{r['after_llm']:.1f} {r['cpu_s']:>6.1f}"
+                + f" {r['rss_at_llm_start']:>8.0f}/{r['rss_llm_peak']:.0f}/{r['rss_after_llm']:.0f}",
+                flush=True,
+            )
     base = results[0]
     print(f"\nratios to N={base['problems']} (same k and reply size):")
     for r in results[1:]:
-        print(f"  N={r['problems']:>5} ({r['problems'] / base['problems']:.0f}x): peak RSS {r['rss_mb'] / base['rss_mb']:.2f}x "
-              f"(target <= 1.2), llm/max busy {r['llm_over_max']:.2f} (target <= 1.15)")
+        print(
+            f"  N={r['problems']:>5} ({r['problems'] / base['problems']:.0f}x): peak RSS {r['rss_mb'] / base['rss_mb']:.2f}x "
+            f"(target <= 1.2), llm/max busy {r['llm_over_max']:.2f} (target <= 1.15)"
+        )
 
 
 if __name__ == "__main__":

@@ -176,7 +176,9 @@ def main() -> None:
         help="ROWSxBYTES per size (default: %(default)s)",
     )
     p.add_argument("--batch", type=int, default=128, help="rows per put_many (one request's samples)")
-    p.add_argument("--cache-kib", type=int, default=None, help="SQLite page cache per connection (default: the store's)")
+    p.add_argument(
+        "--cache-kib", type=int, default=None, help="SQLite page cache per connection (default: the store's)"
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--dir", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()

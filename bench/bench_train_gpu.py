@@ -53,20 +53,32 @@ def main() -> int:
         print(f"{name}: {res.summary()}", flush=True)
 
     t0 = time.perf_counter()
-    cfg = load_stage_config("sft", "embedded", gpu + ["trainer.max_length=2048", "trainer.per_device_train_batch_size=4"])
+    cfg = load_stage_config(
+        "sft", "embedded", gpu + ["trainer.max_length=2048", "trainer.per_device_train_batch_size=4"]
+    )
     record("sft", run_sft(cfg, out / "sft", data=str(run / "sft"), resume=False), t0)
 
     pool = EnginePool()  # one in-process SmolLM2 for judge + summariser
     try:
-        rl_sets = gpu + ["trainer.max_completion_length=256", "trainer.num_generations=8",
-                         "trainer.per_device_train_batch_size=16", "judge.engine.batch_size=32"]
+        rl_sets = gpu + [
+            "trainer.max_completion_length=256",
+            "trainer.num_generations=8",
+            "trainer.per_device_train_batch_size=16",
+            "judge.engine.batch_size=32",
+        ]
         t0 = time.perf_counter()
-        record("rl", run_rl(load_stage_config("rl", "embedded", rl_sets), out / "rl", data=str(run / "rl"),
-                            resume=False, pool=pool), t0)
+        record(
+            "rl",
+            run_rl(
+                load_stage_config("rl", "embedded", rl_sets), out / "rl", data=str(run / "rl"), resume=False, pool=pool
+            ),
+            t0,
+        )
         t0 = time.perf_counter()
         rc_sets = rl_sets + ["rc.summarizer.engine.batch_size=32", "rc.summarizer.sampling.max_tokens=128"]
-        res = run_rc(load_stage_config("rc", "embedded", rc_sets), out / "rc", data=str(run / "rl"), resume=False,
-                     pool=pool)
+        res = run_rc(
+            load_stage_config("rc", "embedded", rc_sets), out / "rc", data=str(run / "rl"), resume=False, pool=pool
+        )
         record("rc", res, t0)
         print("rc context figures:", res.metrics.get("rc"))
     finally:

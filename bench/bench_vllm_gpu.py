@@ -53,7 +53,9 @@ def main() -> int:
     reqs = [
         GenerationRequest(
             [{"role": "user", "content": f"Prove that {i}^2 + {i} is even, then show {i + 1} divides {i * (i + 1)}."}],
-            n=a.n, sampling=sp, seeds=[1000 * i + j for j in range(a.n)],
+            n=a.n,
+            sampling=sp,
+            seeds=[1000 * i + j for j in range(a.n)],
         )
         for i in range(a.requests)
     ]

@@ -62,10 +62,16 @@ ROLES = ("teacher", "grader", "rubric_writer", "student", "judge")
 
 # source licence text -> Hub licence id (first match wins; longest ids first)
 _LICENCE_IDS = [
-    ("cc-by-nc-sa-4.0", r"cc[- ]?by[- ]?nc[- ]?sa[- ]?4"), ("cc-by-nc-nd-4.0", r"cc[- ]?by[- ]?nc[- ]?nd[- ]?4"),
-    ("cc-by-nc-4.0", r"cc[- ]?by[- ]?nc[- ]?4"), ("cc-by-sa-4.0", r"cc[- ]?by[- ]?sa[- ]?4"),
-    ("cc-by-nd-4.0", r"cc[- ]?by[- ]?nd[- ]?4"), ("cc-by-4.0", r"cc[- ]?by[- ]?4"), ("cc0-1.0", r"cc0"),
-    ("apache-2.0", r"apache[- ]?(licen[cs]e[- ,]*)?(version[- ]?)?2"), ("mit", r"\bmit\b"), ("odc-by", r"odc[- ]?by"),
+    ("cc-by-nc-sa-4.0", r"cc[- ]?by[- ]?nc[- ]?sa[- ]?4"),
+    ("cc-by-nc-nd-4.0", r"cc[- ]?by[- ]?nc[- ]?nd[- ]?4"),
+    ("cc-by-nc-4.0", r"cc[- ]?by[- ]?nc[- ]?4"),
+    ("cc-by-sa-4.0", r"cc[- ]?by[- ]?sa[- ]?4"),
+    ("cc-by-nd-4.0", r"cc[- ]?by[- ]?nd[- ]?4"),
+    ("cc-by-4.0", r"cc[- ]?by[- ]?4"),
+    ("cc0-1.0", r"cc0"),
+    ("apache-2.0", r"apache[- ]?(licen[cs]e[- ,]*)?(version[- ]?)?2"),
+    ("mit", r"\bmit\b"),
+    ("odc-by", r"odc[- ]?by"),
 ]
 
 
@@ -80,8 +86,10 @@ def hub_license(source_licences: dict[str, str]) -> tuple[str | list[str], str]:
         else:
             unknown.append(src)
     if unknown or not ids:
-        return "other", ("The sources carry different or unstated licences (listed above); the dataset is "
-                         "released under the most restrictive of them, see each source.")
+        return "other", (
+            "The sources carry different or unstated licences (listed above); the dataset is "
+            "released under the most restrictive of them, see each source."
+        )
     if len(ids) == 1:
         return next(iter(ids)), ""
     return sorted(ids), "Each row keeps the licence of its source (listed above)."
@@ -139,15 +147,23 @@ class CardFacts:
     limit: int | None = None
 
     @classmethod
-    def from_run(cls, run_dir: Path) -> "CardFacts":
+    def from_run(cls, run_dir: Path) -> CardFacts:
         path = Path(run_dir) / rundir.MANIFEST
         try:
             m = json.loads(path.read_text(encoding="utf-8"))
-            return cls(split=m["split"], rows=m.get("rows", {}), counts=m.get("counts", {}),
-                       dropped=m.get("dropped", {}), decontaminated=bool(m.get("decontaminated")),
-                       decontam_report=m.get("decontamination") or {}, rubric_hash=m.get("rubric_hash", ""),
-                       source_licences=m.get("source_licences", {}), rename=m.get("rename", {}),
-                       benchmark_args=m.get("benchmarks", []), limit=m.get("limit"))
+            return cls(
+                split=m["split"],
+                rows=m.get("rows", {}),
+                counts=m.get("counts", {}),
+                dropped=m.get("dropped", {}),
+                decontaminated=bool(m.get("decontaminated")),
+                decontam_report=m.get("decontamination") or {},
+                rubric_hash=m.get("rubric_hash", ""),
+                source_licences=m.get("source_licences", {}),
+                rename=m.get("rename", {}),
+                benchmark_args=m.get("benchmarks", []),
+                limit=m.get("limit"),
+            )
         except FileNotFoundError as e:
             raise DataError(f"{path} is missing: run `fineproofs build` into {run_dir} first") from e
         except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -170,7 +186,7 @@ def write_card(out_dir: Path, profile: Profile, facts: CardFacts | None = None, 
     ctx = _context(out_dir, profile, facts, card_data, dist, metadata, configs, features)
     ctx["repo_id"] = repo_id or REPO_PLACEHOLDER
     text = render_card(split, ctx)
-    validate_card(text, expected_features={c: features for c in config_names}, root=out_dir)
+    validate_card(text, expected_features=dict.fromkeys(config_names, features), root=out_dir)
     rundir.write_text(out_dir / "profile.yaml", ctx["profile_yaml"])
     rundir.write_text(out_dir / CARD_DATA, json.dumps(card_data, indent=1, ensure_ascii=False))
     path = out_dir / "README.md"
@@ -178,8 +194,9 @@ def write_card(out_dir: Path, profile: Profile, facts: CardFacts | None = None, 
     return path
 
 
-def _metadata(out_dir: Path, split: str, profile: Profile, configs: list[dict], features,
-              source_licences: dict[str, str]) -> dict:
+def _metadata(
+    out_dir: Path, split: str, profile: Profile, configs: list[dict], features, source_licences: dict[str, str]
+) -> dict:
     """The card's YAML header."""
     names = [c["name"] for c in configs]
     shard_bytes = {c: sum(f.stat().st_size for f in (out_dir / "data" / c).glob("*.parquet")) for c in names}
@@ -195,14 +212,21 @@ def _metadata(out_dir: Path, split: str, profile: Profile, configs: list[dict], 
         + (["rubrics", "reinforcement-learning", "grpo"] if split == "rl" else ["distillation", "sft", "reasoning"]),
         "size_categories": [_size_category(max((c["rows"] for c in configs), default=0))],
         "configs": [
-            {"config_name": c["name"], "data_files": [{"split": "train", "path": c["path"]}],
-             **({"default": True} if c["name"] == "default" else {})}
+            {
+                "config_name": c["name"],
+                "data_files": [{"split": "train", "path": c["path"]}],
+                **({"default": True} if c["name"] == "default" else {}),
+            }
             for c in configs
         ],
         "dataset_info": [
-            {"config_name": c["name"], "features": features._to_yaml_list(),
-             "splits": [{"name": "train", "num_bytes": arrow_bytes[c["name"]], "num_examples": c["rows"]}],
-             "download_size": shard_bytes[c["name"]], "dataset_size": arrow_bytes[c["name"]]}
+            {
+                "config_name": c["name"],
+                "features": features._to_yaml_list(),
+                "splits": [{"name": "train", "num_bytes": arrow_bytes[c["name"]], "num_examples": c["rows"]}],
+                "download_size": shard_bytes[c["name"]],
+                "dataset_size": arrow_bytes[c["name"]],
+            }
             for c in configs
         ],
     }
@@ -233,16 +257,31 @@ def _card_data(split: str, profile: Profile, rows: dict[str, int], facts: CardFa
         "by_method": dict(sorted(Counter(f.get("method", "unknown") for f in flagged).items())),
     }
     return {
-        "split": split, "pretty_name": pretty_name, "profile": profile.name, "rows": rows, "counts": facts.counts,
-        "dropped": facts.dropped, "decontaminated": facts.decontaminated, "decontamination": decontam,
-        "roles": _roles(split, profile), "prompt_versions": prompts.versions(),
+        "split": split,
+        "pretty_name": pretty_name,
+        "profile": profile.name,
+        "rows": rows,
+        "counts": facts.counts,
+        "dropped": facts.dropped,
+        "decontaminated": facts.decontaminated,
+        "decontamination": decontam,
+        "roles": _roles(split, profile),
+        "prompt_versions": prompts.versions(),
         "thresholds": (profile.splits.sft if split == "sft" else profile.splits.rl).model_dump(),
         "source_licences": [{"source": k, "licence": v} for k, v in sorted(facts.source_licences.items())],
     }
 
 
-def _context(out_dir: Path, profile: Profile, facts: CardFacts, card_data: dict, dist: dict, metadata: dict,
-             configs: list[dict], features) -> dict:
+def _context(
+    out_dir: Path,
+    profile: Profile,
+    facts: CardFacts,
+    card_data: dict,
+    dist: dict,
+    metadata: dict,
+    configs: list[dict],
+    features,
+) -> dict:
     """Everything the Jinja template reads."""
     _, license_note = hub_license(facts.source_licences)
     return {
@@ -256,8 +295,10 @@ def _context(out_dir: Path, profile: Profile, facts: CardFacts, card_data: dict,
         "demo": profile.sources.paths == ["demo"],
         "repo_id": REPO_PLACEHOLDER,
         "configs": configs,
-        "fields": [{"name": n, "type": _type_name(f), "description": FIELD_DOCS.get(n, _column_doc(n))}
-                   for n, f in features.items()],
+        "fields": [
+            {"name": n, "type": _type_name(f), "description": FIELD_DOCS.get(n, _column_doc(n))}
+            for n, f in features.items()
+        ],
         "sources": profile.sources.paths,
         "models": {n: getattr(profile, n).engine.display_name for n in ROLES},
         "prompt_versions": card_data["prompt_versions"],
@@ -275,13 +316,15 @@ def _context(out_dir: Path, profile: Profile, facts: CardFacts, card_data: dict,
         "tables": card_tables(out_dir, card_data, dist),
         # calibration figures per judging role, as the build recorded them (fineproofs.calibration.calibrate_roles)
         "calibration": (json.loads((out_dir / rundir.MANIFEST).read_text(encoding="utf-8")).get("calibration") or {})
-        if (out_dir / rundir.MANIFEST).is_file() else {},
+        if (out_dir / rundir.MANIFEST).is_file()
+        else {},
         "plots": write_plots(dist, out_dir),
         "license_note": license_note,
         "fidelity": differences(profile),
         "column_naming_note": (
             "the published FineProofs names are kept whatever models were used; the models are listed under Provenance"
-            if not facts.rename else "named after the models used: `<grader>-grade`, `<student>-reward@<k>`"
+            if not facts.rename
+            else "named after the models used: `<grader>-grade`, `<student>-reward@<k>`"
         ),
     }
 
@@ -290,7 +333,9 @@ def _column_doc(name: str) -> str:
     if name.endswith("-grade"):
         return "grade 0-7 of this proof by the grader named in the column"
     if "-reward@" in name:
-        return ("mean reward (grade/7) of the student named in the column over its validly graded rollouts "
-                "(at most k; rollouts whose judge failed are left out): the problem's difficulty; "
-                "null when no rollout could be graded or the problem has no valid rubric")
+        return (
+            "mean reward (grade/7) of the student named in the column over its validly graded rollouts "
+            "(at most k; rollouts whose judge failed are left out): the problem's difficulty; "
+            "null when no rollout could be graded or the problem has no valid rubric"
+        )
     return ""

@@ -11,8 +11,9 @@ hold for every profile. The training knobs are in :mod:`fineproofs.train.fidelit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from fineproofs.config import Profile
 
@@ -54,64 +55,119 @@ VERIFIER = "training/pipelinerl/domains/math/verifier_api.py"
 
 KNOBS: list[Knob] = [
     # sources and problems
-    Knob("sources.paths (source labels)", ["aops", "olympiads"], f"{CARD_RL}, {CARD_SFT}",
-         "`source` labelled `aops` / `olympiads` as published; the release read internal copies "
-         "(hf-imo-colab/aops-v2-data, olympiads-proof-schema), we stream AI-MO/aops and AI-MO/olympiads "
-         "(presets; olympiads' columns are assumed NuminaMath-style)",
-         extract=lambda p: [getattr(e, "source_label", "") or str(e) for e in p.sources.paths]),
-    Knob("decontamination.benchmarks", ["hf:lm-provers/IMOProofBench", "hf:wenjiema02/ProofBench"],
-         f"{CARD_RL} (Benchmark Decontaminated)", "the method was not released; ours: n-gram, shingle, "
-         "IDF-weighted prose and formula overlap after confusable folding"),
+    Knob(
+        "sources.paths (source labels)",
+        ["aops", "olympiads"],
+        f"{CARD_RL}, {CARD_SFT}",
+        "`source` labelled `aops` / `olympiads` as published; the release read internal copies "
+        "(hf-imo-colab/aops-v2-data, olympiads-proof-schema), we stream AI-MO/aops and AI-MO/olympiads "
+        "(presets; olympiads' columns are assumed NuminaMath-style)",
+        extract=lambda p: [getattr(e, "source_label", "") or str(e) for e in p.sources.paths],
+    ),
+    Knob(
+        "decontamination.benchmarks",
+        ["hf:lm-provers/IMOProofBench", "hf:wenjiema02/ProofBench"],
+        f"{CARD_RL} (Benchmark Decontaminated)",
+        "the method was not released; ours: n-gram, shingle, "
+        "IDF-weighted prose and formula overlap after confusable folding",
+    ),
     Knob("decontamination.required", True, f"{CARD_RL}", "a paper build without benchmarks is refused"),
-    Knob("filters.keep_question_types", ["proof", "answer"], "FineProofs-RL rows (e.g. '... Compute DC')",
-         "answer-type problems are in the published RL set"),
-    Knob("problem_filter.enabled", True, "eval/scripts/filtering.py, eval/configs/prompts/filtering.txt",
-         "the screening prompt was released; its keep rule and model were not (ours: see problem_filter)"),
-    Knob("problem_filter.drop_computational", UNKNOWN, "eval/configs/prompts/filtering.txt",
-         "the prompt calls computational problems excluded, yet the published set keeps answer-type rows: "
-         "off in paper"),
+    Knob(
+        "filters.keep_question_types",
+        ["proof", "answer"],
+        "FineProofs-RL rows (e.g. '... Compute DC')",
+        "answer-type problems are in the published RL set",
+    ),
+    Knob(
+        "problem_filter.enabled",
+        True,
+        "eval/scripts/filtering.py, eval/configs/prompts/filtering.txt",
+        "the screening prompt was released; its keep rule and model were not (ours: see problem_filter)",
+    ),
+    Knob(
+        "problem_filter.drop_computational",
+        UNKNOWN,
+        "eval/configs/prompts/filtering.txt",
+        "the prompt calls computational problems excluded, yet the published set keeps answer-type rows: off in paper",
+    ),
     # rubrics
     Knob("rubric_writer.engine.model", "gemini-3-pro", "eval/scripts/scheme_generation.py"),
     Knob("rubric_writer.sampling.max_tokens", 130000, "eval/configs/models/google/gemini-3-pro.yaml"),
-    Knob("rubric_writer.sampling.temperature", UNKNOWN, "eval/configs/models/google/gemini-3-pro.yaml",
-         "null there (the API default, 1.0 for Gemini 3): we send 1.0"),
+    Knob(
+        "rubric_writer.sampling.temperature",
+        UNKNOWN,
+        "eval/configs/models/google/gemini-3-pro.yaml",
+        "null there (the API default, 1.0 for Gemini 3): we send 1.0",
+    ),
     # judge (student rollouts)
     Knob("judge.engine.model", "openai/gpt-oss-20b", f"{RL_CONF} llm_grader"),
     Knob("judge.sampling.temperature", 1.0, f"{RL_CONF} llm_grader.sampling_kwargs"),
     Knob("judge.sampling.max_tokens", 81920, f"{RL_CONF} llm_grader.sampling_kwargs"),
     Knob("judge.sampling.reasoning_effort", "medium", f"{RL_CONF} llm_grader.sampling_kwargs"),
-    Knob("grading.with_reference", False, "training/prompts/evaluator_prompts/v1.md",
-         "judge prompt v1 shows the rubric and the proof, no reference solution"),
-    Knob("grading.score_parse", "first", VERIFIER,
-         "paper-plus: strict (exactly one tag; an injected second tag makes the reply unparseable)"),
-    Knob("grading.require_thinking_close", True, "training/pipelinerl/domains/math/rollouts.py remove_reasoning",
-         "a rollout without </think> has no answer: 0 without a judge call (counted in the build summary)"),
+    Knob(
+        "grading.with_reference",
+        False,
+        "training/prompts/evaluator_prompts/v1.md",
+        "judge prompt v1 shows the rubric and the proof, no reference solution",
+    ),
+    Knob(
+        "grading.score_parse",
+        "first",
+        VERIFIER,
+        "paper-plus: strict (exactly one tag; an injected second tag makes the reply unparseable)",
+    ),
+    Knob(
+        "grading.require_thinking_close",
+        True,
+        "training/pipelinerl/domains/math/rollouts.py remove_reasoning",
+        "a rollout without </think> has no answer: 0 without a judge call (counted in the build summary)",
+    ),
     Knob("grading.judges", 1, f"{RL_CONF}"),
-    Knob("grading.max_attempts", 3, VERIFIER,
-         "the release retries API errors 3 times and scores a reply without a tag 0 at once; we retry every "
-         "failure with a fresh sample and quarantine it after the last attempt (never a 0)"),
+    Knob(
+        "grading.max_attempts",
+        3,
+        VERIFIER,
+        "the release retries API errors 3 times and scores a reply without a tag 0 at once; we retry every "
+        "failure with a fresh sample and quarantine it after the last attempt (never a 0)",
+    ),
     # teacher and SFT grading
     Knob("teacher.engine.model", "deepseek-ai/DeepSeek-Math-V2", "data/README.md"),
     Knob("teacher.engine.chat_template_kwargs.enable_thinking", True, "data/scripts/generate_sglang.py"),
     Knob("teacher.sampling.temperature", 1.0, "data/scripts/generate_sglang.py"),
     Knob("teacher.sampling.max_tokens", 124928, "data/slurm/data_gen/sglang_generate.slurm"),
-    Knob("teacher_samples", 1, "data/slurm/data_gen/sglang_generate.slurm (requests-per-prompt)",
-         "the published `all` config has 7,777 samples of ~4,300 problems: how the extra samples came about "
-         "was not released"),
+    Knob(
+        "teacher_samples",
+        1,
+        "data/slurm/data_gen/sglang_generate.slurm (requests-per-prompt)",
+        "the published `all` config has 7,777 samples of ~4,300 problems: how the extra samples came about "
+        "was not released",
+    ),
     Knob("grader.engine.model", "gemini-3-pro", f"{CARD_SFT}"),
-    Knob("grading.grader_scale", "proofbench", f"{CARD_SFT} (grade 'based on IMOProofBench rubric')",
-         "the grader's prompt was not released; ours grades on the 0/1/6/7 scale with the reference and rubric"),
+    Knob(
+        "grading.grader_scale",
+        "proofbench",
+        f"{CARD_SFT} (grade 'based on IMOProofBench rubric')",
+        "the grader's prompt was not released; ours grades on the 0/1/6/7 scale with the reference and rubric",
+    ),
     Knob("splits.sft.min_grade", 0, f"{CARD_SFT} (unfiltered teacher distillation)"),
     Knob("splits.sft.keep_incomplete", True, f"{CARD_SFT}"),
     Knob("splits.sft.keep_truncated", UNKNOWN, f"{CARD_SFT}", "not said: truncated proofs are left out"),
     # student rollouts and difficulty
     Knob("student.engine.model", "Qwen/Qwen3-4B-Thinking-2507", f"{CARD_RL}"),
     Knob("student_samples", 128, f"{CARD_RL} (num_rewards 62-256 in the data)"),
-    Knob("student.sampling.temperature", 0.8, f"{RL_CONF} (training rollouts)",
-         "the difficulty pass's settings were not released: the RL rollout settings are used"),
+    Knob(
+        "student.sampling.temperature",
+        0.8,
+        f"{RL_CONF} (training rollouts)",
+        "the difficulty pass's settings were not released: the RL rollout settings are used",
+    ),
     Knob("student.sampling.max_tokens", 49152, f"{RL_CONF} (training rollouts)"),
-    Knob("splits.rl.drop_never_solved", False, f"{CARD_RL} (reward_mean spans 0..1)",
-         "paper-plus drops them: a group of equal rewards has zero advantage"),
+    Knob(
+        "splits.rl.drop_never_solved",
+        False,
+        f"{CARD_RL} (reward_mean spans 0..1)",
+        "paper-plus drops them: a group of equal rewards has zero advantage",
+    ),
     Knob("splits.rl.drop_always_solved", False, f"{CARD_RL}", "paper-plus drops them"),
     Knob("splits.rl.drop_all_same", False, f"{CARD_RL} (reward_std 0 rows present)", "paper-plus drops them"),
     Knob("splits.rl.reward_std_ddof", 1, "FineProofs-RL rows (sample std matches, population std does not)"),
@@ -120,8 +176,11 @@ KNOBS: list[Knob] = [
 
 BEHAVIOURS: list[tuple[str, str, str]] = [
     ("a judge call that fails, or a reply without a valid score", "scored 0", "retried, then quarantined: never a 0"),
-    ("a judge's reasoning (inline or returned apart)", "ignored (text after </think>)",
-     "ignored: the score is read from the final answer only"),
+    (
+        "a judge's reasoning (inline or returned apart)",
+        "ignored (text after </think>)",
+        "ignored: the score is read from the final answer only",
+    ),
     ("SFT `messages` struct", "{content, role}", "{content, role}"),
 ]
 

@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 REPO_TYPE = "dataset"
 
 
-
-
 @dataclass
 class PlannedFile:
     path_in_repo: str
@@ -65,7 +63,9 @@ def _rows_in(run_dir: Path, files: list[str]) -> int:
         try:
             rows += pq.ParquetFile(run_dir / f).metadata.num_rows
         except (pa.ArrowException, OSError) as e:
-            raise PushError(f"{run_dir / f} is damaged ({str(e).splitlines()[0]}); re-run the build to rewrite it") from e
+            raise PushError(
+                f"{run_dir / f} is damaged ({str(e).splitlines()[0]}); re-run the build to rewrite it"
+            ) from e
     return rows
 
 
@@ -93,8 +93,10 @@ def push_plan(run_dir: Path, repo_id: str = "") -> list[PlannedFile]:
                 if not hits:
                     raise PushError(f"config {c.get('config_name')!r}: no file in {run_dir} matches {pat}")
                 if not _rows_in(run_dir, hits):
-                    raise PushError(f"config {c.get('config_name')!r} has no rows: an empty split cannot be "
-                                    "loaded from the Hub; rebuild with more problems (see the card's drop reasons)")
+                    raise PushError(
+                        f"config {c.get('config_name')!r} has no rows: an empty split cannot be "
+                        "loaded from the Hub; rebuild with more problems (see the card's drop reasons)"
+                    )
                 paths += [h for h in hits if h not in paths]
     for link in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text):
         if "://" not in link and link not in paths:
@@ -147,8 +149,15 @@ def push_run(
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
     api = HfApi(endpoint=endpoint, token=tok)
     branch = revision or "main"
-    log.info("pushing %d file(s) (%d bytes) from %s to %s (branch %s%s)", len(plan),
-             sum(len(f.data) for f in plan), run_dir, repo_id, branch, ", as a pull request" if create_pr else "")
+    log.info(
+        "pushing %d file(s) (%d bytes) from %s to %s (branch %s%s)",
+        len(plan),
+        sum(len(f.data) for f in plan),
+        run_dir,
+        repo_id,
+        branch,
+        ", as a pull request" if create_pr else "",
+    )
 
     created_repo = created_branch = False
     try:
@@ -175,7 +184,12 @@ def push_run(
         ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
         message = commit_message or f"fineproofs: {_split_name(plan)} from {run_dir.name}"
         info = api.create_commit(
-            repo_id, ops, commit_message=message, repo_type=REPO_TYPE, revision=branch, create_pr=create_pr,
+            repo_id,
+            ops,
+            commit_message=message,
+            repo_type=REPO_TYPE,
+            revision=branch,
+            create_pr=create_pr,
             parent_commit=None if create_pr else head,
         )
     except Exception as e:  # HfHubHTTPError, RuntimeError (LFS upload), OSError, ValueError (card/YAML) ...
@@ -210,5 +224,8 @@ def _undo(api, repo_id: str, branch: str, created_repo: bool, created_branch: bo
         elif created_branch:
             api.delete_branch(repo_id, branch=branch, repo_type=REPO_TYPE)
     except Exception as e:  # the original error matters more
-        log.warning("could not remove the %s this failed push created: %s", "repo" if created_repo else "branch",
-                    type(e).__name__)
+        log.warning(
+            "could not remove the %s this failed push created: %s",
+            "repo" if created_repo else "branch",
+            type(e).__name__,
+        )

@@ -53,8 +53,9 @@ def read_split(run_dir: Path) -> dict[str, Any]:
         try:
             frames[name] = pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
         except (pl.exceptions.PolarsError, OSError) as e:
-            raise DataError(f"{data / name}: a parquet shard is damaged ({str(e).splitlines()[0]}); "
-                            "re-run the build to rewrite it") from e
+            raise DataError(
+                f"{data / name}: a parquet shard is damaged ({str(e).splitlines()[0]}); re-run the build to rewrite it"
+            ) from e
     return frames
 
 
@@ -75,8 +76,9 @@ def read_card_data(run_dir: Path) -> dict[str, Any]:
 
 
 def _is_map_of(value: Any, kind: type | tuple[type, ...], keys: tuple[str, ...] = ()) -> bool:
-    return isinstance(value, dict) and all(isinstance(v, kind) and all(k in v for k in keys) if keys else
-                                           isinstance(v, kind) for v in value.values())
+    return isinstance(value, dict) and all(
+        isinstance(v, kind) and all(k in v for k in keys) if keys else isinstance(v, kind) for v in value.values()
+    )
 
 
 def _card_data_errors(data: dict[str, Any]) -> list[str]:
@@ -89,15 +91,19 @@ def _card_data_errors(data: dict[str, Any]) -> list[str]:
         "dropped": lambda v: _is_map_of(v, dict) and all(_is_map_of(r, scalar) for r in v.values()),
         "thresholds": lambda v: isinstance(v, dict),
         "roles": lambda v: _is_map_of(v, dict, role),
-        "source_licences": lambda v: isinstance(v, list) and all(
-            isinstance(x, dict) and "source" in x and "licence" in x for x in v),
+        "source_licences": lambda v: (
+            isinstance(v, list) and all(isinstance(x, dict) and "source" in x and "licence" in x for x in v)
+        ),
         "decontamination": lambda v: v is None or isinstance(v, dict),
         "pretty_name": lambda v: isinstance(v, (str, type(None))),
     }
     wrong = [f"{k} has the wrong shape" for k, ok in checks.items() if k in data and not ok(data[k])]
     if isinstance(dec, dict):
-        for k, ok in (("benchmarks", lambda v: _is_map_of(v, dict)), ("methods", lambda v: isinstance(v, list)),
-                      ("by_method", lambda v: _is_map_of(v, scalar))):
+        for k, ok in (
+            ("benchmarks", lambda v: _is_map_of(v, dict)),
+            ("methods", lambda v: isinstance(v, list)),
+            ("by_method", lambda v: _is_map_of(v, scalar)),
+        ):
             if dec.get(k) is not None and not ok(dec[k]):
                 wrong.append(f"decontamination.{k} has the wrong shape")
     return wrong
@@ -132,9 +138,15 @@ def distributions(run_dir: Path, frames: dict[str, Any] | None = None) -> dict[s
 
     frames = read_split(run_dir) if frames is None else frames
     split = detect_split(frames)
-    out: dict[str, Any] = {"split": split, "rows": {k: v.height for k, v in frames.items()},
-                           "grades": dict.fromkeys(GRADES, 0), "reward_bins": [0] * 10, "reward_missing": 0,
-                           "sources": [], "categories": []}
+    out: dict[str, Any] = {
+        "split": split,
+        "rows": {k: v.height for k, v in frames.items()},
+        "grades": dict.fromkeys(GRADES, 0),
+        "reward_bins": [0] * 10,
+        "reward_missing": 0,
+        "sources": [],
+        "categories": [],
+    }
     if split == "unknown":
         return out
     default = frames.get("default")
@@ -149,8 +161,11 @@ def distributions(run_dir: Path, frames: dict[str, Any] | None = None) -> dict[s
         grades = default["scores"].explode().drop_nulls()
         rewards = default["reward_mean"]
         cats = _problem_categories(run_dir)
-        per_problem = default.select("source", "problem").join(cats, on="problem", how="left").with_columns(
-            pl.col("category").fill_null("unknown"))
+        per_problem = (
+            default.select("source", "problem")
+            .join(cats, on="problem", how="left")
+            .with_columns(pl.col("category").fill_null("unknown"))
+        )
         samples = per_problem
     for g, n in grades.value_counts().iter_rows():
         if g is not None and 0 <= g <= 7:
@@ -161,8 +176,12 @@ def distributions(run_dir: Path, frames: dict[str, Any] | None = None) -> dict[s
         out["reward_bins"][min(int(v * 10 + 1e-9), 9)] += 1
     for col, key in (("source", "sources"), ("category", "categories")):
         p = per_problem.with_columns(pl.col(col).fill_null("").replace("", "unknown")).group_by(col).len()
-        s = samples.with_columns(pl.col(col).fill_null("").replace("", "unknown")).group_by(col).len().rename(
-            {"len": "rows"})
+        s = (
+            samples.with_columns(pl.col(col).fill_null("").replace("", "unknown"))
+            .group_by(col)
+            .len()
+            .rename({"len": "rows"})
+        )
         both = p.join(s, on=col, how="full", coalesce=True).fill_null(0).sort(["len", col], descending=[True, False])
         out[key] = [(r[col], int(r["len"]), int(r["rows"])) for r in both.iter_rows(named=True)]
     return out
@@ -182,28 +201,40 @@ def _problem_categories(run_dir: Path):
                 d = json.loads(line)
             except ValueError:
                 d = None
-            if not (isinstance(d, dict) and isinstance(d.get("statement", ""), str)
-                    and isinstance(d.get("category") or "", str)):
+            if not (
+                isinstance(d, dict)
+                and isinstance(d.get("statement", ""), str)
+                and isinstance(d.get("category") or "", str)
+            ):
                 raise DataError(f"{path}: line {i} is damaged (not a problem record); re-run the build to rewrite it")
             rows.append({"problem": d.get("statement", ""), "category": d.get("category") or "unknown"})
     return pl.DataFrame(rows, schema={"problem": pl.String, "category": pl.String}).unique("problem", keep="first")
 
 
-def card_tables(run_dir: Path, meta: dict[str, Any] | None = None,
-                dist: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def card_tables(
+    run_dir: Path, meta: dict[str, Any] | None = None, dist: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """Every table of the card, keyed by ``key`` (insertion order = card order)."""
     meta = read_card_data(run_dir) if meta is None else meta
     dist = distributions(run_dir) if dist is None else dist
     split = dist["split"]
     t: dict[str, dict[str, Any]] = {}
     t["rows"] = _table("rows", "Rows per config", ["config", "rows"], [[k, v] for k, v in dist["rows"].items()])
-    t["counts"] = _table("counts", "Counts per stage", ["stage", "kept"],
-                         [[k, v] for k, v in meta.get("counts", {}).items()])
-    t["dropped"] = _table("dropped", "Dropped, with reasons", ["stage", "reason", "count"],
-                          [[s, r, n] for s, reasons in meta.get("dropped", {}).items() for r, n in reasons.items()])
+    t["counts"] = _table(
+        "counts", "Counts per stage", ["stage", "kept"], [[k, v] for k, v in meta.get("counts", {}).items()]
+    )
+    t["dropped"] = _table(
+        "dropped",
+        "Dropped, with reasons",
+        ["stage", "reason", "count"],
+        [[s, r, n] for s, reasons in meta.get("dropped", {}).items() for r, n in reasons.items()],
+    )
     total = sum(dist["grades"].values())
-    what = "grader grades of the kept samples (config `all`)" if split == "sft" else \
-        "judge grades of every graded student rollout"
+    what = (
+        "grader grades of the kept samples (config `all`)"
+        if split == "sft"
+        else "judge grades of every graded student rollout"
+    )
     correct = meta.get("thresholds", {}).get("correct_grade")
     grade_rows = []
     for g in GRADES:
@@ -213,30 +244,59 @@ def card_tables(run_dir: Path, meta: dict[str, Any] | None = None,
             label += " (correct)" if g >= correct else " (incomplete)" if n else ""
         grade_rows.append([label, n, f"{100 * n / total:.1f}%" if total else "-"])
     t["grades"] = _table("grades", "Grade histogram", ["grade", "count", "share"], grade_rows, what)
-    rwhat = ("mean reward (grade/7) of the student over its graded rollouts, per problem (config `default`)"
-             if split == "sft" else "`reward_mean` per problem")
+    rwhat = (
+        "mean reward (grade/7) of the student over its graded rollouts, per problem (config `default`)"
+        if split == "sft"
+        else "`reward_mean` per problem"
+    )
     rrows = [[_bin_label(i), n] for i, n in enumerate(dist["reward_bins"])]
     if dist["reward_missing"]:
         rrows.append(["not measured", dist["reward_missing"]])
     t["reward_mean"] = _table("reward_mean", "reward_mean distribution", ["reward_mean", "problems"], rrows, rwhat)
-    t["sources"] = _table("sources", "Problems per source", ["source", "problems", "rows"],
-                          [list(r) for r in dist["sources"]])
-    t["categories"] = _table("categories", "Problems per category", ["category", "problems", "rows"],
-                             [list(r) for r in dist["categories"]])
+    t["sources"] = _table(
+        "sources", "Problems per source", ["source", "problems", "rows"], [list(r) for r in dist["sources"]]
+    )
+    t["categories"] = _table(
+        "categories", "Problems per category", ["category", "problems", "rows"], [list(r) for r in dist["categories"]]
+    )
     dec = meta.get("decontamination") or {}
     t["decontamination"] = _table(
-        "decontamination", "Decontamination", ["benchmark", "problems", "flagged"],
+        "decontamination",
+        "Decontamination",
+        ["benchmark", "problems", "flagged"],
         [[k, v.get("problems", 0), v.get("flagged", 0)] for k, v in (dec.get("benchmarks") or {}).items()],
-        "methods: " + (", ".join(dec.get("methods") or []) or "none (not decontaminated)"))
-    t["decontam_methods"] = _table("decontam_methods", "Flags per decontamination method", ["method", "flagged"],
-                                   [[k, v] for k, v in (dec.get("by_method") or {}).items()])
+        "methods: " + (", ".join(dec.get("methods") or []) or "none (not decontaminated)"),
+    )
+    t["decontam_methods"] = _table(
+        "decontam_methods",
+        "Flags per decontamination method",
+        ["method", "flagged"],
+        [[k, v] for k, v in (dec.get("by_method") or {}).items()],
+    )
     t["provenance"] = _table(
-        "provenance", "Provenance",
+        "provenance",
+        "Provenance",
         ["role", "model", "revision", "temperature", "top_p", "max tokens", "seed", "samples"],
-        [[r, f"`{m['model']}`", m.get("revision") or "-", m["temperature"], m["top_p"], m["max_tokens"],
-          m.get("seed", "-"), m.get("samples", "-")] for r, m in meta.get("roles", {}).items()])
-    t["licences"] = _table("licences", "Licence of each source", ["source", "licence"],
-                           [[s["source"], s["licence"]] for s in meta.get("source_licences", [])])
+        [
+            [
+                r,
+                f"`{m['model']}`",
+                m.get("revision") or "-",
+                m["temperature"],
+                m["top_p"],
+                m["max_tokens"],
+                m.get("seed", "-"),
+                m.get("samples", "-"),
+            ]
+            for r, m in meta.get("roles", {}).items()
+        ],
+    )
+    t["licences"] = _table(
+        "licences",
+        "Licence of each source",
+        ["source", "licence"],
+        [[s["source"], s["licence"]] for s in meta.get("source_licences", [])],
+    )
     return t
 
 
@@ -281,8 +341,10 @@ def write_plots(dist: dict[str, Any], out_dir: Path) -> dict[str, str]:
     ax.set_title("reward_mean distribution")
     save(fig, "reward_mean")
 
-    for key, name, title in (("sources", "problems_per_source", "Problems per source"),
-                             ("categories", "problems_per_category", "Problems per category")):
+    for key, name, title in (
+        ("sources", "problems_per_source", "Problems per source"),
+        ("categories", "problems_per_category", "Problems per category"),
+    ):
         items = dist[key] or [("none", 0, 0)]
         fig, ax = plt.subplots(figsize=(5, 0.6 + 0.35 * len(items)))
         ax.barh([str(x[0]) for x in items][::-1], [x[1] for x in items][::-1], color="#c44e52")
@@ -306,7 +368,9 @@ def print_stats(run_dir: Path, console=None) -> None:
     meta = read_card_data(run_dir)
     dist = distributions(run_dir)
     if dist["split"] == "unknown":
-        raise DataError(f"{run_dir}: no split found (expected data/<config>/*.parquet): run `fineproofs build` into it first")
+        raise DataError(
+            f"{run_dir}: no split found (expected data/<config>/*.parquet): run `fineproofs build` into it first"
+        )
     console.print(f"[bold]{meta.get('pretty_name') or Path(run_dir).name}[/] ({dist['split']})")
     if not meta:
         console.print(f"[yellow]{run_dir}/{CARD_DATA} is missing: only the tables computed from the shards[/]")

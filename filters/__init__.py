@@ -14,7 +14,18 @@ from fineproofs.filters.separate import StatementSolutionSeparator
 from fineproofs.filters.solution import RequireSolution
 
 __all__ = [
-    "DecontaminationFilter", "Decontaminator", "FigureDependence", "LanguageFilter", "LatexSanity", "LengthFilter",
-    "MarkupNormaliser", "MultiPartDetector", "ProblemFilter", "QuestionTypeClassifier",
-    "RequireSolution", "StatementSolutionSeparator", "load_benchmark", "normalise_markup",
+    "DecontaminationFilter",
+    "Decontaminator",
+    "FigureDependence",
+    "LanguageFilter",
+    "LatexSanity",
+    "LengthFilter",
+    "MarkupNormaliser",
+    "MultiPartDetector",
+    "ProblemFilter",
+    "QuestionTypeClassifier",
+    "RequireSolution",
+    "StatementSolutionSeparator",
+    "load_benchmark",
+    "normalise_markup",
 ]

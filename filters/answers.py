@@ -44,7 +44,9 @@ def normalise_answer(ans: str) -> str | None:
     from sympy.parsing.sympy_parser import implicit_multiplication_application, parse_expr, standard_transformations
 
     try:
-        expr = parse_expr(s, transformations=standard_transformations + (implicit_multiplication_application,), evaluate=True)
+        expr = parse_expr(
+            s, transformations=standard_transformations + (implicit_multiplication_application,), evaluate=True
+        )
         expr = sympify(expr, rational=True)
         return str(nsimplify(expr))
     except (SympifyError, SyntaxError, TypeError, ValueError, ZeroDivisionError, AttributeError):

@@ -35,37 +35,185 @@ from fineproofs.filters.markup import (
 )
 from fineproofs.text import clean_text, fold_confusables, split_math
 
-_WRAPPERS = re.compile(r"\\(?:mathbb|mathbf|mathcal|mathrm|mathit|mathsf|boldsymbol|text|textbf|textit|emph|operatorname|mbox|hbox)\s*\{([^{}]*)\}")
+_WRAPPERS = re.compile(
+    r"\\(?:mathbb|mathbf|mathcal|mathrm|mathit|mathsf|boldsymbol|text|textbf|textit|emph|operatorname|mbox|hbox)\s*\{([^{}]*)\}"
+)
 _ALIASES = {
-    "geq": "ge", "geqslant": "ge", "leq": "le", "leqslant": "le", "neq": "ne", "rightarrow": "to",
-    "longrightarrow": "to", "mapsto": "to", "dfrac": "frac", "tfrac": "frac", "ldots": "dots", "cdots": "dots",
-    "dotsc": "dots", "dotsb": "dots", "vdots": "dots", "lvert": "|", "rvert": "|", "vert": "|", "mid": "|",
-    "divides": "|", "lfloor": "floor", "rfloor": "floor", "lceil": "ceil", "rceil": "ceil", "varphi": "phi",
-    "varepsilon": "epsilon", "le": "le", "ge": "ge", "ne": "ne", "to": "to", "implies": "to", "Rightarrow": "to",
-    "gt": ">", "lt": "<", "binom": "binom", "choose": "binom", "over": "/", "dbinom": "binom", "tbinom": "binom",
+    "geq": "ge",
+    "geqslant": "ge",
+    "leq": "le",
+    "leqslant": "le",
+    "neq": "ne",
+    "rightarrow": "to",
+    "longrightarrow": "to",
+    "mapsto": "to",
+    "dfrac": "frac",
+    "tfrac": "frac",
+    "ldots": "dots",
+    "cdots": "dots",
+    "dotsc": "dots",
+    "dotsb": "dots",
+    "vdots": "dots",
+    "lvert": "|",
+    "rvert": "|",
+    "vert": "|",
+    "mid": "|",
+    "divides": "|",
+    "lfloor": "floor",
+    "rfloor": "floor",
+    "lceil": "ceil",
+    "rceil": "ceil",
+    "varphi": "phi",
+    "varepsilon": "epsilon",
+    "le": "le",
+    "ge": "ge",
+    "ne": "ne",
+    "to": "to",
+    "implies": "to",
+    "Rightarrow": "to",
+    "gt": ">",
+    "lt": "<",
+    "binom": "binom",
+    "choose": "binom",
+    "over": "/",
+    "dbinom": "binom",
+    "tbinom": "binom",
 }
 _DROP_CMDS = {
-    "left", "right", "displaystyle", "textstyle", "cdot", "times", "quad", "qquad", "bigl", "bigr", "Bigl",
-    "Bigr", "big", "Big", "limits", "nolimits", "hspace", "vspace", "medskip", "noindent", "circ",
+    "left",
+    "right",
+    "displaystyle",
+    "textstyle",
+    "cdot",
+    "times",
+    "quad",
+    "qquad",
+    "bigl",
+    "bigr",
+    "Bigl",
+    "Bigr",
+    "big",
+    "Big",
+    "limits",
+    "nolimits",
+    "hspace",
+    "vspace",
+    "medskip",
+    "noindent",
+    "circ",
 }
 _SYNONYMS = {
-    "show": "prove", "demonstrate": "prove", "verify": "prove", "establish": "prove", "determine": "find",
-    "compute": "find", "calculate": "find", "reals": "real", "naturals": "natural", "satisfying": "such",
-    "satisfies": "such", "satisfy": "such", "where": "such", "which": "such", "wherein": "such",
-    "fulfil": "such", "fulfill": "such", "fulfilling": "such", "holds": "hold", "holding": "hold",
-    "nonnegative": "non-negative", "non negative": "non-negative", "whole": "integer", "smallest": "least",
-    "minimal": "least", "minimum": "least", "largest": "greatest", "maximal": "greatest", "maximum": "greatest",
-    "triangles": "triangle", "function": "function", "functions": "function", "arbitrary": "any",
-    "every": "all", "each": "all", "any": "all", "colour": "color", "coloured": "colored", "colours": "color",
-    "centre": "center", "neighbour": "neighbor", "painted": "colored", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "twenty": "20",
+    "show": "prove",
+    "demonstrate": "prove",
+    "verify": "prove",
+    "establish": "prove",
+    "determine": "find",
+    "compute": "find",
+    "calculate": "find",
+    "reals": "real",
+    "naturals": "natural",
+    "satisfying": "such",
+    "satisfies": "such",
+    "satisfy": "such",
+    "where": "such",
+    "which": "such",
+    "wherein": "such",
+    "fulfil": "such",
+    "fulfill": "such",
+    "fulfilling": "such",
+    "holds": "hold",
+    "holding": "hold",
+    "nonnegative": "non-negative",
+    "non negative": "non-negative",
+    "whole": "integer",
+    "smallest": "least",
+    "minimal": "least",
+    "minimum": "least",
+    "largest": "greatest",
+    "maximal": "greatest",
+    "maximum": "greatest",
+    "triangles": "triangle",
+    "function": "function",
+    "functions": "function",
+    "arbitrary": "any",
+    "every": "all",
+    "each": "all",
+    "any": "all",
+    "colour": "color",
+    "coloured": "colored",
+    "colours": "color",
+    "centre": "center",
+    "neighbour": "neighbor",
+    "painted": "colored",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "twelve": "12",
+    "twenty": "20",
 }
 _STOP = {
-    "a", "an", "the", "that", "is", "are", "be", "of", "so", "it", "its", "this", "these", "those", "then",
-    "and", "also", "we", "you", "let", "given", "some", "there", "as", "such", "for", "to", "in", "on", "with",
-    "by", "at", "which", "whose", "has", "have", "been", "do", "does", "can", "will", "please", "hi", "hey",
+    "a",
+    "an",
+    "the",
+    "that",
+    "is",
+    "are",
+    "be",
+    "of",
+    "so",
+    "it",
+    "its",
+    "this",
+    "these",
+    "those",
+    "then",
+    "and",
+    "also",
+    "we",
+    "you",
+    "let",
+    "given",
+    "some",
+    "there",
+    "as",
+    "such",
+    "for",
+    "to",
+    "in",
+    "on",
+    "with",
+    "by",
+    "at",
+    "which",
+    "whose",
+    "has",
+    "have",
+    "been",
+    "do",
+    "does",
+    "can",
+    "will",
+    "please",
+    "hi",
+    "hey",
 }
-_NUMBER_KINDS = {"real", "natural", "rational", "complex", "prime", "positive", "negative", "non-negative", "odd", "even"}
+_NUMBER_KINDS = {
+    "real",
+    "natural",
+    "rational",
+    "complex",
+    "prime",
+    "positive",
+    "negative",
+    "non-negative",
+    "odd",
+    "even",
+}
 _NOT_AFTER_ARTICLE = {"be", "is", "are", "and", "or", "divides", "to", "in", "equals", "has", "with"}
 _TOKEN = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]+(?:-[a-zA-Z]+)*|\d+(?:\.\d+)?|[^\s\w{}\\$]")
 _MATH_TOKEN = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]+|\d+(?:\.\d+)?|[^\s\w{}\\$]")
@@ -155,7 +303,11 @@ def canonical(text: str) -> Canonical:
                     run = []
             elif tok in ".,;:!?\"'`()[]":
                 mathy_next = (len(nxt) == 1 and nxt.isalnum()) or nxt[:1].isdigit() or nxt[:1] == "\\"
-                if (tok in "([" and (run or mathy_next)) or (tok in ")]" and run) or (tok == "," and run and mathy_next):
+                if (
+                    (tok in "([" and (run or mathy_next))
+                    or (tok in ")]" and run)
+                    or (tok == "," and run and mathy_next)
+                ):
                     run.append(tok)
                 elif run:
                     _add_formula(run, out, compact)
@@ -202,7 +354,9 @@ def _mathy_word(tok: str, part: str, m: re.Match) -> bool:
     before = _neighbour(part, m.start() - 1, -1)
     after = _neighbour(part, m.end(), 1)
     ops = "=+-*/^_<>|"
-    glued = (m.start() and part[m.start() - 1] in "()[]0123456789") or (m.end() < len(part) and part[m.end()] in "()[]0123456789")
+    glued = (m.start() and part[m.start() - 1] in "()[]0123456789") or (
+        m.end() < len(part) and part[m.end()] in "()[]0123456789"
+    )
     return before in ops or after in ops or bool(glued)
 
 

@@ -68,7 +68,12 @@ class Match:
     signals: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"benchmark": self.benchmark, "benchmark_id": self.benchmark_id, "method": self.method, "score": round(self.score, 4)}
+        return {
+            "benchmark": self.benchmark,
+            "benchmark_id": self.benchmark_id,
+            "method": self.method,
+            "score": round(self.score, 4),
+        }
 
 
 def _benchmark_rows(path: str) -> list[tuple[int, dict]]:
@@ -133,8 +138,11 @@ class RowVerdict:
         """The row with ``contaminated`` and ``contamination`` (only for checked rows)."""
         if self.error:
             raise ValueError(f"line {self.line} was not checked: {self.error}")
-        return dict(self.row or {}, contaminated=self.match is not None,
-                    contamination=self.match.as_dict() if self.match else None)
+        return dict(
+            self.row or {},
+            contaminated=self.match is not None,
+            contamination=self.match.as_dict() if self.match else None,
+        )
 
 
 @dataclass
@@ -150,9 +158,18 @@ class _Feats:
 class Decontaminator:
     """Index of benchmark problems; :meth:`match` returns the best :class:`Match` or None."""
 
-    def __init__(self, problems: list[BenchmarkProblem], ngram: int = 8, ngram_overlap: float = 0.5,
-                 shingle_similarity: float = 0.6, shingle_size: int = 8, weighted_overlap: float = 0.6,
-                 math_overlap: float = 0.75, paraphrase_words: float = 0.3, max_df: float = 0.05):
+    def __init__(
+        self,
+        problems: list[BenchmarkProblem],
+        ngram: int = 8,
+        ngram_overlap: float = 0.5,
+        shingle_similarity: float = 0.6,
+        shingle_size: int = 8,
+        weighted_overlap: float = 0.6,
+        math_overlap: float = 0.75,
+        paraphrase_words: float = 0.3,
+        max_df: float = 0.05,
+    ):
         self.problems = problems
         self.n, self.k = ngram, shingle_size
         self.t_ngram, self.t_shingle, self.t_weighted = ngram_overlap, shingle_similarity, weighted_overlap
@@ -176,8 +193,14 @@ class Decontaminator:
 
     def _feats(self, text: str) -> _Feats:
         c = canonical(text)
-        return _Feats(ngrams(c.words, self.n), shingles(c.compact, self.k), set(c.prose), ngrams(c.prose, 3),
-                      {g for g in ngrams(c.anon, 4) if sum(t not in _TRIVIAL for t in g) >= 2}, c.numbers)
+        return _Feats(
+            ngrams(c.words, self.n),
+            shingles(c.compact, self.k),
+            set(c.prose),
+            ngrams(c.prose, 3),
+            {g for g in ngrams(c.anon, 4) if sum(t not in _TRIVIAL for t in g) >= 2},
+            c.numbers,
+        )
 
     def _w(self, kind: str, b: set, c: set) -> float:
         idf = self.idf[kind]
@@ -190,9 +213,12 @@ class Decontaminator:
 
     def signals(self, b: _Feats, c: _Feats) -> dict[str, float]:
         return {
-            "pm": self._mass("prose3", b.prose3 & c.prose3), "pt": self._mass("prose3", b.prose3),
-            "mm": self._mass("math", b.math & c.math), "mt": self._mass("math", b.math),
-            "p1m": self._mass("prose", b.prose & c.prose), "p1t": self._mass("prose", b.prose),
+            "pm": self._mass("prose3", b.prose3 & c.prose3),
+            "pt": self._mass("prose3", b.prose3),
+            "mm": self._mass("math", b.math & c.math),
+            "mt": self._mass("math", b.math),
+            "p1m": self._mass("prose", b.prose & c.prose),
+            "p1t": self._mass("prose", b.prose),
             "ngram": len(b.ngrams & c.ngrams) / len(b.ngrams) if b.ngrams else 0.0,
             "shingle": len(b.shingles & c.shingles) / len(b.shingles) if b.shingles else 0.0,
             "prose": self._w("prose", b.prose, c.prose),
@@ -255,7 +281,9 @@ class Decontaminator:
             return RowVerdict(line, row, error=f"bad_field: {text_field!r} is {type(text).__name__}, expected text")
         return RowVerdict(line, row, self.match(text))
 
-    def check_rows(self, rows: Iterable[TableRow | tuple[int, dict | None, str]], text_field: str) -> Iterator[RowVerdict]:
+    def check_rows(
+        self, rows: Iterable[TableRow | tuple[int, dict | None, str]], text_field: str
+    ) -> Iterator[RowVerdict]:
         """Verdicts for ``(line, row, error)`` rows (e.g. :func:`fineproofs.tables.iter_table`);
         reader errors pass through as errors."""
         for line, row, err in rows:

@@ -42,8 +42,10 @@ SOURCE_RANK = {"wiki": 3, "booklet": 3, "hub": 1}
 def minhash_config(threshold: float, n_grams: int = 3) -> MinhashConfig:
     """LSH banding whose S-curve midpoint (1/b)^(1/r) sits at ``threshold``."""
     r = 8
-    b = max(1, round(threshold ** -r))
-    return MinhashConfig(n_grams=n_grams, num_buckets=b, hashes_per_bucket=r, hash_config=HashConfig(precision=64, hash_fc="sha1"))
+    b = max(1, round(threshold**-r))
+    return MinhashConfig(
+        n_grams=n_grams, num_buckets=b, hashes_per_bucket=r, hash_config=HashConfig(precision=64, hash_fc="sha1")
+    )
 
 
 class CanonicalTokenizer(WordTokenizer):
@@ -146,8 +148,10 @@ class DedupMerge(PipelineStep):
         method: dict[int, str] = {}
         first: dict[str, int] = {}
         for i, d in enumerate(docs):
-            for key, how in ((hashlib.sha1(exact_key(d.text).encode()).hexdigest(), "exact"),
-                             ("mh" + d.metadata["_minhash"] if d.metadata["_minhash"] else "", "near")):
+            for key, how in (
+                (hashlib.sha1(exact_key(d.text).encode()).hexdigest(), "exact"),
+                ("mh" + d.metadata["_minhash"] if d.metadata["_minhash"] else "", "near"),
+            ):
                 if not key:
                     continue
                 if key in first:
@@ -170,7 +174,7 @@ class DedupMerge(PipelineStep):
                 sols = list(keep.metadata.get("solutions", []))
                 seen = {normalise_statement(s) for s in sols}
                 dups = []
-                for i, d in zip(members[1:], rest):
+                for _member, d in zip(members[1:], rest):
                     for s in d.metadata.get("solutions", []):
                         if normalise_statement(s) not in seen:
                             seen.add(normalise_statement(s))
@@ -179,7 +183,13 @@ class DedupMerge(PipelineStep):
                         keep.metadata["answer"] = d.metadata["answer"]
                     how = "exact" if exact_key(d.text) == exact_key(keep.text) else "near"
                     reason = f"{how}_duplicate: of {keep_id}"
-                    dups.append({"locator": d.metadata.get("locator", d.id), "source": d.metadata.get("source", ""), "method": how})
+                    dups.append(
+                        {
+                            "locator": d.metadata.get("locator", d.id),
+                            "source": d.metadata.get("source", ""),
+                            "method": how,
+                        }
+                    )
                     d.metadata.setdefault("decisions", []).append({"step": "dedup", "kept": False, "reason": reason})
                     d.metadata.update(stage="dedup", filter_reason=reason)
                     self.stat_update("dropped")

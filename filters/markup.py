@@ -41,16 +41,63 @@ _DISPLAY_BRACKET = re.compile(r"\\\[")
 _DISPLAY_ENV = re.compile(r"\\begin\{(equation|align|gather|multline|eqnarray)(\*?)\}")
 
 UNICODE_MATH = {
-    "≥": r"\ge", "⩾": r"\ge", "≤": r"\le", "⩽": r"\le", "≠": r"\ne", "→": r"\to", "⟶": r"\to",
-    "⇒": r"\Rightarrow", "⟹": r"\implies", "⇔": r"\iff", "∈": r"\in", "∉": r"\notin", "×": r"\times",
-    "·": r"\cdot", "⋅": r"\cdot", "∞": r"\infty", "√": r"\sqrt", "∑": r"\sum", "∏": r"\prod",
-    "ℤ": r"\mathbb{Z}", "ℕ": r"\mathbb{N}", "ℝ": r"\mathbb{R}", "ℚ": r"\mathbb{Q}", "ℂ": r"\mathbb{C}",
-    "∣": r"\mid", "≡": r"\equiv", "±": r"\pm", "∠": r"\angle", "△": r"\triangle", "⊂": r"\subset",
-    "⊆": r"\subseteq", "∪": r"\cup", "∩": r"\cap", "∀": r"\forall", "∃": r"\exists", "°": r"^\circ",
-    "π": r"\pi", "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "δ": r"\delta", "θ": r"\theta",
-    "λ": r"\lambda", "μ": r"\mu", "σ": r"\sigma", "φ": r"\varphi", "ω": r"\omega", "ε": r"\varepsilon",
-    "−": "-", "–": "-", "∗": "*", "⌊": r"\lfloor", "⌋": r"\rfloor", "⌈": r"\lceil", "⌉": r"\rceil",
-    "…": r"\dots", "⋯": r"\cdots",
+    "≥": r"\ge",
+    "⩾": r"\ge",
+    "≤": r"\le",
+    "⩽": r"\le",
+    "≠": r"\ne",
+    "→": r"\to",
+    "⟶": r"\to",
+    "⇒": r"\Rightarrow",
+    "⟹": r"\implies",
+    "⇔": r"\iff",
+    "∈": r"\in",
+    "∉": r"\notin",
+    "×": r"\times",
+    "·": r"\cdot",
+    "⋅": r"\cdot",
+    "∞": r"\infty",
+    "√": r"\sqrt",
+    "∑": r"\sum",
+    "∏": r"\prod",
+    "ℤ": r"\mathbb{Z}",
+    "ℕ": r"\mathbb{N}",
+    "ℝ": r"\mathbb{R}",
+    "ℚ": r"\mathbb{Q}",
+    "ℂ": r"\mathbb{C}",
+    "∣": r"\mid",
+    "≡": r"\equiv",
+    "±": r"\pm",
+    "∠": r"\angle",
+    "△": r"\triangle",
+    "⊂": r"\subset",
+    "⊆": r"\subseteq",
+    "∪": r"\cup",
+    "∩": r"\cap",
+    "∀": r"\forall",
+    "∃": r"\exists",
+    "°": r"^\circ",
+    "π": r"\pi",
+    "α": r"\alpha",
+    "β": r"\beta",
+    "γ": r"\gamma",
+    "δ": r"\delta",
+    "θ": r"\theta",
+    "λ": r"\lambda",
+    "μ": r"\mu",
+    "σ": r"\sigma",
+    "φ": r"\varphi",
+    "ω": r"\omega",
+    "ε": r"\varepsilon",
+    "−": "-",
+    "–": "-",
+    "∗": "*",
+    "⌊": r"\lfloor",
+    "⌋": r"\rfloor",
+    "⌈": r"\lceil",
+    "⌉": r"\rceil",
+    "…": r"\dots",
+    "⋯": r"\cdots",
 }
 _SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹ⁿ", "0123456789n", strict=True))
 _SUBSCRIPTS = dict(zip("₀₁₂₃₄₅₆₇₈₉", "0123456789", strict=True))
@@ -63,7 +110,9 @@ _SUB_RE = re.compile("[" + "".join(_SUBSCRIPTS) + "]+")
 def wiki_to_latex(text: str) -> str:
     """AoPS-wiki markup → LaTeX-in-text."""
     if "<" in text:
-        text = replace_delimited(text, _WIKI_CMATH, lambda m: _CMATH_CLOSE, lambda m, body: "\n$$" + body.strip() + "$$\n")
+        text = replace_delimited(
+            text, _WIKI_CMATH, lambda m: _CMATH_CLOSE, lambda m, body: "\n$$" + body.strip() + "$$\n"
+        )
         text = replace_delimited(text, _WIKI_MATH, lambda m: _MATH_CLOSE, lambda m, body: "$" + body.strip() + "$")
     if "[[" in text:
         text = _WIKI_CATEGORY.sub("", text)

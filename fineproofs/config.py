@@ -16,7 +16,6 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-
 from fineproofs.errors import ConfigError, redact
 
 __all__ = ["ConfigError", "Profile", "load_profile"]
@@ -55,11 +54,22 @@ class SamplingConfig(_Strict):
     extra_body: dict[str, object] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _check_extra_body(self) -> "SamplingConfig":
+    def _check_extra_body(self) -> SamplingConfig:
         # request fields fineproofs sets itself; extra_body may not override them
         reserved = {
-            "model", "messages", "n", "seed", "temperature", "top_p", "max_tokens", "top_k", "reasoning_effort",
-            "stream", "continue_final_message", "add_generation_prompt", "chat_template_kwargs",
+            "model",
+            "messages",
+            "n",
+            "seed",
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "top_k",
+            "reasoning_effort",
+            "stream",
+            "continue_final_message",
+            "add_generation_prompt",
+            "chat_template_kwargs",
         }
         clash = sorted(reserved & set(self.extra_body))
         if clash:
@@ -112,7 +122,7 @@ class EngineConfig(_Strict):
     omp_wait_policy: Literal["passive", "active"] = "passive"  # transformers on CPU
 
     @model_validator(mode="after")
-    def _check(self) -> "EngineConfig":
+    def _check(self) -> EngineConfig:
         if self.kind == "http" and not self.endpoints:
             raise ValueError(
                 "engine kind 'http' needs `endpoints:` (e.g. [http://localhost:8000/v1]) "
@@ -225,8 +235,11 @@ class SourceEntry(_Strict):
         return self
 
     def __str__(self) -> str:  # how a card lists it
-        return self.path + (f" (preset {self.preset})" if self.preset else "") + (
-            f" as source {self.source_label!r}" if self.source_label else "")
+        return (
+            self.path
+            + (f" (preset {self.preset})" if self.preset else "")
+            + (f" as source {self.source_label!r}" if self.source_label else "")
+        )
 
 
 # The real FineProofs sources (QED-Nano: AI-MO/aops and AI-MO/olympiads), streamed from the
@@ -265,8 +278,10 @@ SOURCE_PRESETS: dict[str, dict] = {
 
 
 # a path item is text or a mapping; the tag keeps errors to the form that was written
-_PathItem = Annotated[Annotated[str, Tag("path")] | Annotated[SourceEntry, Tag("source")],
-                      Discriminator(lambda v: "path" if isinstance(v, str) else "source")]
+_PathItem = Annotated[
+    Annotated[str, Tag("path")] | Annotated[SourceEntry, Tag("source")],
+    Discriminator(lambda v: "path" if isinstance(v, str) else "source"),
+]
 
 
 class SourcesConfig(_Strict):
@@ -464,7 +479,7 @@ class SFTSplitConfig(_Strict):
     max_rows_per_shard: int = Field(100_000, gt=0)  # parquet shards: data/<config>/train-XXXXX-of-YYYYY
 
     @model_validator(mode="after")
-    def _check(self) -> "SFTSplitConfig":
+    def _check(self) -> SFTSplitConfig:
         if self.correct_grade < self.min_grade:
             raise ValueError(f"correct_grade ({self.correct_grade}) must be >= min_grade ({self.min_grade})")
         return self
@@ -491,7 +506,7 @@ class RLSplitConfig(_Strict):
     max_rows_per_shard: int = Field(100_000, gt=0)  # parquet shards: data/default/train-XXXXX-of-YYYYY
 
     @model_validator(mode="after")
-    def _check(self) -> "RLSplitConfig":
+    def _check(self) -> RLSplitConfig:
         if self.max_reward_mean < self.min_reward_mean:
             raise ValueError(
                 f"max_reward_mean ({self.max_reward_mean}) must be >= min_reward_mean ({self.min_reward_mean})"
@@ -553,7 +568,8 @@ class ProblemFilterConfig(_Strict):
 
     enabled: bool = False
     drop_flags: list[Literal["incomplete", "gaps", "wrong", "disagreement"]] = Field(
-        default_factory=lambda: ["incomplete", "wrong", "disagreement", "gaps"])
+        default_factory=lambda: ["incomplete", "wrong", "disagreement", "gaps"]
+    )
     min_difficulty: int = Field(1, ge=1, le=10)
     max_difficulty: int = Field(10, ge=1, le=10)
     drop_computational: bool = False
@@ -565,7 +581,11 @@ class ProblemFilterConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _computational_flag(cls, data):
-        if isinstance(data, dict) and isinstance(data.get("drop_flags"), list) and "computational" in data["drop_flags"]:
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("drop_flags"), list)
+            and "computational" in data["drop_flags"]
+        ):
             raise ValueError("`computational` is not one of drop_flags: set `drop_computational: true` instead")
         return data
 
@@ -573,7 +593,8 @@ class ProblemFilterConfig(_Strict):
     def _check(self) -> ProblemFilterConfig:
         if self.max_difficulty < self.min_difficulty:
             raise ValueError(
-                f"max_difficulty ({self.max_difficulty}) must be >= min_difficulty ({self.min_difficulty})")
+                f"max_difficulty ({self.max_difficulty}) must be >= min_difficulty ({self.min_difficulty})"
+            )
         return self
 
 
@@ -609,13 +630,17 @@ class Profile(_Strict):
         executor: str | None = None,
         tasks: int | None = None,
         **dotted,
-    ) -> "Profile":
+    ) -> Profile:
         """This profile with command-line values folded in (``None`` = keep the profile's).
         Extra keyword arguments are dotted keys (``executor__slurm_time`` or a dict passed as
         ``**{"executor.slurm_time": "1:00:00"}``). Validated like a loaded profile."""
-        sets = {"limit": limit, "decontamination.benchmarks": list(benchmarks) if benchmarks is not None else None,
-                "executor.kind": executor, "executor.tasks": tasks,
-                **{k.replace("__", "."): v for k, v in dotted.items()}}
+        sets = {
+            "limit": limit,
+            "decontamination.benchmarks": list(benchmarks) if benchmarks is not None else None,
+            "executor.kind": executor,
+            "executor.tasks": tasks,
+            **{k.replace("__", "."): v for k, v in dotted.items()},
+        }
         sets = {k: v for k, v in sets.items() if v is not None}
         if not sets:
             return self
@@ -669,9 +694,7 @@ def profile_text(name_or_path: str) -> str:
             raise ConfigError(f"profile {path} cannot be read: {e.strerror}") from e
     res = resources.files("fineproofs.profiles") / f"{name_or_path}.yaml"
     if not res.is_file():
-        raise ConfigError(
-            f"unknown profile {name_or_path!r}: use one of {bundled_profiles()} or a path to a YAML file"
-        )
+        raise ConfigError(f"unknown profile {name_or_path!r}: use one of {bundled_profiles()} or a path to a YAML file")
     return res.read_text()
 
 
@@ -720,7 +743,11 @@ class UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1}): keep one", key_node.start_mark)
+                    None,
+                    None,
+                    f"duplicate key {key!r} (line {key_node.start_mark.line + 1}): keep one",
+                    key_node.start_mark,
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 

@@ -28,8 +28,18 @@ from dataclasses import dataclass
 from typing import Any
 
 # the problem fields a mapping may name (the keys of ``sources.columns``)
-PROBLEM_FIELDS = ("problem", "solution", "answer", "question_type", "source", "competition", "category", "year",
-                  "url", "licence")
+PROBLEM_FIELDS = (
+    "problem",
+    "solution",
+    "answer",
+    "question_type",
+    "source",
+    "competition",
+    "category",
+    "year",
+    "url",
+    "licence",
+)
 FUNCTIONS = {"year": 1, "segment": 2}  # name -> number of arguments
 YEAR_RE = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
 _NAME = r"[^.\[\]|(),]+"
@@ -111,7 +121,9 @@ def _empty(v: Any) -> bool:
 def parse(text: str) -> Expr:
     """Parse a field expression; ``ValueError`` says what is wrong and where."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError("empty field expression: write a column name such as `problem` or a path such as `metadata.path`")
+        raise ValueError(
+            "empty field expression: write a column name such as `problem` or a path such as `metadata.path`"
+        )
     expr, pos = _alternatives(text, 0)
     if pos != len(text):
         raise ValueError(_at(text, pos, "unexpected text"))
@@ -135,8 +147,13 @@ def _term(text: str, pos: int) -> tuple[Path | Call, int]:
     if m:
         func = m.group("func")
         if func not in FUNCTIONS:
-            raise ValueError(_at(text, m.start("func"), f"unknown function {func}(): use one of "
-                                 + ", ".join(f"{f}()" for f in FUNCTIONS)))
+            raise ValueError(
+                _at(
+                    text,
+                    m.start("func"),
+                    f"unknown function {func}(): use one of " + ", ".join(f"{f}()" for f in FUNCTIONS),
+                )
+            )
         arg, pos = _alternatives(text, m.end())
         index = 0
         if FUNCTIONS[func] == 2:

@@ -157,7 +157,7 @@ class Problem:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Problem":
+    def from_dict(cls, d: dict[str, Any]) -> Problem:
         d = dict(d)
         d["decisions"] = [FilterDecision(**x) for x in d.get("decisions", [])]
         names = {f.name for f in dataclasses.fields(cls)}

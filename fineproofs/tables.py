@@ -77,8 +77,15 @@ def check_regular_file(path: str | Path, what: str = "file") -> Path:
     return p
 
 
-def iter_table(path: str | Path, *, split: str = "train", what: str = "file", tolerant: bool = False,
-               config: str = "", data_files: list[str] | None = None) -> Iterator[TableRow]:
+def iter_table(
+    path: str | Path,
+    *,
+    split: str = "train",
+    what: str = "file",
+    tolerant: bool = False,
+    config: str = "",
+    data_files: list[str] | None = None,
+) -> Iterator[TableRow]:
     """Rows of a CSV / TSV / JSONL / parquet file or of a Hub dataset ``hf:<id>[@split]``
     (``tolerant``: see :func:`iter_csv`; ``config`` / ``data_files``: the Hub subset and
     file patterns)."""
@@ -100,6 +107,7 @@ def iter_table(path: str | Path, *, split: str = "train", what: str = "file", to
 
 # --- value checks -----------------------------------------------------------------------
 
+
 def value_problem(value: Any, depth: int = 0) -> str:
     """Why ``value`` cannot travel through a JSON writer ('' when it can)."""
     if isinstance(value, str):
@@ -107,7 +115,11 @@ def value_problem(value: Any, depth: int = 0) -> str:
     if isinstance(value, bool) or value is None or isinstance(value, float):
         return ""
     if isinstance(value, int):
-        return "" if INT_RANGE[0] <= value <= INT_RANGE[1] else f"number_out_of_range: {len(str(abs(value)))}-digit integer"
+        return (
+            ""
+            if INT_RANGE[0] <= value <= INT_RANGE[1]
+            else f"number_out_of_range: {len(str(abs(value)))}-digit integer"
+        )
     if depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple)):
         return f"too_deep: nesting deeper than {MAX_DEPTH}"
     if isinstance(value, dict):
@@ -131,6 +143,7 @@ def _checked(line: int, row: Any) -> TableRow:
 
 
 # --- JSONL ------------------------------------------------------------------------------
+
 
 def _int(s: str) -> int:
     if len(s.lstrip("-")) > 20:
@@ -172,6 +185,7 @@ def iter_jsonl(path: Path) -> Iterator[TableRow]:
 
 
 # --- CSV --------------------------------------------------------------------------------
+
 
 class _Lines:
     """Physical lines of a binary file, decoded one by one, with push-back (so a broken
@@ -265,8 +279,12 @@ def _csv_row(lines: _Lines, names: list[str], rec: list[str], err: str) -> Table
     if err or (span > 1 and len(rec) != len(names)):
         if span > 1:
             lines.push_back_after_first()
-        return TableRow(first, None, f"malformed_csv: unterminated or misplaced quote ({err or 'merges lines'}); "
-                                     f"record starting on line {first} skipped")
+        return TableRow(
+            first,
+            None,
+            f"malformed_csv: unterminated or misplaced quote ({err or 'merges lines'}); "
+            f"record starting on line {first} skipped",
+        )
     if bad := next((t[2] for t in lines.taken if t[2]), ""):
         return TableRow(first, None, bad)
     if len(rec) != len(names):
@@ -294,8 +312,11 @@ def _lenient(lines: _Lines, names: list[str], delimiter: str, failed: TableRow) 
         return TableRow(failed.line, None, failed.error + where)
     row = {n: (rec[i] if i < len(rec) else None) for i, n in enumerate(names)}
     why = failed.error.removeprefix("malformed_csv: ").split(";")[0]
-    return TableRow(failed.line, row, f"recovered: {why}; read leniently as one record of {len(rec)} fields "
-                                      f"(header has {len(names)})")
+    return TableRow(
+        failed.line,
+        row,
+        f"recovered: {why}; read leniently as one record of {len(rec)} fields (header has {len(names)})",
+    )
 
 
 def _taken_first(lines: _Lines) -> tuple[str, str]:
@@ -311,6 +332,7 @@ def _whole_row(line: str, delimiter: str, width: int) -> bool:
 
 
 # --- parquet ----------------------------------------------------------------------------
+
 
 def iter_parquet(path: Path, batch_size: int = 1024) -> Iterator[TableRow]:
     import pyarrow.parquet as pq
@@ -358,8 +380,10 @@ def _plain(row: dict) -> dict:
 
 # --- Hub --------------------------------------------------------------------------------
 
-def iter_hub(spec: str, split: str = "train", data_files: str | list[str] | None = None,
-             config: str = "") -> Iterator[TableRow]:
+
+def iter_hub(
+    spec: str, split: str = "train", data_files: str | list[str] | None = None, config: str = ""
+) -> Iterator[TableRow]:
     """Rows of a Hub dataset id or local dataset directory (subset ``config``), streamed
     with ``datasets``."""
     import datasets
@@ -382,5 +406,16 @@ def iter_hub(spec: str, split: str = "train", data_files: str | list[str] | None
         yield TableRow(i + 1, None, f"unreadable: stream broke after row {i}: {type(e).__name__}: {e}"[:300])
 
 
-__all__ = ["MAX_DEPTH", "TableRow", "check_regular_file", "iter_csv", "iter_hub", "iter_jsonl", "iter_parquet",
-           "iter_table", "parse_json_line", "table_format", "value_problem"]
+__all__ = [
+    "MAX_DEPTH",
+    "TableRow",
+    "check_regular_file",
+    "iter_csv",
+    "iter_hub",
+    "iter_jsonl",
+    "iter_parquet",
+    "iter_table",
+    "parse_json_line",
+    "table_format",
+    "value_problem",
+]

@@ -57,8 +57,10 @@ def clean_text(text: str) -> str:
 
 # --- linear scanning ------------------------------------------------------------------
 
-def iter_delimited(text: str, opener: re.Pattern[str], closer: Callable[[re.Match[str]], str | re.Pattern[str]],
-                   start: int = 0) -> Iterator[tuple[re.Match[str], int, int]]:
+
+def iter_delimited(
+    text: str, opener: re.Pattern[str], closer: Callable[[re.Match[str]], str | re.Pattern[str]], start: int = 0
+) -> Iterator[tuple[re.Match[str], int, int]]:
     """``(opener match, body end, span end)`` for each ``opener ... closer`` span, left to
     right, not overlapping; the closer is the first one after the opener (like a lazy
     ``.*?``). Unterminated openers are skipped. Linear: a closer found missing once is
@@ -85,8 +87,12 @@ def _find(text: str, close: str | re.Pattern[str], at: int) -> tuple[int, int] |
     return None if c is None else (c.start(), c.end())
 
 
-def replace_delimited(text: str, opener: re.Pattern[str], closer: Callable[[re.Match[str]], str | re.Pattern[str]],
-                      repl: Callable[[re.Match[str], str], str]) -> str:
+def replace_delimited(
+    text: str,
+    opener: re.Pattern[str],
+    closer: Callable[[re.Match[str]], str | re.Pattern[str]],
+    repl: Callable[[re.Match[str], str], str],
+) -> str:
     """Replace each ``opener body closer`` span by ``repl(opener_match, body)``; unterminated
     openers are left as they are. Linear (see :func:`iter_delimited`)."""
     out: list[str] = []
@@ -148,8 +154,10 @@ _STRAY_CLOSE = re.compile(r"</(?:" + _DANGEROUS + r")\s*>", re.I)
 def _drop_elements(text: str) -> str:
     """Remove dangerous elements with their content and HTML comments; an unterminated
     one takes the rest of the text."""
-    for opener, closer in ((_COMMENT_OPEN, lambda m: "-->"),
-                           (_DANGEROUS_OPEN, lambda m: re.compile(r"</" + m.group(1) + r"\s*>", re.I))):
+    for opener, closer in (
+        (_COMMENT_OPEN, lambda m: "-->"),
+        (_DANGEROUS_OPEN, lambda m: re.compile(r"</" + m.group(1) + r"\s*>", re.I)),
+    ):
         if "<" not in text:
             return text
         out, pos = [], 0
@@ -181,16 +189,78 @@ def html_to_text(text: str) -> str:
 
 _LOOKALIKES = {
     # Cyrillic
-    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t",
-    "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l",
-    "ɡ": "g", "А": "A", "В": "B", "Е": "E", "Ё": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C",
-    "Т": "T", "У": "Y", "Х": "X", "Ѕ": "S", "І": "I", "Ї": "I", "Ј": "J", "Ԁ": "D", "Ԛ": "Q", "Ԝ": "W", "Һ": "H",
-    "Ӏ": "I", "Ү": "Y", "ү": "y", "Ғ": "F",
+    "а": "a",
+    "в": "b",
+    "е": "e",
+    "ё": "e",
+    "к": "k",
+    "м": "m",
+    "н": "h",
+    "о": "o",
+    "р": "p",
+    "с": "c",
+    "т": "t",
+    "у": "y",
+    "х": "x",
+    "ѕ": "s",
+    "і": "i",
+    "ї": "i",
+    "ј": "j",
+    "ԁ": "d",
+    "ԛ": "q",
+    "ԝ": "w",
+    "һ": "h",
+    "ӏ": "l",
+    "ɡ": "g",
+    "А": "A",
+    "В": "B",
+    "Е": "E",
+    "Ё": "E",
+    "К": "K",
+    "М": "M",
+    "Н": "H",
+    "О": "O",
+    "Р": "P",
+    "С": "C",
+    "Т": "T",
+    "У": "Y",
+    "Х": "X",
+    "Ѕ": "S",
+    "І": "I",
+    "Ї": "I",
+    "Ј": "J",
+    "Ԁ": "D",
+    "Ԛ": "Q",
+    "Ԝ": "W",
+    "Һ": "H",
+    "Ӏ": "I",
+    "Ү": "Y",
+    "ү": "y",
+    "Ғ": "F",
     # Greek capitals and omicron (lower-case Greek letters are math symbols: kept)
-    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P",
-    "Τ": "T", "Υ": "Y", "Χ": "X", "ο": "o", "ϲ": "c", "Ϲ": "C", "ϳ": "j",
+    "Α": "A",
+    "Β": "B",
+    "Ε": "E",
+    "Ζ": "Z",
+    "Η": "H",
+    "Ι": "I",
+    "Κ": "K",
+    "Μ": "M",
+    "Ν": "N",
+    "Ο": "O",
+    "Ρ": "P",
+    "Τ": "T",
+    "Υ": "Y",
+    "Χ": "X",
+    "ο": "o",
+    "ϲ": "c",
+    "Ϲ": "C",
+    "ϳ": "j",
     # Latin look-alikes outside ASCII
-    "ı": "i", "ȷ": "j", "ǀ": "l", "ℓ": "l",
+    "ı": "i",
+    "ȷ": "j",
+    "ǀ": "l",
+    "ℓ": "l",
 }
 _LOOKALIKE_TABLE = str.maketrans(_LOOKALIKES)
 
@@ -217,5 +287,13 @@ def sanitize_field(value: str, limit: int = 2000) -> str:
     return " ".join(value.split())[:limit]
 
 
-__all__ = ["clean_text", "fold_confusables", "has_surrogates", "html_to_text", "iter_delimited", "replace_delimited",
-           "sanitize_field", "split_math"]
+__all__ = [
+    "clean_text",
+    "fold_confusables",
+    "has_surrogates",
+    "html_to_text",
+    "iter_delimited",
+    "replace_delimited",
+    "sanitize_field",
+    "split_math",
+]

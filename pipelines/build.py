@@ -38,9 +38,6 @@ from fineproofs.engines import EnginePool
 from fineproofs.errors import ConfigError, DataError, EngineError
 from fineproofs.generation import CachedGenerator
 from fineproofs.judging import Grader
-from fineproofs.records import sft_column_names
-from fineproofs.rubric import rubric_hash
-from fineproofs.store import ResponseStore
 from fineproofs.pipelines.difficulty import DifficultyStage
 from fineproofs.pipelines.distill import ProofGenerator
 from fineproofs.pipelines.grade import GradeStage
@@ -48,6 +45,9 @@ from fineproofs.pipelines.problem_filter import ProblemFilter, filter_roles
 from fineproofs.pipelines.rubrics import RubricWriter
 from fineproofs.pipelines.splits import SplitInputs, build_rl, build_sft, read_inputs
 from fineproofs.pipelines.stage import Recorder, Stage, Work, prefetch
+from fineproofs.records import sft_column_names
+from fineproofs.rubric import rubric_hash
+from fineproofs.store import ResponseStore
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,11 @@ class BuildResult:
 
 def roles_of(split: str, profile: Profile) -> list[str]:
     """The roles a build of ``split`` with ``profile`` talks to."""
-    return (["rubric_writer", "student", "judge"] + (["teacher", "grader"] if split == "sft" else [])
-            + filter_roles(profile))
+    return (
+        ["rubric_writer", "student", "judge"]
+        + (["teacher", "grader"] if split == "sft" else [])
+        + filter_roles(profile)
+    )
 
 
 def preflight(profile: Profile, split: str) -> None:
@@ -119,9 +122,18 @@ class Build:
     shards run anywhere (a Slurm array, Ray tasks), each resumes on its own, and
     :func:`merge_shards` then writes the split and its manifest from all of them."""
 
-    def __init__(self, profile: Profile, out_dir: str | Path, split: str = "rl", *,
-                 benchmarks: list[str] | None = None, limit: int | None = None, progress: bool = True,
-                 executor: str | None = None, shard: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        profile: Profile,
+        out_dir: str | Path,
+        split: str = "rl",
+        *,
+        benchmarks: list[str] | None = None,
+        limit: int | None = None,
+        progress: bool = True,
+        executor: str | None = None,
+        shard: tuple[int, int] | None = None,
+    ):
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
         if shard is not None and not 0 <= shard[0] < shard[1]:
@@ -140,8 +152,14 @@ class Build:
         rl = [
             *([ProblemFilter.from_profile(p, gen)] if p.problem_filter.enabled else []),
             RubricWriter(p.rubric_writer, p.rubrics, gen("rubric_writer")),
-            ProofGenerator("student", p.student, "rollout", gen("student"), p.student_samples,
-                           think_opened=p.grading.require_thinking_close),
+            ProofGenerator(
+                "student",
+                p.student,
+                "rollout",
+                gen("student"),
+                p.student_samples,
+                think_opened=p.grading.require_thinking_close,
+            ),
             GradeStage(Grader("judge", p.judge, p.grading, gen("judge")), "rollouts", zero_no_answer=True),
             DifficultyStage(),
         ]
@@ -171,7 +189,8 @@ class Build:
             raise ConfigError(
                 f"profile {self.profile.name!r} must be decontaminated and names no benchmark files: pass "
                 "--benchmarks FILE (e.g. the IMO-ProofBench CSV) or set decontamination.benchmarks; "
-                "--allow-contaminated builds without (the card then says so)")
+                "--allow-contaminated builds without (the card then says so)"
+            )
         preflight(self.profile, self.split)
         rundir.claim(self.out_dir)
         rundir.write_text(self.out_dir / rundir.PROFILE, public_yaml(self.profile))
@@ -180,9 +199,18 @@ class Build:
         store = ResponseStore(self.work_dir / rundir.STORE)
         try:
             # the judges first: a judge that misses its thresholds stops the build before the expensive stages
-            res.calibration = {} if self.shard else calibrate_roles(
-                self.profile, self.out_dir, roles=("judge",) if self.split == "rl" else ("judge", "grader"),
-                pool=pool, store=store, progress=self.progress)
+            res.calibration = (
+                {}
+                if self.shard
+                else calibrate_roles(
+                    self.profile,
+                    self.out_dir,
+                    roles=("judge",) if self.split == "rl" else ("judge", "grader"),
+                    pool=pool,
+                    store=store,
+                    progress=self.progress,
+                )
+            )
             ing = self._ingest(res)
             problems = [x for x in ing.problems if self.shard is None or in_shard(x.id, *self.shard)]
             self._run_stages(problems, res, pool, store)
@@ -197,8 +225,9 @@ class Build:
             return res
         inputs = finish(self.out_dir, self.profile, self.split, [self.work_dir], res)
         res.seconds = time.time() - t0
-        rundir.write_json(self.out_dir / rundir.MANIFEST,
-                          manifest(self.profile, self.split, res, ing.decontam_report, inputs))
+        rundir.write_json(
+            self.out_dir / rundir.MANIFEST, manifest(self.profile, self.split, res, ing.decontam_report, inputs)
+        )
         return res
 
     def _ingest(self, res: BuildResult):
@@ -247,10 +276,18 @@ def _ingest_lock(out_dir: Path):
 
 def _shard_manifest(build: Build, res: BuildResult, problems: int) -> dict:
     i, n = build.shard
-    return {"split": build.split, "profile": build.profile.name, "shard": [i, n], "problems": problems,
-            "counts": {k: v for k, v in res.counts.items() if k not in INGEST_COUNTS}, "dropped": {
-                k: v for k, v in res.dropped.items() if k not in INGEST_COUNTS}, "generated": res.generated,
-            "cached": res.cached, "seconds": round(res.seconds, 2), "done": True}
+    return {
+        "split": build.split,
+        "profile": build.profile.name,
+        "shard": [i, n],
+        "problems": problems,
+        "counts": {k: v for k, v in res.counts.items() if k not in INGEST_COUNTS},
+        "dropped": {k: v for k, v in res.dropped.items() if k not in INGEST_COUNTS},
+        "generated": res.generated,
+        "cached": res.cached,
+        "seconds": round(res.seconds, 2),
+        "done": True,
+    }
 
 
 def merge_shards(profile: Profile, out_dir: str | Path, split: str, count: int) -> BuildResult:
@@ -261,14 +298,22 @@ def merge_shards(profile: Profile, out_dir: str | Path, split: str, count: int) 
     dirs = [shard_dir(out_dir, i, count) for i in range(count)]
     missing = [str(i) for i, d in enumerate(dirs) if not (d / rundir.MANIFEST).exists()]
     if missing:
-        raise DataError(f"{len(missing)} of {count} shards of {out_dir} have not finished (shard "
-                        f"{', '.join(missing[:10])}{'...' if len(missing) > 10 else ''}): run them first")
+        raise DataError(
+            f"{len(missing)} of {count} shards of {out_dir} have not finished (shard "
+            f"{', '.join(missing[:10])}{'...' if len(missing) > 10 else ''}): run them first"
+        )
     t0 = time.time()
     res = BuildResult(out_dir, split)
     ingest = json.loads((out_dir / "reports" / "ingest.json").read_text(encoding="utf-8"))
     with EnginePool() as pool, ResponseStore(out_dir / rundir.STORE) as store:  # the judges, once for all shards
-        res.calibration = calibrate_roles(profile, out_dir, roles=("judge",) if split == "rl" else ("judge", "grader"),
-                                          pool=pool, store=store, progress=False)
+        res.calibration = calibrate_roles(
+            profile,
+            out_dir,
+            roles=("judge",) if split == "rl" else ("judge", "grader"),
+            pool=pool,
+            store=store,
+            progress=False,
+        )
     res.counts.update(ingest["counts"])
     res.dropped.update(ingest["dropped"])
     res.decontaminated = bool(ingest["decontaminated"])
@@ -297,35 +342,61 @@ def finish(out_dir: Path, profile: Profile, split: str, work_dirs: list[Path], r
     """Write the split from the stage files in ``work_dirs`` (the run, or its shards)."""
     inputs = read_inputs(out_dir / rundir.PROBLEMS, [d / rundir.STAGES for d in work_dirs], split)
     if split == "rl":
-        result = build_rl(inputs.problems, inputs.rubrics, inputs.difficulty, profile.splits.rl, out_dir,
-                          inputs.screened)
+        result = build_rl(
+            inputs.problems, inputs.rubrics, inputs.difficulty, profile.splits.rl, out_dir, inputs.screened
+        )
     else:
-        result = build_sft(inputs.problems, inputs.proofs, inputs.grades, inputs.difficulty, profile.splits.sft,
-                           out_dir, rename_of(profile, split), inputs.texts)
+        result = build_sft(
+            inputs.problems,
+            inputs.proofs,
+            inputs.grades,
+            inputs.difficulty,
+            profile.splits.sft,
+            out_dir,
+            rename_of(profile, split),
+            inputs.texts,
+        )
     res.rows = result.rows
     res.counts["split"] = result.rows["default"]
     res.dropped["split"] = result.dropped
     if not result.rows.get("default"):
-        log.warning("!!! the %s split has NO rows: every problem was dropped (see the table below and %s); an "
-                    "empty split cannot be loaded with datasets or pushed", split, out_dir / "quarantine")
+        log.warning(
+            "!!! the %s split has NO rows: every problem was dropped (see the table below and %s); an "
+            "empty split cannot be loaded with datasets or pushed",
+            split,
+            out_dir / "quarantine",
+        )
     return inputs
 
 
 def rename_of(profile: Profile, split: str) -> dict[str, str]:
     if split == "rl":
         return {}
-    return sft_column_names(profile.splits.column_naming, profile.grader.engine.model_label,
-                            profile.student.engine.model_label, profile.student_samples)
+    return sft_column_names(
+        profile.splits.column_naming,
+        profile.grader.engine.model_label,
+        profile.student.engine.model_label,
+        profile.student_samples,
+    )
 
 
 def manifest(profile: Profile, split: str, res: BuildResult, decontam_report: dict, inputs) -> dict:
     """``build.json``: the build's counts and everything the card is rendered from."""
     return {
-        "split": split, "profile": profile.name, "counts": res.counts, "dropped": res.dropped, "rows": res.rows,
-        "generated": res.generated, "cached": res.cached, "seconds": round(res.seconds, 2),
-        "decontaminated": res.decontaminated, "decontamination": decontam_report,
+        "split": split,
+        "profile": profile.name,
+        "counts": res.counts,
+        "dropped": res.dropped,
+        "rows": res.rows,
+        "generated": res.generated,
+        "cached": res.cached,
+        "seconds": round(res.seconds, 2),
+        "decontaminated": res.decontaminated,
+        "decontamination": decontam_report,
         "source_licences": {x.source: x.licence or "unknown" for x in inputs.problems},
-        "rename": rename_of(profile, split), "benchmarks": list(profile.decontamination.benchmarks),
-        "limit": profile.limit, "rubric_hash": rubric_hash(inputs.rubrics.values()),
+        "rename": rename_of(profile, split),
+        "benchmarks": list(profile.decontamination.benchmarks),
+        "limit": profile.limit,
+        "rubric_hash": rubric_hash(inputs.rubrics.values()),
         "calibration": res.calibration,
     }

@@ -9,7 +9,7 @@ not grow with k × reply size.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from fineproofs.pipelines.stage import Difficulty, Failed, Work
 
@@ -37,6 +37,13 @@ class DifficultyStage:
         d = work.difficulty
         if d is None:
             return []
-        return [{"problem_id": d.problem_id, "scores": d.scores, "num_rewards": d.num_rewards,
-                 "failed": d.failed, "reward_mean": d.reward_mean if d.scores else None,
-                 "reward_std": d.reward_std if d.scores else None}]
+        return [
+            {
+                "problem_id": d.problem_id,
+                "scores": d.scores,
+                "num_rewards": d.num_rewards,
+                "failed": d.failed,
+                "reward_mean": d.reward_mean if d.scores else None,
+                "reward_std": d.reward_std if d.scores else None,
+            }
+        ]

@@ -18,15 +18,15 @@ the proof. Truncated replies (``finish_reason == 'length'``) are kept and marked
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from fineproofs import prompts
 from fineproofs.config import RoleConfig
 from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.generation import CachedGenerator
-from fineproofs.records import Problem, ProofSample
-from fineproofs.replies import THINK_CLOSE, SplitReply, split_reasoning
 from fineproofs.pipelines.stage import Failed, LLMStage, Work, as_dicts
+from fineproofs.records import ProofSample
+from fineproofs.replies import THINK_CLOSE, SplitReply, split_reasoning
 
 
 class ProofGenerator(LLMStage):
@@ -36,8 +36,16 @@ class ProofGenerator(LLMStage):
     engine could not produce is a :class:`Failed` (the store keeps it as failed, and
     the next run retries it)."""
 
-    def __init__(self, role_name: str, role: RoleConfig, prompt_name: str, generator: CachedGenerator, n: int,
-                 *, think_opened: bool = False):
+    def __init__(
+        self,
+        role_name: str,
+        role: RoleConfig,
+        prompt_name: str,
+        generator: CachedGenerator,
+        n: int,
+        *,
+        think_opened: bool = False,
+    ):
         self.role_name = role_name
         self.role = role
         self.prompt = prompts.load(prompt_name)

@@ -9,11 +9,11 @@ A proof whose judge never gave a valid score is a :class:`Failed`, never a 0.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from fineproofs.judging import GradeJob, Grader
-from fineproofs.records import Grade, ProofSample
 from fineproofs.pipelines.stage import Failed, LLMStage, Tally, Work, as_dicts
+from fineproofs.records import Grade, ProofSample
 
 
 def no_answer(sample: ProofSample) -> bool:

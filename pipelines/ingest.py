@@ -81,15 +81,18 @@ def _writer(folder: Path) -> JsonlWriter:
 def check_executor(ex: ExecutorConfig) -> None:
     """Refuse, before anything is written, an executor this machine cannot run."""
     if ex.kind == "slurm" and shutil.which("sbatch") is None:
-        raise ConfigError("executor.kind is slurm but `sbatch` is not on PATH: run on a Slurm login node, "
-                          "or use --executor local")
+        raise ConfigError(
+            "executor.kind is slurm but `sbatch` is not on PATH: run on a Slurm login node, or use --executor local"
+        )
     if ex.kind == "ray" and importlib.util.find_spec("ray") is None:
-        raise ConfigError("executor.kind is ray but ray is not installed: `pip install 'ray[default]'`, "
-                          "or use --executor local")
+        raise ConfigError(
+            "executor.kind is ray but ray is not installed: `pip install 'ray[default]'`, or use --executor local"
+        )
 
 
-def make_executor(ex: ExecutorConfig, pipeline: list, tasks: int, logs: Path, name: str, depends=None,
-                  workers: int = 1):
+def make_executor(
+    ex: ExecutorConfig, pipeline: list, tasks: int, logs: Path, name: str, depends=None, workers: int = 1
+):
     """The datatrove executor the profile's ``executor`` section asks for."""
     check_executor(ex)
     common = dict(tasks=tasks, logging_dir=str(logs / name), skip_completed=True, depends=depends)
@@ -99,9 +102,15 @@ def make_executor(ex: ExecutorConfig, pipeline: list, tasks: int, logs: Path, na
     if ex.kind == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
-        return SlurmPipelineExecutor(pipeline, time=ex.slurm_time, partition=ex.slurm_partition,
-                                     cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb,
-                                     job_name=f"fineproofs-{name}", **common)
+        return SlurmPipelineExecutor(
+            pipeline,
+            time=ex.slurm_time,
+            partition=ex.slurm_partition,
+            cpus_per_task=ex.cpus_per_task,
+            mem_per_cpu_gb=ex.mem_per_cpu_gb,
+            job_name=f"fineproofs-{name}",
+            **common,
+        )
     from datatrove.executor import RayPipelineExecutor
 
     return RayPipelineExecutor(pipeline, cpus_per_task=ex.cpus_per_task, mem_per_cpu_gb=ex.mem_per_cpu_gb, **common)
@@ -118,8 +127,18 @@ def _fingerprint(profile: Profile, benchmarks: list[str], tasks: int) -> str:
     for b in [*benchmarks, *sources]:
         p = Path(b)
         files.append([b, p.stat().st_size if p.exists() else None, p.stat().st_mtime_ns if p.exists() else None])
-    blob = json.dumps([profile.sources.model_dump(), profile.filters.model_dump(), profile.decontamination.model_dump(),
-                       files, tasks, _code_version()], sort_keys=True, default=str)
+    blob = json.dumps(
+        [
+            profile.sources.model_dump(),
+            profile.filters.model_dump(),
+            profile.decontamination.model_dump(),
+            files,
+            tasks,
+            _code_version(),
+        ],
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -161,8 +180,15 @@ def _to_problem(d: dict) -> Problem:
     )
 
 
-def run_ingest(profile: Profile, out_dir: Path, *, benchmarks: list[str] | None = None, limit: int | None = None,
-               executor: str | None = None, tasks: int | None = None) -> IngestResult:
+def run_ingest(
+    profile: Profile,
+    out_dir: Path,
+    *,
+    benchmarks: list[str] | None = None,
+    limit: int | None = None,
+    executor: str | None = None,
+    tasks: int | None = None,
+) -> IngestResult:
     """Run (or resume) ingest for ``profile`` into ``out_dir``; keyword overrides fold
     into the profile first (:meth:`Profile.with_overrides`), then only it is read."""
     profile = profile.with_overrides(limit=limit, benchmarks=benchmarks, executor=executor, tasks=tasks)
@@ -185,15 +211,20 @@ _OWN = (
     *(f"work/{d}" for d in ("clean", "minhash", "dedup", "final")),
     *(f"logs/{d}" for d in ("clean", "minhash_buckets", "minhash_cluster", "dedup", "decontaminate")),
     *(f"quarantine/{st}" for st in STAGES[1:]),
-    rundir.PROBLEMS, "reports/ingest.json", "reports/dedup_clusters.json",
+    rundir.PROBLEMS,
+    "reports/ingest.json",
+    "reports/dedup_clusters.json",
 )
 
 
 def _start_over_if_changed(out_dir: Path, fp: str) -> None:
     fp_file = out_dir / "work" / "fingerprint"
     if fp_file.exists() and fp_file.read_text() != fp:
-        log.warning("ingest configuration changed since the last run in %s: recomputing (removing only "
-                    "ingest's own %s)", out_dir, ", ".join(_OWN))
+        log.warning(
+            "ingest configuration changed since the last run in %s: recomputing (removing only ingest's own %s)",
+            out_dir,
+            ", ".join(_OWN),
+        )
         for rel in _OWN:
             path = out_dir / rel
             if path.is_dir() and not path.is_symlink():
@@ -206,12 +237,23 @@ def _start_over_if_changed(out_dir: Path, fp: str) -> None:
 def _run_pipelines(profile: Profile, out_dir: Path) -> None:
     f, s, d, ex = profile.filters, profile.sources, profile.decontamination, profile.executor
     work, logs, quarantine, reports = out_dir / "work", out_dir / "logs", out_dir / "quarantine", out_dir / "reports"
-    q = lambda stage, step: _writer(quarantine / stage / step)  # noqa: E731
-    run = lambda steps, tasks, name, depends=None, workers=1: make_executor(ex, steps, tasks, logs, name, depends, workers)  # noqa: E731
+
+    def q(stage: str, step: str) -> JsonlWriter:
+        return _writer(quarantine / stage / step)
+
+    def run(steps: list, tasks: int, name: str, depends=None, workers: int = 1):
+        return make_executor(ex, steps, tasks, logs, name, depends, workers)
+
     mh = minhash_config(f.near_dup_threshold)
     clean = [
-        SourceReader(resolve_sources(s.paths), columns=s.columns, wiki_base_url=s.wiki_base_url, licence=s.licence,
-                     max_bytes=s.max_bytes, hub_split=s.hub_split),
+        SourceReader(
+            resolve_sources(s.paths),
+            columns=s.columns,
+            wiki_base_url=s.wiki_base_url,
+            licence=s.licence,
+            max_bytes=s.max_bytes,
+            hub_split=s.hub_split,
+        ),
         ParseFilter(q("parsed", "parse")),
         MarkupNormaliser(),
         LatexSanity(q("clean", "latex")),
@@ -229,14 +271,32 @@ def _run_pipelines(profile: Profile, out_dir: Path) -> None:
     e1 = run(clean, ex.tasks, "clean", workers=ex.tasks)
     e2 = run([MinhashDedupBuckets(sigs, buckets, config=mh)], mh.num_buckets, "minhash_buckets", e1, ex.tasks)
     e3 = run([MinhashDedupCluster(buckets, clusters, config=mh, save_cluster_id=True)], 1, "minhash_cluster", e2)
-    e4 = run([DedupMerge(str(work / "clean"), clusters, ex.tasks, str(reports / "dedup_clusters.json"),
-                         q("dedup", "dedup")), _writer(work / "dedup")], 1, "dedup", e3)
+    e4 = run(
+        [
+            DedupMerge(
+                str(work / "clean"), clusters, ex.tasks, str(reports / "dedup_clusters.json"), q("dedup", "dedup")
+            ),
+            _writer(work / "dedup"),
+        ],
+        1,
+        "dedup",
+        e3,
+    )
     final = [JsonlReader(str(work / "dedup"), glob_pattern="*.jsonl")]
     if d.benchmarks:
-        final.append(DecontaminationFilter(list(d.benchmarks), q("decontaminated", "decontaminate"), ngram=d.ngram,
-                                           ngram_overlap=d.ngram_overlap, shingle_similarity=d.shingle_similarity,
-                                           shingle_size=d.shingle_size, weighted_overlap=d.weighted_overlap,
-                                           math_overlap=d.math_overlap, paraphrase_words=d.paraphrase_words))
+        final.append(
+            DecontaminationFilter(
+                list(d.benchmarks),
+                q("decontaminated", "decontaminate"),
+                ngram=d.ngram,
+                ngram_overlap=d.ngram_overlap,
+                shingle_similarity=d.shingle_similarity,
+                shingle_size=d.shingle_size,
+                weighted_overlap=d.weighted_overlap,
+                math_overlap=d.math_overlap,
+                paraphrase_words=d.paraphrase_words,
+            )
+        )
     final.append(_writer(work / "final"))
     run(final, 1, "decontaminate", e4).run()
 
@@ -262,8 +322,16 @@ def _collect(profile: Profile, out_dir: Path) -> IngestResult:
     report = _decontam_report(benchmarks, flagged)
     clusters_file = reports / "dedup_clusters.json"
     clusters = json.loads(clusters_file.read_text()) if clusters_file.exists() else []
-    rundir.write_json(reports / "ingest.json", {"counts": counts, "dropped": dropped, "decontaminated": bool(benchmarks),
-                                                "decontamination": report, "problems": len(problems)})
+    rundir.write_json(
+        reports / "ingest.json",
+        {
+            "counts": counts,
+            "dropped": dropped,
+            "decontaminated": bool(benchmarks),
+            "decontamination": report,
+            "problems": len(problems),
+        },
+    )
     return IngestResult(problems, counts, dropped, bool(benchmarks), report, problems_path, quarantine, clusters)
 
 

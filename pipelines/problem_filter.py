@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -218,9 +217,15 @@ class ProblemFilter(LLMStage):
         p.decisions[:] = [d for d in p.decisions if d.step != STEP]  # screened again: the new verdict stands
         p.decisions.append(FilterDecision(STEP, kept, reason))
         self._records[p.id] = {
-            "problem_id": p.id, "kept": kept, "reason": reason, "question_type": p.question_type,
-            "verdict": asdict(out.verdict) if out.verdict else None, "failure": out.failure,
-            "attempts": out.attempts, "model": self.role.engine.model, "prompt_version": self.prompt.version,
+            "problem_id": p.id,
+            "kept": kept,
+            "reason": reason,
+            "question_type": p.question_type,
+            "verdict": asdict(out.verdict) if out.verdict else None,
+            "failure": out.failure,
+            "attempts": out.attempts,
+            "model": self.role.engine.model,
+            "prompt_version": self.prompt.version,
         }
 
     def _screen(self, problems: list[Problem]) -> dict[str, _Outcome]:
@@ -233,8 +238,9 @@ class ProblemFilter(LLMStage):
             if not pending:
                 break
             reqs = [GenerationRequest(self._messages(p), 1, sp) for p in pending]
-            replies = self.generator.run(reqs, stage=self.name, prompt_version=self.prompt.version,
-                                         first_sample=attempt)
+            replies = self.generator.run(
+                reqs, stage=self.name, prompt_version=self.prompt.version, first_sample=attempt
+            )
             still = []
             for p, (r,) in zip(pending, replies):
                 out = outcomes[p.id]
@@ -265,5 +271,11 @@ class ProblemFilter(LLMStage):
     def _messages(self, p: Problem) -> list[dict[str, str]]:
         source, others = source_of(p), others_of(p)
         # the aliases let a user's prompt file (prompt_file) name them as QED-Nano's does
-        return self.prompt.render(problem=p.statement, solution=p.reference_solution or "(none available)",
-                                  source=source, path=source, others=others, candidates=others)
+        return self.prompt.render(
+            problem=p.statement,
+            solution=p.reference_solution or "(none available)",
+            source=source,
+            path=source,
+            others=others,
+            candidates=others,
+        )

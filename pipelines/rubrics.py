@@ -13,16 +13,16 @@ re-run replays the same decisions without generating.
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 from fineproofs import prompts
 from fineproofs.config import RoleConfig, RubricConfig
 from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.generation import CachedGenerator
-from fineproofs.records import Problem, Rubric
+from fineproofs.pipelines.stage import Failed, LLMStage, Work
+from fineproofs.records import Problem
 from fineproofs.replies import answer_of
 from fineproofs.rubric import RubricError, parse_rubric
-from fineproofs.pipelines.stage import Failed, LLMStage, Work
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,13 @@ class RubricWriter(LLMStage):
         for attempt in range(self.cfg.max_attempts):
             if not pending:
                 break
-            reqs = [GenerationRequest(self._conversation(convs[w.id], notes.get(w.id)), 1, sp, self.cfg.prefill)
-                    for w in pending]
-            replies = self.generator.run(reqs, stage=self.name, prompt_version=self.prompt_version,
-                                         first_sample=attempt)
+            reqs = [
+                GenerationRequest(self._conversation(convs[w.id], notes.get(w.id)), 1, sp, self.cfg.prefill)
+                for w in pending
+            ]
+            replies = self.generator.run(
+                reqs, stage=self.name, prompt_version=self.prompt_version, first_sample=attempt
+            )
             still = []
             for w, (r,) in zip(pending, replies):
                 w.rubric_attempts = attempt + 1

@@ -12,8 +12,8 @@ building every problem from the same stores.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from datatrove.pipeline.base import PipelineStep
 
@@ -21,9 +21,9 @@ from fineproofs import rundir
 from fineproofs.calibration import calibrate_roles
 from fineproofs.config import Profile
 from fineproofs.engines import EnginePool
-from fineproofs.store import ResponseStore
 from fineproofs.pipelines.build import Build
 from fineproofs.pipelines.ingest import make_executor, run_ingest
+from fineproofs.store import ResponseStore
 
 
 class ShardStep(PipelineStep):
@@ -46,19 +46,22 @@ class ShardStep(PipelineStep):
         return iter(())
 
 
-def run_shards(profile: Profile, out_dir: str | Path, split: str, count: int,
-               merge: Callable[..., object] | None = None) -> None:
+def run_shards(
+    profile: Profile, out_dir: str | Path, split: str, count: int, merge: Callable[..., object] | None = None
+) -> None:
     """Ingest once, then the ``count`` shards as tasks of the profile's executor, then
     ``merge`` (a pipeline callable, run as one more task after every shard finished)."""
     out_dir = rundir.claim(out_dir)
     with EnginePool() as pool, ResponseStore(out_dir / rundir.STORE) as store:  # the judges before any shard
-        calibrate_roles(profile, out_dir, roles=("judge",) if split == "rl" else ("judge", "grader"),
-                        pool=pool, store=store)
+        calibrate_roles(
+            profile, out_dir, roles=("judge",) if split == "rl" else ("judge", "grader"), pool=pool, store=store
+        )
     run_ingest(profile, out_dir)
     ex = profile.executor
     logs = out_dir / "logs"
-    shards = make_executor(ex, [ShardStep(profile, out_dir, split)], count, logs, f"llm_{split}_{count}",
-                           workers=ex.workers or count)
+    shards = make_executor(
+        ex, [ShardStep(profile, out_dir, split)], count, logs, f"llm_{split}_{count}", workers=ex.workers or count
+    )
     if merge is None:
         shards.run()
         return

@@ -49,14 +49,16 @@ import hashlib
 import json
 import os
 import statistics
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import datasets
 import polars as pl
 
 from fineproofs.config import RLSplitConfig, SFTSplitConfig
+from fineproofs.errors import DataError
+from fineproofs.pipelines.difficulty import Difficulty
 from fineproofs.records import (
     RL_FEATURES,
     Grade,
@@ -69,8 +71,7 @@ from fineproofs.records import (
     features_of,
     to_row,
 )
-from fineproofs.errors import DataError
-from fineproofs.pipelines.difficulty import Difficulty
+
 
 @dataclass
 class SplitResult:
@@ -113,8 +114,14 @@ def _write_rows(rows: Iterator[dict], n: int, features: datasets.Features, path:
             w.write_table(pa.Table.from_pylist(batch, schema=schema))
 
 
-def write_config(rows: Iterable[dict], features: datasets.Features, out_dir: Path, config: str,
-                 max_rows_per_shard: int, total: int | None = None) -> list[Path]:
+def write_config(
+    rows: Iterable[dict],
+    features: datasets.Features,
+    out_dir: Path,
+    config: str,
+    max_rows_per_shard: int,
+    total: int | None = None,
+) -> list[Path]:
     """Write one config's rows (``total`` of them, or a list) as shards, streaming; remove
     the shards of an earlier build once the new ones are in place."""
     if total is None:
@@ -165,41 +172,65 @@ def _difficulty_frame(difficulty: dict[str, Difficulty]) -> pl.DataFrame:
 # ---------------------------------------------------------------------------
 
 
-def select_sft(problems: list[Problem], samples: list[ProofSample], grades: list[Grade],
-               cfg: SFTSplitConfig, texts: TextIndex | None = None) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+def select_sft(
+    problems: list[Problem],
+    samples: list[ProofSample],
+    grades: list[Grade],
+    cfg: SFTSplitConfig,
+    texts: TextIndex | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """The SFT policy: (kept samples = config ``all``, best per problem = ``default``, drops).
     With ``texts`` the samples carry no text: it is read from the stage files."""
     empty = texts.empty if texts else {s.key for s in samples if not s.proof.strip()}
     sample_frame = pl.DataFrame(
-        [{"sample_key": s.key, "problem_id": s.problem_id, "sample_index": s.sample_index,
-          "truncated": bool(s.truncated), "empty": s.key in empty, "pos": i} for i, s in enumerate(samples)],
-        schema={"sample_key": pl.String, "problem_id": pl.String, "sample_index": pl.Int64, "truncated": pl.Boolean,
-                "empty": pl.Boolean, "pos": pl.Int64},
+        [
+            {
+                "sample_key": s.key,
+                "problem_id": s.problem_id,
+                "sample_index": s.sample_index,
+                "truncated": bool(s.truncated),
+                "empty": s.key in empty,
+                "pos": i,
+            }
+            for i, s in enumerate(samples)
+        ],
+        schema={
+            "sample_key": pl.String,
+            "problem_id": pl.String,
+            "sample_index": pl.Int64,
+            "truncated": pl.Boolean,
+            "empty": pl.Boolean,
+            "pos": pl.Int64,
+        },
     )
     grade_frame = pl.DataFrame(
         [{"sample_key": g.sample_key, "grade": g.score, "flagged": bool(g.flags)} for g in grades],
         schema={"sample_key": pl.String, "grade": pl.Int64, "flagged": pl.Boolean},
     ).unique(subset="sample_key", keep="last", maintain_order=True)
-    joined = (
-        sample_frame.join(grade_frame, on="sample_key", how="left")
-        .join(_problem_frame(problems), on="problem_id", how="left")
+    joined = sample_frame.join(grade_frame, on="sample_key", how="left").join(
+        _problem_frame(problems), on="problem_id", how="left"
     )
     reason = (
-        pl.when(pl.col("order").is_null()).then(pl.lit("unknown_problem"))
-        .when(pl.col("grade").is_null()).then(pl.lit("no_valid_grade"))
-        .when(pl.col("flagged")).then(pl.lit("injection_flagged"))
-        .when(pl.col("truncated") & pl.lit(not cfg.keep_truncated)).then(pl.lit("truncated"))
-        .when(pl.col("empty")).then(pl.lit("empty_proof"))
-        .when(pl.col("grade") < cfg.min_grade).then(pl.lit(f"grade_below_{cfg.min_grade}"))
+        pl.when(pl.col("order").is_null())
+        .then(pl.lit("unknown_problem"))
+        .when(pl.col("grade").is_null())
+        .then(pl.lit("no_valid_grade"))
+        .when(pl.col("flagged"))
+        .then(pl.lit("injection_flagged"))
+        .when(pl.col("truncated") & pl.lit(not cfg.keep_truncated))
+        .then(pl.lit("truncated"))
+        .when(pl.col("empty"))
+        .then(pl.lit("empty_proof"))
+        .when(pl.col("grade") < cfg.min_grade)
+        .then(pl.lit(f"grade_below_{cfg.min_grade}"))
         .when((pl.col("grade") < cfg.correct_grade) & pl.lit(not cfg.keep_incomplete))
         .then(pl.lit("incomplete_not_kept"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
     joined = joined.with_columns(reason.alias("reason"))
     dropped = _counts(joined.filter(pl.col("reason").is_not_null()))
-    kept = (
-        joined.filter(pl.col("reason").is_null())
-        .sort(["order", "grade", "truncated", "sample_index", "pos"], descending=[False, True, False, False, False])
+    kept = joined.filter(pl.col("reason").is_null()).sort(
+        ["order", "grade", "truncated", "sample_index", "pos"], descending=[False, True, False, False, False]
     )
     best = kept.unique(subset="problem_id", keep="first", maintain_order=True)
     return kept, best, dropped
@@ -236,16 +267,19 @@ def build_sft(
                 grade=r["grade"],
                 reward=d.reward_mean if d and d.num_rewards else None,
                 source=p.source,
-                messages=[Message(role="user", content=p.statement),
-                          Message(role="assistant", content=assistant_content(reasoning, proof))],
+                messages=[
+                    Message(role="user", content=p.statement),
+                    Message(role="assistant", content=assistant_content(reasoning, proof)),
+                ],
             )
             yield to_row(row, rename)
 
     shards = {}
     for name, df in (("default", best), ("all", kept)):
         shards[name] = write_config(rows_of(df), features, out_dir, name, cfg.max_rows_per_shard, total=df.height)
-    return SplitResult({k: v[0] for k, v in shards.items()}, {"default": best.height, "all": kept.height},
-                       dropped, shards)
+    return SplitResult(
+        {k: v[0] for k, v in shards.items()}, {"default": best.height, "all": kept.height}, dropped, shards
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -257,14 +291,21 @@ def shuffle_key(seed: int, problem_id: str) -> str:
     return hashlib.sha256(f"{seed}:{problem_id}".encode()).hexdigest()
 
 
-def select_rl(problems: list[Problem], rubrics: dict[str, Rubric | str], difficulty: dict[str, Difficulty],
-              cfg: RLSplitConfig, screened: set[str] = frozenset()) -> tuple[pl.DataFrame, dict[str, int]]:
+def select_rl(
+    problems: list[Problem],
+    rubrics: dict[str, Rubric | str],
+    difficulty: dict[str, Difficulty],
+    cfg: RLSplitConfig,
+    screened: set[str] = frozenset(),
+) -> tuple[pl.DataFrame, dict[str, int]]:
     """The RL policy: (kept problems in shuffled order, drops). ``screened``: problems the
     problem filter dropped (they never got a rubric: counted as ``screened_out``)."""
     rub = pl.DataFrame({"problem_id": list(rubrics)}, schema={"problem_id": pl.String}).with_columns(
-        pl.lit(True).alias("has_rubric"))
+        pl.lit(True).alias("has_rubric")
+    )
     out = pl.DataFrame({"problem_id": sorted(screened)}, schema={"problem_id": pl.String}).with_columns(
-        pl.lit(True).alias("screened"))
+        pl.lit(True).alias("screened")
+    )
     frame = (
         _problem_frame(problems)
         .join(rub, on="problem_id", how="left")
@@ -276,22 +317,31 @@ def select_rl(problems: list[Problem], rubrics: dict[str, Rubric | str], difficu
         )
     )
     reason = (
-        pl.when(pl.col("screened").is_not_null()).then(pl.lit("screened_out"))
-        .when(pl.col("has_rubric").is_null()).then(pl.lit("no_valid_rubric"))
-        .when(pl.col("num_rewards") < cfg.min_num_rewards).then(pl.lit("too_few_graded_rollouts"))
-        .when((pl.col("scores").list.max() == 0) & pl.lit(cfg.drop_never_solved)).then(pl.lit("never_solved"))
-        .when((pl.col("scores").list.min() == 7) & pl.lit(cfg.drop_always_solved)).then(pl.lit("always_solved"))
+        pl.when(pl.col("screened").is_not_null())
+        .then(pl.lit("screened_out"))
+        .when(pl.col("has_rubric").is_null())
+        .then(pl.lit("no_valid_rubric"))
+        .when(pl.col("num_rewards") < cfg.min_num_rewards)
+        .then(pl.lit("too_few_graded_rollouts"))
+        .when((pl.col("scores").list.max() == 0) & pl.lit(cfg.drop_never_solved))
+        .then(pl.lit("never_solved"))
+        .when((pl.col("scores").list.min() == 7) & pl.lit(cfg.drop_always_solved))
+        .then(pl.lit("always_solved"))
         .when((pl.col("mean") < cfg.min_reward_mean - 1e-12) | (pl.col("mean") > cfg.max_reward_mean + 1e-12))
         .then(pl.lit("reward_mean_outside_band"))
-        .when((pl.col("scores").list.n_unique() == 1) & pl.lit(cfg.drop_all_same)).then(pl.lit("all_rewards_equal"))
+        .when((pl.col("scores").list.n_unique() == 1) & pl.lit(cfg.drop_all_same))
+        .then(pl.lit("all_rewards_equal"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
     frame = frame.with_columns(reason.alias("reason"))
     dropped = _counts(frame.filter(pl.col("reason").is_not_null()))
     kept = (
         frame.filter(pl.col("reason").is_null())
-        .with_columns(pl.col("problem_id").map_elements(lambda i: shuffle_key(cfg.seed, i), return_dtype=pl.String)
-                      .alias("shuffle"))
+        .with_columns(
+            pl.col("problem_id")
+            .map_elements(lambda i: shuffle_key(cfg.seed, i), return_dtype=pl.String)
+            .alias("shuffle")
+        )
         .sort("shuffle")
     )
     return kept, dropped
@@ -320,16 +370,20 @@ def build_rl(
     rows = []
     for pid in kept["problem_id"].to_list():
         p, d = probs[pid], difficulty[pid]
-        rows.append(to_row(RLRow(
-            problem=p.statement,
-            source=p.source,
-            rubrics=_text(rubrics[pid]),
-            scores=list(d.scores),
-            rewards=d.rewards,
-            num_rewards=d.num_rewards,
-            reward_mean=d.reward_mean,
-            reward_std=reward_std(d.rewards, cfg.reward_std_ddof),
-        )))
+        rows.append(
+            to_row(
+                RLRow(
+                    problem=p.statement,
+                    source=p.source,
+                    rubrics=_text(rubrics[pid]),
+                    scores=list(d.scores),
+                    rewards=d.rewards,
+                    num_rewards=d.num_rewards,
+                    reward_mean=d.reward_mean,
+                    reward_std=reward_std(d.rewards, cfg.reward_std_ddof),
+                )
+            )
+        )
     shards = write_config(rows, RL_FEATURES, out_dir, "default", cfg.max_rows_per_shard)
     return SplitResult({"default": shards[0]}, {"default": len(rows)}, dropped, {"default": shards})
 
@@ -384,9 +438,8 @@ def iter_jsonl(path: Path, offsets: bool = False):
     if not path.exists():
         return
     with open(path, "rb") as f:
-        i, pos = 0, 0
-        for line in f:
-            i += 1
+        pos = 0
+        for i, line in enumerate(f, 1):
             at, pos = pos, pos + len(line)
             if line.strip():
                 try:

@@ -22,10 +22,11 @@ import json
 import queue
 import threading
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Protocol
+from typing import IO, Any, Protocol
 
 from fineproofs import rundir
 from fineproofs.records import Grade, Problem, ProofSample, Rubric, reason_kind
@@ -176,7 +177,7 @@ class Recorder:
         self._qlock = threading.Lock()  # stages may run in threads of their own (prefetch)
         self._closers: list[Any] = []
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self) -> Recorder:
         cm = rundir.atomic_write(self.out_dir / rundir.QUARANTINE / "llm.jsonl")
         self._quarantine = cm.__enter__()
         self._closers.append(cm)

@@ -19,8 +19,14 @@ from fineproofs.store import ResponseStore
 PAPER_MODELS = ("deepseek-ai/DeepSeek-Math-V2", "Qwen/Qwen3-4B-Thinking-2507", "openai/gpt-oss-20b", "gemini-3-pro")
 
 
-def paper_profile_file(tmp_path: Path, url: str, student_samples: int | None = None, *,
-                       role_urls: dict[str, str] | None = None, overrides: dict | None = None) -> Path:
+def paper_profile_file(
+    tmp_path: Path,
+    url: str,
+    student_samples: int | None = None,
+    *,
+    role_urls: dict[str, str] | None = None,
+    overrides: dict | None = None,
+) -> Path:
     """The bundled paper profile with every role at ``url`` (or at ``role_urls[role]``);
     ``overrides`` are merged into it (nested dicts merge, e.g. ``{"build": {"chunk_problems": 8}}``)."""
     data = yaml.safe_load(profile_text("paper"))
@@ -66,8 +72,9 @@ Build(load_profile(sys.argv[1]), sys.argv[2], "rl", limit=int(sys.argv[3]), prog
 
 
 def _runner_args(profile: Path, out: Path, limit: int, shard: tuple[int, int] | None) -> list[str]:
-    return [sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)] + ([f"{shard[0]}/{shard[1]}"] if shard
-                                                                                 else [])
+    return [sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)] + (
+        [f"{shard[0]}/{shard[1]}"] if shard else []
+    )
 
 
 def store_path(out: Path, shard: tuple[int, int] | None = None) -> Path:
@@ -82,20 +89,36 @@ def run_killed_at(profile: Path, out: Path, delays: list[float], limit: int = 4)
     env = {**os.environ, "GEMINI_API_KEY": "test-key-not-secret"}
     kills = 0
     for d in delays:
-        p = subprocess.Popen([sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            [sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(d)
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
             kills += 1
         p.wait()
-    subprocess.run([sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", RUNNER, str(profile), str(out), str(limit)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return kills
 
 
-def run_killed_after(profile: Path, out: Path, targets: list[int], limit: int = 4, timeout: float = 120,
-                     shard: tuple[int, int] | None = None, on_kill=None) -> int:
+def run_killed_after(
+    profile: Path,
+    out: Path,
+    targets: list[int],
+    limit: int = 4,
+    timeout: float = 120,
+    shard: tuple[int, int] | None = None,
+    on_kill=None,
+) -> int:
     """Start the build (or one ``shard`` of it) and SIGKILL it once the store holds each
     target number of records (so every kill lands mid-generation), then let the last run
     finish. ``on_kill()`` is called right after each kill, before the next run starts."""
@@ -103,8 +126,9 @@ def run_killed_after(profile: Path, out: Path, targets: list[int], limit: int = 
     store = store_path(out, shard)
     kills = 0
     for target in sorted(targets):
-        p = subprocess.Popen(_runner_args(profile, out, limit, shard), env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            _runner_args(profile, out, limit, shard), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.time() + timeout
         while p.poll() is None and time.time() < deadline:
             if store.exists() and stored_count(out, shard) >= target:
@@ -115,8 +139,13 @@ def run_killed_after(profile: Path, out: Path, targets: list[int], limit: int = 
         p.wait()
         if on_kill:
             on_kill()
-    subprocess.run(_runner_args(profile, out, limit, shard), env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        _runner_args(profile, out, limit, shard),
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return kills
 
 
@@ -133,5 +162,3 @@ def stored_count(out: Path, shard: tuple[int, int] | None = None) -> int:
 def store_keys(out: Path, shard: tuple[int, int] | None = None) -> list[str]:
     with ResponseStore(store_path(out, shard)) as st:
         return st.keys()
-
-

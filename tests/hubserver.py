@@ -137,7 +137,7 @@ class HubServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         self._thread = threading.Thread(target=self._run, name="hubserver", daemon=True)
         self._thread.start()
         if not self._started.wait(10):
@@ -147,7 +147,7 @@ class HubServer:
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
-        app = web.Application(client_max_size=1024 ** 3)
+        app = web.Application(client_max_size=1024**3)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
@@ -166,7 +166,7 @@ class HubServer:
         self._thread.join(10)
         self._loop = None
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -220,8 +220,12 @@ class HubServer:
                 repo_id = f"{parts[2]}/{parts[3]}"
                 rest = parts[4:]
                 return await self._api_repo(request, rtype, repo_id, rest)
-            if len(parts) >= 5 and parts[0] == "datasets" and parts[2].endswith(".git") and parts[3:] == [
-                    "info", "lfs", "objects", "batch"]:
+            if (
+                len(parts) >= 5
+                and parts[0] == "datasets"
+                and parts[2].endswith(".git")
+                and parts[3:] == ["info", "lfs", "objects", "batch"]
+            ):
                 return await self._lfs_batch(request, f"{parts[1]}/{parts[2][:-4]}")
             if parts[:1] == ["lfs"] and len(parts) == 2 and parts[1] == "verify" and m == "POST":
                 return await self._lfs_verify(request)
@@ -258,12 +262,22 @@ class HubServer:
                     return _err(404, "branch not found", "RevisionNotFound")
             return web.json_response({})
         if kind == "refs" and m == "GET":
-            return web.json_response({
-                "branches": [{"name": k, "ref": f"refs/heads/{k}", "targetCommit": v}
-                             for k, v in repo.refs.items() if not k.startswith("refs/")],
-                "converts": [], "tags": [],
-                "pullRequests": [{"name": k, "ref": k, "targetCommit": v}
-                                 for k, v in repo.refs.items() if k.startswith("refs/pr/")]})
+            return web.json_response(
+                {
+                    "branches": [
+                        {"name": k, "ref": f"refs/heads/{k}", "targetCommit": v}
+                        for k, v in repo.refs.items()
+                        if not k.startswith("refs/")
+                    ],
+                    "converts": [],
+                    "tags": [],
+                    "pullRequests": [
+                        {"name": k, "ref": k, "targetCommit": v}
+                        for k, v in repo.refs.items()
+                        if k.startswith("refs/pr/")
+                    ],
+                }
+            )
         if kind == "tree" and m == "GET":
             return self._tree(request, repo, rest[1], "/".join(rest[2:]))
         if kind == "paths-info" and m == "POST":
@@ -282,8 +296,12 @@ class HubServer:
             if (rtype, repo_id) in self.repos:
                 return _err(409, "You already created this repo")
             repo = Repo(repo_id, rtype, body.get("visibility") == "private" or bool(body.get("private")))
-            init = Commit(uuid.uuid4().hex + "00000000", {".gitattributes": Entry(b"*.parquet filter=lfs\n", False)},
-                          "initial commit", None)
+            init = Commit(
+                uuid.uuid4().hex + "00000000",
+                {".gitattributes": Entry(b"*.parquet filter=lfs\n", False)},
+                "initial commit",
+                None,
+            )
             repo.commits[init.oid] = init
             repo.refs["main"] = init.oid
             self.repos[(rtype, repo_id)] = repo
@@ -319,13 +337,24 @@ class HubServer:
             text = c.files["README.md"].data.decode()
             if text.startswith("---"):
                 card = yaml.safe_load(text.split("\n---", 1)[0][3:]) or {}
-        return web.json_response({
-            "_id": repo.repo_id, "id": repo.repo_id, "author": repo.repo_id.split("/")[0], "sha": c.oid,
-            "private": repo.private, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
-            "tags": [], "cardData": card, "lastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(c.date)),
-            "createdAt": "2025-01-01T00:00:00.000Z",
-            "siblings": [{"rfilename": p} for p in sorted(c.files)],
-        })
+        return web.json_response(
+            {
+                "_id": repo.repo_id,
+                "id": repo.repo_id,
+                "author": repo.repo_id.split("/")[0],
+                "sha": c.oid,
+                "private": repo.private,
+                "gated": False,
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "cardData": card,
+                "lastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(c.date)),
+                "createdAt": "2025-01-01T00:00:00.000Z",
+                "siblings": [{"rfilename": p} for p in sorted(c.files)],
+            }
+        )
 
     async def _preupload(self, request, repo, rev):
         if f := self._fault("preupload"):
@@ -339,8 +368,9 @@ class HubServer:
             oid = None
             if remote is not None:
                 oid = remote.sha256 if remote.lfs else git_oid(remote.data)
-            out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
-                        "oid": oid})
+            out.append(
+                {"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid}
+            )
         return web.json_response({"files": out, "commitOid": c.oid if c else None})
 
     async def _lfs_batch(self, request, repo_id):
@@ -353,11 +383,14 @@ class HubServer:
         for o in body["objects"]:
             d = {"oid": o["oid"], "size": o["size"], "authenticated": True}
             if o["oid"] not in self.lfs:
-                d["actions"] = {"upload": {"href": f"{self.url}/lfs/{o['oid']}", "header": {}},
-                                "verify": {"href": f"{self.url}/lfs/verify", "header": {}}}
+                d["actions"] = {
+                    "upload": {"href": f"{self.url}/lfs/{o['oid']}", "header": {}},
+                    "verify": {"href": f"{self.url}/lfs/verify", "header": {}},
+                }
             objs.append(d)
-        return web.json_response({"transfer": "basic", "objects": objs, "hash_algo": "sha256"},
-                                 content_type="application/vnd.git-lfs+json")
+        return web.json_response(
+            {"transfer": "basic", "objects": objs, "hash_algo": "sha256"}, content_type="application/vnd.git-lfs+json"
+        )
 
     async def _lfs_put(self, request, oid):
         if f := self._fault("lfs_upload"):
@@ -409,8 +442,11 @@ class HubServer:
                         del files[p]
                 elif k != "header":
                     return _err(400, f"unknown commit operation {k}")
-            oid = hashlib.sha1(json.dumps([base.oid, sorted((p, e.sha256) for p, e in files.items()),
-                                           header.get("summary"), time.time_ns()]).encode()).hexdigest()
+            oid = hashlib.sha1(
+                json.dumps(
+                    [base.oid, sorted((p, e.sha256) for p, e in files.items()), header.get("summary"), time.time_ns()]
+                ).encode()
+            ).hexdigest()
             repo.commits[oid] = Commit(oid, files, header.get("summary", ""), base.oid)
             pr_url = None
             if create_pr:
@@ -419,8 +455,14 @@ class HubServer:
                 pr_url = f"{self.url}/datasets/{repo.repo_id}/discussions/{repo.prs}"
             else:
                 repo.refs[rev] = oid
-        return web.json_response({"commitUrl": f"{self.url}/datasets/{repo.repo_id}/commit/{oid}", "commitOid": oid,
-                                  "pullRequestUrl": pr_url, "success": True})
+        return web.json_response(
+            {
+                "commitUrl": f"{self.url}/datasets/{repo.repo_id}/commit/{oid}",
+                "commitOid": oid,
+                "pullRequestUrl": pr_url,
+                "success": True,
+            }
+        )
 
     async def _branch(self, request, repo, branch):
         try:
@@ -445,7 +487,7 @@ class HubServer:
         for p in sorted(c.files):
             if not p.startswith(prefix):
                 continue
-            rel = p[len(prefix):].split("/")
+            rel = p[len(prefix) :].split("/")
             for i in range(1, len(rel)):
                 d = prefix + "/".join(rel[:i])
                 if (recursive or i == 1) and d not in dirs:
@@ -492,8 +534,12 @@ class HubServer:
         if e is None:
             return _err(404, f"Entry not found: {path}", "EntryNotFound")
         etag = f'"{e.sha256 if e.lfs else e.oid}"'
-        headers = {"X-Repo-Commit": c.oid, "ETag": etag, "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "X-Repo-Commit": c.oid,
+            "ETag": etag,
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         if e.lfs:
             headers["X-Linked-Etag"] = etag
             headers["X-Linked-Size"] = str(len(e.data))
@@ -505,7 +551,7 @@ class HubServer:
             end = int(b) if (a and b) else len(data) - 1
             end = min(end, len(data) - 1)
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            data, status = data[start:end + 1], 206
+            data, status = data[start : end + 1], 206
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(data))
             return web.Response(status=status, headers=headers)

@@ -36,8 +36,14 @@ def oracle_reply(messages, prefill: str, seed, index: int) -> str:
     if "You screen olympiad problems" in system:
         # the problem filter: a verdict in a fenced JSON block; about one problem in four is flagged
         flags = {k: h % m == 0 for k, m in [("incomplete", 11), ("gaps", 13), ("wrong", 17), ("disagreement", 19)]}
-        verdict = {"incomplete": flags["incomplete"], "difficulty": 1 + h % 10, "gaps": flags["gaps"],
-                   "wrong": flags["wrong"], "disagreement": flags["disagreement"], "computational": h % 3 == 0}
+        verdict = {
+            "incomplete": flags["incomplete"],
+            "difficulty": 1 + h % 10,
+            "gaps": flags["gaps"],
+            "wrong": flags["wrong"],
+            "disagreement": flags["disagreement"],
+            "computational": h % 3 == 0,
+        }
         return f"The problem reads as stated (note {h % 97}).\n\n```json\n{json.dumps(verdict)}\n```"
     kind = "rollout" if user.startswith("Generate a rigorous proof") else "teacher"
     return f"<think>\nPlan {h % 1000} for the {kind}.\n</think>\n\nProof ({kind} {h % 10007}). By induction the claim holds."

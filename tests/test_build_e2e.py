@@ -19,8 +19,21 @@ pytestmark = pytest.mark.slow
 
 def _build(tmp_path, split, imobench, *extra):
     out = tmp_path / split
-    args = ["build", "--split", split, "--limit", "2", "--output", str(out), "--no-progress",
-            "--profile", str(tmp_path / "tiny.yaml"), "--benchmarks", str(imobench / "proofbench_v2.csv"), *extra]
+    args = [
+        "build",
+        "--split",
+        split,
+        "--limit",
+        "2",
+        "--output",
+        str(out),
+        "--no-progress",
+        "--profile",
+        str(tmp_path / "tiny.yaml"),
+        "--benchmarks",
+        str(imobench / "proofbench_v2.csv"),
+        *extra,
+    ]
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     return out, res.output
@@ -84,8 +97,22 @@ def test_build_end_to_end_and_rerun_generates_nothing(tmp_path, tiny_profile, im
     if split == "rl":  # --push-to an unreachable Hub: one clear line, no traceback, the build kept
         monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
         monkeypatch.setenv("HF_TOKEN", "hf_NotARealTokenJustForTheTest")
-        args = ["build", "--split", split, "--limit", "2", "--output", str(out), "--no-progress", "--profile",
-                str(tmp_path / "tiny.yaml"), "--benchmarks", str(imobench / "proofbench_v2.csv"), "--push-to", "org/x"]
+        args = [
+            "build",
+            "--split",
+            split,
+            "--limit",
+            "2",
+            "--output",
+            str(out),
+            "--no-progress",
+            "--profile",
+            str(tmp_path / "tiny.yaml"),
+            "--benchmarks",
+            str(imobench / "proofbench_v2.csv"),
+            "--push-to",
+            "org/x",
+        ]
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 1, res.output
         assert isinstance(res.exception, SystemExit)

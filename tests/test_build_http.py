@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from buildkit import PAPER_MODELS, paper_profile_file, rows, run_killed_after, run_killed_at, store_keys  # noqa: E402
-from faultproxy import FaultServer  # noqa: E402
-from oracle import oracle_reply  # noqa: E402
+from buildkit import PAPER_MODELS, paper_profile_file, rows, run_killed_after, run_killed_at, store_keys
+from faultproxy import FaultServer
+from oracle import oracle_reply
 
-from fineproofs.config import load_profile  # noqa: E402
-from fineproofs.pipelines.build import Build  # noqa: E402
+from fineproofs.config import load_profile
+from fineproofs.pipelines.build import Build
 
 
 @pytest.fixture
@@ -55,8 +55,14 @@ def test_paper_profile_over_http_and_rerun_sends_nothing(tmp_path, server, split
 def test_faults_at_30_percent_give_the_clean_output(tmp_path):
     outs = {}
     for rate in (0.0, 0.3):
-        with FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply, fault_rate=rate, seed=7, slow_s=0.2,
-                         faults=("http_500", "http_503", "http_429", "reset", "truncated")) as s:
+        with FaultServer(
+            model=PAPER_MODELS,
+            reply_fn=oracle_reply,
+            fault_rate=rate,
+            seed=7,
+            slow_s=0.2,
+            faults=("http_500", "http_503", "http_429", "reset", "truncated"),
+        ) as s:
             prof = load_profile(str(paper_profile_file(tmp_path, s.url, student_samples=8)))
             out = tmp_path / f"rate{rate}"
             Build(prof, out, "rl", limit=4, progress=False).run()

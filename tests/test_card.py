@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_splits import make_run
 
 from fineproofs.cards import CardValidationError, validate_card
-from fineproofs.config import Profile, load_profile
 from fineproofs.cards.card import hub_license
+from fineproofs.config import Profile, load_profile
 from fineproofs.records import RL_FEATURES, SFT_FEATURES, SFTRow, features_of, sft_column_names
-from test_splits import make_run
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,10 @@ def test_sft_card_tells_how_to_rebuild(sft):
     for role in ("teacher", "grader", "rubric_writer", "student", "judge"):
         assert f"`{getattr(prof, role).engine.model}`" in text
     t = prof.teacher.sampling
-    assert (f"| teacher | `deepseek-ai/DeepSeek-Math-V2` | - | {t.temperature} | {t.top_p} | {t.max_tokens} | {t.seed} "
-            f"| {prof.teacher_samples} |") in text
+    assert (
+        f"| teacher | `deepseek-ai/DeepSeek-Math-V2` | - | {t.temperature} | {t.top_p} | {t.max_tokens} | {t.seed} "
+        f"| {prof.teacher_samples} |"
+    ) in text
     from fineproofs import prompts
 
     for v in (prompts.load(n).version for n in ("distill", "grade", "rubric", "rollout")):
@@ -142,9 +144,23 @@ def test_credentials_in_endpoints_are_redacted(tmp_path):
     data["teacher"]["engine"]["endpoints"] = ["https://alice:s3cr3t@llm.example.org/v1"]
     prof = Profile.model_validate(data)
     run = make_run(tmp_path / "r", "rl")
-    write_card(run, prof, CardFacts(split="rl", rows={"default": 1}, counts={}, dropped={}, decontaminated=False,
-                                    decontam_report={}, rubric_hash="", source_licences={"x": "MIT"}, rename={},
-                                    benchmark_args=[], limit=3))
+    write_card(
+        run,
+        prof,
+        CardFacts(
+            split="rl",
+            rows={"default": 1},
+            counts={},
+            dropped={},
+            decontaminated=False,
+            decontam_report={},
+            rubric_hash="",
+            source_licences={"x": "MIT"},
+            rename={},
+            benchmark_args=[],
+            limit=3,
+        ),
+    )
     for f in ("README.md", "profile.yaml", "card_data.json"):
         assert "s3cr3t" not in (run / f).read_text()
     assert "https://***@llm.example.org/v1" in (run / "profile.yaml").read_text()

@@ -13,7 +13,7 @@ from fineproofs.pipelines.ingest import run_ingest
 from fineproofs.pipelines.sources.crawler import CrawlError, WikiCrawler
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "ingest"))
-from wikiserver import WikiServer  # noqa: E402
+from wikiserver import WikiServer
 
 PAGES = Path(__file__).parent / "data" / "ingest" / "wiki"
 CAT = "Category:Olympiad Problems"
@@ -78,7 +78,10 @@ def test_retries_with_backoff_then_gives_up(server, tmp_path):
     c = crawler(server, tmp_path, max_retries=3)
     stats = c.crawl(category=CAT)
     assert stats.retries >= 2 + 3
-    assert "2019 TST Problems/Problem 2" in stats.skipped and "after 4 attempts" in stats.skipped["2019 TST Problems/Problem 2"]
+    assert (
+        "2019 TST Problems/Problem 2" in stats.skipped
+        and "after 4 attempts" in stats.skipped["2019 TST Problems/Problem 2"]
+    )
     assert stats.pages == 3
 
 
@@ -106,9 +109,18 @@ def test_crawled_store_ingests(server, tmp_path):
     assert r.dropped["parsed"] == {"redirect": 1}
     assert r.dropped["clean"] == {"broken_latex": 1}
     urls = sorted(p.url for p in r.problems)
-    assert urls == [server.url + "/w/index.php/2019_TST_Problems/Problem_1", server.url + "/w/index.php/2019_TST_Problems/Problem_2"]
+    assert urls == [
+        server.url + "/w/index.php/2019_TST_Problems/Problem_1",
+        server.url + "/w/index.php/2019_TST_Problems/Problem_2",
+    ]
     p2 = next(p for p in r.problems if p.url.endswith("Problem_2"))
-    assert (p2.source, p2.competition, p2.year, p2.category, len(p2.solutions)) == ("aops_wiki", "TST", 2019, "Combinatorics", 2)
+    assert (p2.source, p2.competition, p2.year, p2.category, len(p2.solutions)) == (
+        "aops_wiki",
+        "TST",
+        2019,
+        "Combinatorics",
+        2,
+    )
     p1 = next(p for p in r.problems if p.url.endswith("Problem_1"))
     assert len(p1.solutions) == 1 and "video" not in p1.solutions[0].lower()
 
@@ -118,8 +130,17 @@ def test_crawl_command_resumes(server, tmp_path):
 
     from fineproofs.cli import cli
 
-    args = ["crawl", "--api", server.url + "/w/api.php", "--output", str(tmp_path / "c"), "--category", CAT,
-            "--min-interval", "0"]
+    args = [
+        "crawl",
+        "--api",
+        server.url + "/w/api.php",
+        "--output",
+        str(tmp_path / "c"),
+        "--category",
+        CAT,
+        "--min-interval",
+        "0",
+    ]
     first = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert first.exit_code == 0 and "pages stored: 4" in first.output
     n = len(server.page_requests())

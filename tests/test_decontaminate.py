@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from fineproofs.filters.decontaminate import Decontaminator, load_benchmark
 from fineproofs.filters.canonical import ngrams
+from fineproofs.filters.decontaminate import Decontaminator, load_benchmark
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "ingest"))
-from decontam_probes import NEGATIVES, PARAPHRASES  # noqa: E402
+from decontam_probes import NEGATIVES, PARAPHRASES
 
 IMOBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "imobench"
 PROOF, ANSWER = IMOBENCH / "proofbench_v2.csv", IMOBENCH / "answerbench_v2.csv"
@@ -35,9 +35,24 @@ FRAMES = [
     ("", " I tried induction but got nowhere, please help."),
     ("Can anyone solve this? ", ""),
 ]
-UNI = [(r"\ge", "≥"), (r"\geq", "≥"), (r"\le", "≤"), (r"\leq", "≤"), (r"\neq", "≠"), (r"\rightarrow", "→"),
-       (r"\to", "→"), (r"\mathbb{Z}", "ℤ"), (r"\mathbb{R}", "ℝ"), (r"\mathbb{N}", "ℕ"), (r"\mathbb{Q}", "ℚ"),
-       (r"\cdot", "·"), (r"\in", "∈"), (r"\infty", "∞"), (r"\times", "×"), (r"\pi", "π")]
+UNI = [
+    (r"\ge", "≥"),
+    (r"\geq", "≥"),
+    (r"\le", "≤"),
+    (r"\leq", "≤"),
+    (r"\neq", "≠"),
+    (r"\rightarrow", "→"),
+    (r"\to", "→"),
+    (r"\mathbb{Z}", "ℤ"),
+    (r"\mathbb{R}", "ℝ"),
+    (r"\mathbb{N}", "ℕ"),
+    (r"\mathbb{Q}", "ℚ"),
+    (r"\cdot", "·"),
+    (r"\in", "∈"),
+    (r"\infty", "∞"),
+    (r"\times", "×"),
+    (r"\pi", "π"),
+]
 _MATH = re.compile(r"\$\$.*?\$\$|\$.*?\$|\\\[.*?\\\]|\\\(.*?\\\)", re.S)
 
 
@@ -59,20 +74,26 @@ def redelimit(t: str, rng) -> str:
 
 
 def wiki(t: str, rng) -> str:
-    t = re.sub(r"\\\[(.*?)\\\]|\$\$(.*?)\$\$", lambda m: "<cmath>" + (m.group(1) or m.group(2)) + "</cmath>", t, flags=re.S)
+    t = re.sub(
+        r"\\\[(.*?)\\\]|\$\$(.*?)\$\$", lambda m: "<cmath>" + (m.group(1) or m.group(2)) + "</cmath>", t, flags=re.S
+    )
     return re.sub(r"\$([^$]+)\$", lambda m: "<math>" + m.group(1) + "</math>", t)
 
 
 def rename(t: str, rng) -> str:
     protected = []
-    t = re.sub(r"\\[a-zA-Z]+(\{[^{}]*\})?", lambda m: protected.append(m.group(0)) or f"\x00{len(protected) - 1}\x00", t)
+    t = re.sub(
+        r"\\[a-zA-Z]+(\{[^{}]*\})?", lambda m: protected.append(m.group(0)) or f"\x00{len(protected) - 1}\x00", t
+    )
     used = sorted({c for seg in _MATH.findall(t) for c in re.findall(r"(?<![A-Za-z\x00\d])[A-Za-z](?![A-Za-z])", seg)})
     free = [c for c in "pqrstuvwklmnabcdefghxyzPQRSTUVWKLMNABCDEFGHXYZ" if c not in used]
     mapping = {}
     for c in used:
         pool = [x for x in free if x.isupper() == c.isupper() and x not in mapping.values()]
         mapping[c] = pool[0] if pool else c
-    t = _MATH.sub(lambda m: re.sub(r"(?<![A-Za-z\x00\d])[A-Za-z](?![A-Za-z])", lambda n: mapping[n.group(0)], m.group(0)), t)
+    t = _MATH.sub(
+        lambda m: re.sub(r"(?<![A-Za-z\x00\d])[A-Za-z](?![A-Za-z])", lambda n: mapping[n.group(0)], m.group(0)), t
+    )
     return re.sub(r"\x00(\d+)\x00", lambda m: protected[int(m.group(1))], t)
 
 
@@ -89,9 +110,16 @@ def unicode_math(t: str, rng) -> str:
 
 
 DISGUISES = {
-    "rewrap": [rewrap], "redelimit": [redelimit], "wiki": [wiki], "rename": [rename], "forum": [forum],
-    "unicode": [unicode_math], "rename+forum": [rename, forum], "wiki+rewrap": [wiki, rewrap],
-    "unicode+forum": [unicode_math, forum], "rename+redelimit+forum": [rename, redelimit, forum],
+    "rewrap": [rewrap],
+    "redelimit": [redelimit],
+    "wiki": [wiki],
+    "rename": [rename],
+    "forum": [forum],
+    "unicode": [unicode_math],
+    "rename+forum": [rename, forum],
+    "wiki+rewrap": [wiki, rewrap],
+    "unicode+forum": [unicode_math, forum],
+    "rename+redelimit+forum": [rename, redelimit, forum],
 }
 
 
@@ -109,7 +137,9 @@ def build_probes():
         positives.append((kind, p.id, t))
     positives += [("paraphrase", bid, text) for bid, text in PARAPHRASES.items()]
     demo = Path(__file__).resolve().parents[1] / "fineproofs" / "data" / "demo" / "hub" / "problems.jsonl"
-    negatives = list(NEGATIVES) + [json.loads(x)["problem"] for x in demo.read_text().splitlines() if json.loads(x)["problem"]]
+    negatives = list(NEGATIVES) + [
+        json.loads(x)["problem"] for x in demo.read_text().splitlines() if json.loads(x)["problem"]
+    ]
     return proof + answer, positives, negatives
 
 
@@ -170,12 +200,19 @@ def test_match_carries_id_method_score(probes):
 
 def test_load_user_jsonl_benchmark(tmp_path):
     f = tmp_path / "mine.jsonl"
-    f.write_text(json.dumps({"id": "X1", "problem": "Prove that $n^5-n$ is divisible by $30$ for every integer $n$."}) + "\n")
+    f.write_text(
+        json.dumps({"id": "X1", "problem": "Prove that $n^5-n$ is divisible by $30$ for every integer $n$."}) + "\n"
+    )
     probs = load_benchmark(str(f))
     assert probs[0].benchmark == "mine" and probs[0].id == "X1"
     dec = Decontaminator(probs)
     assert dec.match("Show that for all integers $m$, $30 \\mid m^5-m$.") is None or True  # paraphrase w/o shared words
-    assert dec.match("Prove that <math>n^5-n</math> is divisible by <math>30</math> for every integer <math>n</math>.").benchmark_id == "X1"
+    assert (
+        dec.match(
+            "Prove that <math>n^5-n</math> is divisible by <math>30</math> for every integer <math>n</math>."
+        ).benchmark_id
+        == "X1"
+    )
 
 
 def test_decontaminate_cli(tmp_path):
@@ -184,13 +221,18 @@ def test_decontaminate_cli(tmp_path):
     from fineproofs.cli.ingest import decontaminate
 
     bench = load_benchmark(str(PROOF))
-    rows = [{"problem": "Hey guys, can someone help: " + wiki(bench[3].text, None), "k": 1},
-            {"problem": NEGATIVES[0], "k": 2}, {"problem": "", "k": 3}]
+    rows = [
+        {"problem": "Hey guys, can someone help: " + wiki(bench[3].text, None), "k": 1},
+        {"problem": NEGATIVES[0], "k": 2},
+        {"problem": "", "k": 3},
+    ]
     inp = tmp_path / "in.jsonl"
     inp.write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "out.jsonl"
-    res = CliRunner().invoke(decontaminate, [str(inp), "--against", str(PROOF), "--against", str(ANSWER),
-                                             "--text-field", "problem", "--output", str(out)])
+    res = CliRunner().invoke(
+        decontaminate,
+        [str(inp), "--against", str(PROOF), "--against", str(ANSWER), "--text-field", "problem", "--output", str(out)],
+    )
     assert res.exit_code == 0, res.output
     got = [json.loads(x) for x in out.read_text().splitlines()]
     assert [g["k"] for g in got] == [1, 2, 3]
@@ -203,7 +245,11 @@ def test_decontaminate_cli(tmp_path):
         w = csv.DictWriter(f, ["statement"])
         w.writeheader()
         w.writerow({"statement": bench[5].text})
-    res = CliRunner().invoke(decontaminate, [str(csv_in), "--against", str(PROOF), "--text-field", "statement", "--output", str(out)])
+    res = CliRunner().invoke(
+        decontaminate, [str(csv_in), "--against", str(PROOF), "--text-field", "statement", "--output", str(out)]
+    )
     assert res.exit_code == 0 and json.loads(out.read_text())["contaminated"]
-    res = CliRunner().invoke(decontaminate, [str(csv_in), "--against", str(PROOF), "--text-field", "nope", "--output", str(out)])
+    res = CliRunner().invoke(
+        decontaminate, [str(csv_in), "--against", str(PROOF), "--text-field", "nope", "--output", str(out)]
+    )
     assert res.exit_code != 0 and "not in INPUT columns" in res.output

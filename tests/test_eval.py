@@ -10,8 +10,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from fineproofs.engines.base import Completion, Engine  # noqa: E402
-from fineproofs.train.config import load_stage_config  # noqa: E402
+from fineproofs.engines.base import Completion, Engine
+from fineproofs.train.config import load_stage_config
 
 CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imobench" / "proofbench_v2.csv"
 pytestmark = pytest.mark.skipif(not CSV.exists(), reason="IMO-ProofBench CSV not present")
@@ -25,7 +25,7 @@ class ScriptedJudge(Engine):
         self.n = 0
 
     def generate(self, requests):
-        for i, r in enumerate(requests):
+        for i, _r in enumerate(requests):
             reply = self.replies[self.n % len(self.replies)]
             self.n += 1
             if reply is None:
@@ -53,19 +53,24 @@ def test_judge_scale_and_failures():
 
     p = load_benchmark(str(CSV), limit=2)
     judge = ScriptedJudge(["<score>7</score> ok", "<score>5</score>", "<score>6</score> almost"])
-    g = ProofBenchGrader(RoleConfig(), GradingConfig(max_attempts=2),
-                         CachedGenerator(judge, ResponseStore(":memory:"), progress=False))
+    g = ProofBenchGrader(
+        RoleConfig(), GradingConfig(max_attempts=2), CachedGenerator(judge, ResponseStore(":memory:"), progress=False)
+    )
     v = g.run([(p[0], "Proof A."), (p[1], "Proof B."), (p[0], None)])
     assert v[0].score == 7 and v[1].score == 6  # 5 rejected, retried -> 6
     assert v[2].status == "empty" and v[2].score == 0
     judge2 = ScriptedJudge([None])
-    g2 = ProofBenchGrader(RoleConfig(), GradingConfig(max_attempts=2),
-                          CachedGenerator(judge2, ResponseStore(":memory:"), progress=False))
+    g2 = ProofBenchGrader(
+        RoleConfig(), GradingConfig(max_attempts=2), CachedGenerator(judge2, ResponseStore(":memory:"), progress=False)
+    )
     (f,) = g2.run([(p[0], "Proof.")])
     assert f.status == "failed" and f.score is None
-    rows = [dict(mode="single", split="Basic", score=7, status="ok", max_context_tokens=1, total_reasoning_tokens=1),
-            dict(mode="single", split="Advanced", score=None, status="failed", max_context_tokens=1,
-                 total_reasoning_tokens=1)]
+    rows = [
+        dict(mode="single", split="Basic", score=7, status="ok", max_context_tokens=1, total_reasoning_tokens=1),
+        dict(
+            mode="single", split="Advanced", score=None, status="failed", max_context_tokens=1, total_reasoning_tokens=1
+        ),
+    ]
     (t,) = summarise(rows)
     assert t["overall_pct"] == 100.0 and t["judge_failures"] == 1 and t["Advanced_points"] is None
 
@@ -74,10 +79,18 @@ def test_eval_tiny_policy_end_to_end(tiny, tmp_path):
     from fineproofs.engines import EnginePool
     from fineproofs.train.evaluate import run_eval
 
-    cfg = load_stage_config("eval", "embedded", [
-        f"policy.engine.model={tiny}", f"summarizer.engine.model={tiny}", "policy.sampling.max_tokens=16",
-        "summarizer.sampling.max_tokens=12", "limit=2", "grading.max_attempts=1",
-    ])
+    cfg = load_stage_config(
+        "eval",
+        "embedded",
+        [
+            f"policy.engine.model={tiny}",
+            f"summarizer.engine.model={tiny}",
+            "policy.sampling.max_tokens=16",
+            "summarizer.sampling.max_tokens=12",
+            "limit=2",
+            "grading.max_attempts=1",
+        ],
+    )
     pool = EnginePool()
     judge = ScriptedJudge(["<score>7</score>", "<score>1</score>", None])
     pool._engines[cfg.judge.engine.model_dump_json(exclude={"label"})] = judge
@@ -111,9 +124,16 @@ def test_policy_failure_is_reported_never_scored_zero(tiny, tmp_path):
             for i, r in enumerate(requests):
                 yield i, [Completion("", "error", status="failed", reason="http_503 after 4 retries")] * r.n
 
-    cfg = load_stage_config("eval", "embedded", [
-        f"policy.engine.model={tiny}", f"summarizer.engine.model={tiny}", "limit=2", "grading.max_attempts=1",
-    ])
+    cfg = load_stage_config(
+        "eval",
+        "embedded",
+        [
+            f"policy.engine.model={tiny}",
+            f"summarizer.engine.model={tiny}",
+            "limit=2",
+            "grading.max_attempts=1",
+        ],
+    )
     pool = EnginePool()
     judge = ScriptedJudge(["<score>7</score>"])
     pool._engines[cfg.judge.engine.model_dump_json(exclude={"label"})] = judge

@@ -19,7 +19,8 @@ def test_docs_table_is_current():
     res = CliRunner().invoke(cli, ["profiles", "fidelity"])
     assert res.exit_code == 0, res.output
     assert (ROOT / "docs" / "fidelity.md").read_text() == res.output, (
-        "docs/fidelity.md is stale: run `fineproofs profiles fidelity > docs/fidelity.md`")
+        "docs/fidelity.md is stale: run `fineproofs profiles fidelity > docs/fidelity.md`"
+    )
 
 
 def test_every_knob_resolves_in_the_paper_profiles():
@@ -30,7 +31,8 @@ def test_every_knob_resolves_in_the_paper_profiles():
 
 
 def test_train_knobs_resolve():
-    from fineproofs.train.fidelity import KNOBS as TRAIN, paper_configs
+    from fineproofs.train.fidelity import KNOBS as TRAIN
+    from fineproofs.train.fidelity import paper_configs
 
     cfgs = paper_configs()
     for k in TRAIN:

@@ -113,8 +113,11 @@ def test_broken_inputs_are_quarantined_not_fatal(tmp_path):
     (src / "rows.jsonl").write_bytes(
         b'{"problem": "Prove that $n^3-n$ is divisible by $6$ for every integer $n$.", "solution": "Three consecutive."}\n'
         b'{broken\n{"problem": "caf\xe9 au lait"}\n{"problem": ""}\n'
-        + b'{"problem": "Prove that ' + b"x" * 9000 + b'.", "solution": "s"}\n'
-        + b'{"problem": "Prove that $\\\\frac{a}{b$ is fine.", "solution": "s"}\n')
+        + b'{"problem": "Prove that '
+        + b"x" * 9000
+        + b'.", "solution": "s"}\n'
+        + b'{"problem": "Prove that $\\\\frac{a}{b$ is fine.", "solution": "s"}\n'
+    )
     (src / "p.wiki").write_bytes(b"==Problem==\n\xff\xfe garbage")
     (src / "r.wiki").write_text("#REDIRECT [[Elsewhere]]")
     (src / "empty.tex").write_text("")
@@ -122,14 +125,26 @@ def test_broken_inputs_are_quarantined_not_fatal(tmp_path):
     data["sources"]["paths"] = [str(src)]
     r = run_ingest(Profile.model_validate(data), tmp_path / "out", benchmarks=[])
     assert len(r.problems) == 1 and r.counts["read"] == 9
-    assert r.dropped["parsed"] == {"empty_problem": 1, "malformed_json": 1, "no_problems_found": 1, "non_utf8": 2, "redirect": 1}
+    assert r.dropped["parsed"] == {
+        "empty_problem": 1,
+        "malformed_json": 1,
+        "no_problems_found": 1,
+        "non_utf8": 2,
+        "redirect": 1,
+    }
     assert r.dropped["clean"] == {"broken_latex": 1, "too_long": 1}
 
 
 def test_edited_source_file_is_reingested(tmp_path):
     src = tmp_path / "src.jsonl"
-    row = {"problem": "Prove that the product of two odd integers is odd.", "solution": "Write (2a+1)(2b+1) = 2(2ab+a+b)+1.",
-           "answer": "proof", "question_type": "proof", "problem_type": "Number Theory", "source": "mine"}
+    row = {
+        "problem": "Prove that the product of two odd integers is odd.",
+        "solution": "Write (2a+1)(2b+1) = 2(2ab+a+b)+1.",
+        "answer": "proof",
+        "question_type": "proof",
+        "problem_type": "Number Theory",
+        "source": "mine",
+    }
     src.write_text(json.dumps(row) + "\n")
     data = load_profile("embedded").model_dump()
     data["sources"]["paths"] = [str(src)]

@@ -31,16 +31,19 @@ def _role(url: str) -> RoleConfig:
     return RoleConfig(engine=EngineConfig(kind="http", model="fake-model", endpoints=[url], max_retries=0))
 
 
-PROBLEM = Problem(statement="Prove that the sum of two even integers is even.", source="t",
-                  solutions=["Write them as 2a and 2b."])
+PROBLEM = Problem(
+    statement="Prove that the sum of two even integers is even.", source="t", solutions=["Write them as 2a and 2b."]
+)
 RUBRIC = Rubric(PROBLEM.id, [RubricItem("writes both as multiples of 2", 3), RubricItem("concludes", 4)])
 
 
 @pytest.mark.parametrize("reply, reasoning, field", _forms("The second step is thin.\n<score>3</score>"))
 @pytest.mark.parametrize("parse", ["strict", "first"])
 def test_build_judge(tmp_path, reply, reasoning, field, parse):
-    with FaultServer(reply_fn=reply, reasoning_fn=reasoning, reasoning_field=field) as srv, \
-            ResponseStore(tmp_path / "s.sqlite") as store:
+    with (
+        FaultServer(reply_fn=reply, reasoning_fn=reasoning, reasoning_field=field) as srv,
+        ResponseStore(tmp_path / "s.sqlite") as store,
+    ):
         role = _role(srv.url)
         eng = make_engine(role.engine)
         grader = Grader("judge", role, GradingConfig(score_parse=parse), CachedGenerator(eng, store, progress=False))
@@ -68,24 +71,33 @@ def test_rl_reward(tmp_path, reply, reasoning, field):
 def test_eval_judge(tmp_path, reply, reasoning, field):
     from fineproofs.train.evaluate import BenchProblem, ProofBenchGrader
 
-    with FaultServer(reply_fn=reply, reasoning_fn=reasoning, reasoning_field=field) as srv, \
-            ResponseStore(tmp_path / "e.sqlite") as store:
+    with (
+        FaultServer(reply_fn=reply, reasoning_fn=reasoning, reasoning_field=field) as srv,
+        ResponseStore(tmp_path / "e.sqlite") as store,
+    ):
         role = _role(srv.url)
         eng = make_engine(role.engine)
         judge = ProofBenchGrader(role, GradingConfig(), CachedGenerator(eng, store, progress=False))
-        (v,) = judge.run([(BenchProblem("PB-1", PROBLEM.statement, "2a+2b", "full marks for the identity"),
-                           "2a + 2b = 2(a + b).")])
+        (v,) = judge.run(
+            [(BenchProblem("PB-1", PROBLEM.statement, "2a+2b", "full marks for the identity"), "2a + 2b = 2(a + b).")]
+        )
         eng.close()
     assert v.score == 6 and v.status == "ok"
 
 
 def test_a_judge_cut_inside_its_reasoning_is_never_a_grade(tmp_path):
-    with FaultServer(reply_fn=lambda *a: "", reasoning_fn=lambda *a: DRAFT, finish_reason="length") as srv, \
-            ResponseStore(tmp_path / "s.sqlite") as store:
+    with (
+        FaultServer(reply_fn=lambda *a: "", reasoning_fn=lambda *a: DRAFT, finish_reason="length") as srv,
+        ResponseStore(tmp_path / "s.sqlite") as store,
+    ):
         role = _role(srv.url)
         eng = make_engine(role.engine)
-        grader = Grader("judge", role, GradingConfig(max_attempts=2, score_parse="first"),
-                        CachedGenerator(eng, store, progress=False))
+        grader = Grader(
+            "judge",
+            role,
+            GradingConfig(max_attempts=2, score_parse="first"),
+            CachedGenerator(eng, store, progress=False),
+        )
         sample = ProofSample(PROBLEM.id, "student", 0, "m", "", "2a + 2b = 2(a + b).", "stop")
         (g,) = grader.run([GradeJob(PROBLEM, RUBRIC, sample)])
         eng.close()

@@ -21,15 +21,34 @@ def site(tmp_path_factory) -> Path:
     if shutil.which("lint-imports") is None and not (Path(sys.executable).parent / "lint-imports").exists():
         pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
     target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-                    str(target), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return target
 
 
 def _lint(site: Path, cwd: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "lint-imports"
-    return subprocess.run([str(exe), "--config", str(ROOT / "pyproject.toml")], cwd=cwd, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [str(exe), "--config", str(ROOT / "pyproject.toml")],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_floors_hold(site, tmp_path):

@@ -26,8 +26,14 @@ from fineproofs.pipelines.stage import Failed, Recorder, Work
 from fineproofs.records import Problem
 from fineproofs.store import ResponseStore
 
-CLEAN = {"incomplete": False, "difficulty": 5, "gaps": False, "wrong": False, "disagreement": False,
-         "computational": False}
+CLEAN = {
+    "incomplete": False,
+    "difficulty": 5,
+    "gaps": False,
+    "wrong": False,
+    "disagreement": False,
+    "computational": False,
+}
 
 
 def verdict(**over) -> str:
@@ -80,36 +86,42 @@ def decision(w: Work):
 # -- parsing ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("reply", [
-    verdict(),
-    f"```\n{json.dumps(CLEAN)}\n```",
-    json.dumps(CLEAN),
-    f"Some words first.\n```json\n{json.dumps(CLEAN, indent=2)}\n```\n",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        verdict(),
+        f"```\n{json.dumps(CLEAN)}\n```",
+        json.dumps(CLEAN),
+        f"Some words first.\n```json\n{json.dumps(CLEAN, indent=2)}\n```\n",
+    ],
+)
 def test_parse_accepts_the_format(reply):
     assert parse_verdict(reply) == Verdict(**CLEAN)
 
 
-@pytest.mark.parametrize("reply, why", [
-    (verdict(difficulty=0), "difficulty"),
-    (verdict(difficulty=11), "difficulty"),
-    (verdict(difficulty=5.0), "difficulty"),
-    (verdict(difficulty="5"), "difficulty"),
-    (verdict(difficulty=True), "difficulty"),
-    (verdict(gaps="false"), "gaps"),
-    (verdict(wrong=0), "wrong"),
-    (verdict(wrong=None), "wrong"),
-    (verdict(notes="fine"), "unknown"),
-    ("```json\n" + json.dumps({k: v for k, v in CLEAN.items() if k != "gaps"}) + "\n```", "missing"),
-    (verdict() + "\n" + verdict(), "2 fenced JSON blocks"),
-    ('```json\n{"incomplete": false, "incomplete": true}\n```', "duplicate"),
-    ("```json\n{incomplete: false}\n```", "invalid JSON"),
-    ("```json\n[1, 2]\n```", "not an object"),
-    ("```python\nprint(1)\n```", "no fenced"),
-    ("The problem is fine, difficulty 5.", "no fenced"),
-    ("```json\n" + json.dumps(CLEAN), "no fenced"),  # the block never closes
-    ("", "no fenced"),
-])
+@pytest.mark.parametrize(
+    "reply, why",
+    [
+        (verdict(difficulty=0), "difficulty"),
+        (verdict(difficulty=11), "difficulty"),
+        (verdict(difficulty=5.0), "difficulty"),
+        (verdict(difficulty="5"), "difficulty"),
+        (verdict(difficulty=True), "difficulty"),
+        (verdict(gaps="false"), "gaps"),
+        (verdict(wrong=0), "wrong"),
+        (verdict(wrong=None), "wrong"),
+        (verdict(notes="fine"), "unknown"),
+        ("```json\n" + json.dumps({k: v for k, v in CLEAN.items() if k != "gaps"}) + "\n```", "missing"),
+        (verdict() + "\n" + verdict(), "2 fenced JSON blocks"),
+        ('```json\n{"incomplete": false, "incomplete": true}\n```', "duplicate"),
+        ("```json\n{incomplete: false}\n```", "invalid JSON"),
+        ("```json\n[1, 2]\n```", "not an object"),
+        ("```python\nprint(1)\n```", "no fenced"),
+        ("The problem is fine, difficulty 5.", "no fenced"),
+        ("```json\n" + json.dumps(CLEAN), "no fenced"),  # the block never closes
+        ("", "no fenced"),
+    ],
+)
 def test_parse_refuses_everything_else(reply, why):
     with pytest.raises(VerdictError, match=why):
         parse_verdict(reply)
@@ -119,8 +131,14 @@ def test_parse_refuses_everything_else(reply, why):
 
 
 def test_keep_and_drop_by_rule(tmp_path):
-    replies = [verdict(), verdict(wrong=True), verdict(gaps=True, incomplete=True), verdict(difficulty=2),
-               verdict(difficulty=9), verdict(disagreement=True)]
+    replies = [
+        verdict(),
+        verdict(wrong=True),
+        verdict(gaps=True, incomplete=True),
+        verdict(difficulty=2),
+        verdict(difficulty=9),
+        verdict(disagreement=True),
+    ]
     st = stage(Scripted(replies), tmp_path, min_difficulty=3, max_difficulty=8)
     works, failed = run(st, [problem(i) for i in range(6)])
     assert not failed
@@ -173,8 +191,9 @@ def test_unparseable_is_retried_then_valid(tmp_path):
 
 @pytest.mark.parametrize("on_failure, dropped", [("keep", False), ("drop", True)])
 def test_exhausted_screening_is_a_failure_handled_by_on_failure(tmp_path, on_failure, dropped):
-    engine = Scripted(["nope", Completion("", "error", status="failed", reason="http_503 after 4 retries"),
-                       verdict(difficulty=12)])
+    engine = Scripted(
+        ["nope", Completion("", "error", status="failed", reason="http_503 after 4 retries"), verdict(difficulty=12)]
+    )
     st = stage(engine, tmp_path, max_attempts=3, on_failure=on_failure)
     (w,), (f,) = run(st, [problem()])
     assert engine.calls == 3
@@ -215,8 +234,10 @@ def test_json_in_the_reasoning_is_never_parsed(tmp_path):
 
 
 def test_the_answer_wins_over_the_reasoning(tmp_path):
-    replies = [Completion(verdict(), reasoning=verdict(wrong=True)),
-               f"<think>\n{verdict(wrong=True)}\n</think>\n{verdict()}"]
+    replies = [
+        Completion(verdict(), reasoning=verdict(wrong=True)),
+        f"<think>\n{verdict(wrong=True)}\n</think>\n{verdict()}",
+    ]
     works, failed = run(stage(Scripted(replies), tmp_path), [problem(0), problem(1)])
     assert not failed and not any(screened_out(w) for w in works)
 
@@ -291,8 +312,9 @@ def test_through_the_recorder(tmp_path):
 def test_embedded_model_end_to_end(tmp_path, embedded_engine):
     """SmolLM2-135M rarely writes a valid verdict: every problem must still come out
     with one decision, a verdict or a Failed with its reason, never a crash."""
-    profile = load_profile("embedded").with_overrides(**{
-        "problem_filter.enabled": True, "problem_filter.max_attempts": 2, "rubric_writer.sampling.max_tokens": 24})
+    profile = load_profile("embedded").with_overrides(
+        **{"problem_filter.enabled": True, "problem_filter.max_attempts": 2, "rubric_writer.sampling.max_tokens": 24}
+    )
     assert profile.rubric_writer.engine.kind == "transformers" and profile.rubric_writer.engine.model == "embedded"
     store = ResponseStore(tmp_path / "store.sqlite")
     st = ProblemFilter.from_profile(profile, lambda role: CachedGenerator(embedded_engine, store, progress=False))

@@ -11,13 +11,18 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hubserver import HubServer
 from test_splits import make_run
 
 TOKEN = "hf_FineproofsTestToken0123456789abcdef"
-PUBLISHED = {"README.md", "profile.yaml", "plots/grade_histogram.png", "plots/reward_mean.png",
-             "plots/problems_per_source.png", "plots/problems_per_category.png"}
+PUBLISHED = {
+    "README.md",
+    "profile.yaml",
+    "plots/grade_histogram.png",
+    "plots/reward_mean.png",
+    "plots/problems_per_source.png",
+    "plots/problems_per_category.png",
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +53,14 @@ def online(hub, monkeypatch):
 
 def _child_env(hub: HubServer, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HOME=str(home), HF_TOKEN=TOKEN,
-               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.update(
+        HF_ENDPOINT=hub.url,
+        HF_HUB_DISABLE_XET="1",
+        HF_HOME=str(home),
+        HF_TOKEN=TOKEN,
+        HF_HUB_DISABLE_TELEMETRY="1",
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )
     return env
 
 
@@ -66,14 +77,20 @@ print("RESULT" + json.dumps(out))
 
 
 def _load_remote(hub, home, pairs):
-    r = subprocess.run([sys.executable, "-c", _LOAD, json.dumps(pairs)], env=_child_env(hub, home),
-                       capture_output=True, text=True, timeout=240)
+    r = subprocess.run(
+        [sys.executable, "-c", _LOAD, json.dumps(pairs)],
+        env=_child_env(hub, home),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     return json.loads(r.stdout.split("RESULT", 1)[1])
 
 
 def test_push_and_load_back_every_row(online, runs, tmp_path):
     import datasets
+
     from fineproofs.cards.hub import push_plan, push_run
     from fineproofs.records import RL_FEATURES, SFT_FEATURES
 
@@ -85,18 +102,26 @@ def test_push_and_load_back_every_row(online, runs, tmp_path):
 
     # exactly the publishable files, in one commit; nothing from store/stages/quarantine/problems
     files = hub.files("fineproofs/sft-test")
-    assert set(files) - {".gitattributes"} == PUBLISHED | {"data/default/train-00000-of-00001.parquet",
-                                                           "data/all/train-00000-of-00001.parquet"}
+    assert set(files) - {".gitattributes"} == PUBLISHED | {
+        "data/default/train-00000-of-00001.parquet",
+        "data/all/train-00000-of-00001.parquet",
+    }
     assert len(hub.repo("fineproofs/sft-test").commits) == 2  # repo creation + the push
     plan = {f.path_in_repo: f.data for f in push_plan(runs["sft"], "fineproofs/sft-test")}
     assert all(files[p] == data for p, data in plan.items())
     assert 'load_dataset("fineproofs/sft-test", "all"' in files["README.md"].decode()
     assert "ORG/NAME" not in files["README.md"].decode()
 
-    remote = _load_remote(hub, tmp_path / "hf", [["fineproofs/sft-test", "default"], ["fineproofs/sft-test", "all"],
-                                                ["fineproofs/rl-test", "default"]])
-    for (run, config, features) in (("sft", "default", SFT_FEATURES), ("sft", "all", SFT_FEATURES),
-                                    ("rl", "default", RL_FEATURES)):
+    remote = _load_remote(
+        hub,
+        tmp_path / "hf",
+        [["fineproofs/sft-test", "default"], ["fineproofs/sft-test", "all"], ["fineproofs/rl-test", "default"]],
+    )
+    for run, config, features in (
+        ("sft", "default", SFT_FEATURES),
+        ("sft", "all", SFT_FEATURES),
+        ("rl", "default", RL_FEATURES),
+    ):
         local = datasets.load_dataset(str(runs[run]), config, split="train")
         got = remote[f"fineproofs/{run}-test:{config}"]
         assert datasets.Features.from_dict(got["features"]) == features == local.features
@@ -133,7 +158,8 @@ def test_failed_commit_leaves_remote_unchanged(online, runs, tmp_path):
     after = hub.files(repo)
     assert "data/all/train-00000-of-00001.parquet" not in after
     assert sorted(p for p in after if p.startswith("data/all/")) == [
-        f"data/all/train-0000{i}-of-00003.parquet" for i in range(3)]
+        f"data/all/train-0000{i}-of-00003.parquet" for i in range(3)
+    ]
 
 
 def test_branch_and_pull_request(online, runs):
@@ -155,9 +181,26 @@ def test_cli_push_never_leaks_the_token(hub, runs, tmp_path):
     """`fineproofs -v push` in a fresh process (HF_TOKEN from the environment, verbose
     logs): the token reaches the server, and appears in no output and no file."""
     env = _child_env(hub, tmp_path / "hf")
-    r = subprocess.run([sys.executable, "-m", "fineproofs.cli", "-v", "push", str(runs["rl"]), "--repo-id",
-                        "fineproofs/cli-test", "--revision", "dev", "-m", "from the CLI"],
-                       env=env, capture_output=True, text=True, timeout=240)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fineproofs.cli",
+            "-v",
+            "push",
+            str(runs["rl"]),
+            "--repo-id",
+            "fineproofs/cli-test",
+            "--revision",
+            "dev",
+            "-m",
+            "from the CLI",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"pushed to {hub.url}/datasets/fineproofs/cli-test/tree/dev" in r.stdout
     assert TOKEN in hub.tokens  # the push was authenticated with it

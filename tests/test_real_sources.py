@@ -28,8 +28,11 @@ def _rows(path: Path) -> list[dict]:
 
 def _docs(sources: dict) -> list:
     cfg = SourcesConfig.model_validate(sources)
-    return list(SourceReader(resolve_sources(cfg.paths), columns=cfg.columns, licence=cfg.licence,
-                             hub_split=cfg.hub_split).run())
+    return list(
+        SourceReader(
+            resolve_sources(cfg.paths), columns=cfg.columns, licence=cfg.licence, hub_split=cfg.hub_split
+        ).run()
+    )
 
 
 def _profile(sources: dict, limit: int | None = None) -> Profile:
@@ -40,6 +43,7 @@ def _profile(sources: dict, limit: int | None = None) -> Profile:
 
 
 # -- field expressions ---------------------------------------------------------------------
+
 
 def test_field_expressions_reach_nested_and_list_fields():
     row = _rows(AOPS)[0]
@@ -56,16 +60,19 @@ def test_field_expressions_reach_nested_and_list_fields():
     assert get("year(tags[0])") is None  # no year in the text
 
 
-@pytest.mark.parametrize("text, why", [
-    ("tags[", "whole number in brackets"),
-    ("tags[one]", "whole number in brackets"),
-    ("year(tags[1]", "year() is not closed"),
-    ("segment(metadata.path)", "takes an expression and an index"),
-    ("upper(problem)", "unknown function upper()"),
-    ("metadata..path", "expected a key after '.'"),
-    ("problem |", "expected a column name"),
-    ("[0]", "needs a column before it"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("tags[", "whole number in brackets"),
+        ("tags[one]", "whole number in brackets"),
+        ("year(tags[1]", "year() is not closed"),
+        ("segment(metadata.path)", "takes an expression and an index"),
+        ("upper(problem)", "unknown function upper()"),
+        ("metadata..path", "expected a key after '.'"),
+        ("problem |", "expected a column name"),
+        ("[0]", "needs a column before it"),
+    ],
+)
 def test_bad_expressions_say_why(text, why):
     with pytest.raises(ValueError) as e:
         fieldpath.parse(text)
@@ -87,9 +94,15 @@ def test_bad_path_in_a_profile_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="unknown problem field 'yeer'"):
         prof.write_text(body.replace("columns: {year: 'year(tags[1]'}", "columns: {yeer: 'tags[1]'}"))
         load_profile(str(prof))
-    with pytest.raises(ConfigError, match=r"sources\.paths\.0\.source: .*columns\.competition: bad field expression .exam\["):
-        prof.write_text(body.replace("preset: aops\n  columns: {year: 'year(tags[1]'}",
-                                     "paths: [{preset: olympiads, columns: {competition: 'exam['}}]"))
+    with pytest.raises(
+        ConfigError, match=r"sources\.paths\.0\.source: .*columns\.competition: bad field expression .exam\["
+    ):
+        prof.write_text(
+            body.replace(
+                "preset: aops\n  columns: {year: 'year(tags[1]'}",
+                "paths: [{preset: olympiads, columns: {competition: 'exam['}}]",
+            )
+        )
         load_profile(str(prof))
     with pytest.raises(ConfigError, match="Input should be 'aops' or 'olympiads'"):
         prof.write_text(body.replace("preset: aops\n  columns: {year: 'year(tags[1]'}", "preset: aopz"))
@@ -97,6 +110,7 @@ def test_bad_path_in_a_profile_is_a_config_error(tmp_path):
 
 
 # -- presets -------------------------------------------------------------------------------
+
 
 def test_presets_resolve_into_entries_and_round_trip():
     cfg = SourcesConfig.model_validate({"paths": [{"preset": "aops"}, {"preset": "olympiads"}]})
@@ -114,10 +128,24 @@ def test_presets_resolve_into_entries_and_round_trip():
 
 
 def test_user_overrides_win_over_the_preset():
-    cfg = SourcesConfig.model_validate({
-        "paths": [str(AOPS), "demo", {"path": str(AOPS), "preset": "aops", "source_label": "forum",
-                                      "columns": {"competition": "tags[-1]"}, "licence": "CC0"}],
-        "preset": "aops", "columns": {"url": "metadata.path"}, "hub_split": "validation"})
+    cfg = SourcesConfig.model_validate(
+        {
+            "paths": [
+                str(AOPS),
+                "demo",
+                {
+                    "path": str(AOPS),
+                    "preset": "aops",
+                    "source_label": "forum",
+                    "columns": {"competition": "tags[-1]"},
+                    "licence": "CC0",
+                },
+            ],
+            "preset": "aops",
+            "columns": {"url": "metadata.path"},
+            "hub_split": "validation",
+        }
+    )
     plain, demo, own = cfg.paths
     assert demo == "demo"  # the bundled sample keeps its own labels
     assert plain.columns["url"] == "metadata.path" and plain.columns["competition"].startswith("tags[2]")
@@ -144,6 +172,7 @@ def test_map_row_with_the_aops_mapping():
 
 
 # -- reading: local files, parquet, Hub streaming -----------------------------------------
+
 
 def test_local_jsonl_rows_get_the_published_labels():
     docs = _docs({"paths": [{"path": str(AOPS), "preset": "aops"}, {"path": str(OLYMPIADS), "preset": "olympiads"}]})
@@ -177,10 +206,13 @@ def test_parquet_and_hub_streaming_of_a_local_dataset_dir(tmp_path):
     for docs in (local, hub):
         ok = [x.metadata for x in docs if x.metadata["format"] == "item"]
         assert [(m["source"], m["competition"], m["year"]) for m in ok] == [
-            ("aops", "2022 Lakeside Invitational Olympiad", 2022), ("aops", "Riverbend Team Contest", 2019),
-            ("aops", "", None)]
+            ("aops", "2022 Lakeside Invitational Olympiad", 2022),
+            ("aops", "Riverbend Team Contest", 2019),
+            ("aops", "", None),
+        ]
         assert [x.metadata["raw_error"].split(":")[0] for x in docs if x.metadata["format"] == "error"] == [
-            "missing_field"]
+            "missing_field"
+        ]
     # the Hub split, subset and file patterns travel with the entry
     pinned = _docs({"paths": [{"path": f"hf:{d}", "preset": "aops", "data_files": ["data/*.parquet"]}]})
     assert len(pinned) == 4
@@ -195,12 +227,17 @@ def test_reader_refuses_a_bad_mapping_passed_directly():
 
 # -- end to end ----------------------------------------------------------------------------
 
+
 def test_ingest_real_source_shapes_end_to_end(tmp_path):
     d = _parquet_dir(tmp_path)
     sources = {"paths": [{"path": f"hf:{d}", "preset": "aops"}, {"path": str(OLYMPIADS), "preset": "olympiads"}]}
-    published = {("aops", "2022 Lakeside Invitational Olympiad", 2022, ""), ("aops", "Riverbend Team Contest", 2019, ""),
-                 ("aops", "", None, ""), ("olympiads", "IMO", 2015, "Number Theory"),
-                 ("olympiads", "USAMO", 2011, "Algebra")}
+    published = {
+        ("aops", "2022 Lakeside Invitational Olympiad", 2022, ""),
+        ("aops", "Riverbend Team Contest", 2019, ""),
+        ("aops", "", None, ""),
+        ("olympiads", "IMO", 2015, "Number Theory"),
+        ("olympiads", "USAMO", 2011, "Algebra"),
+    }
     r = run_ingest(_profile(sources), tmp_path / "all")
     assert r.counts["read"] == 6 and r.dropped["parsed"] == {"missing_field": 1}
     assert {(p.source, p.competition, p.year, p.category) for p in r.problems} == published

@@ -61,8 +61,17 @@ def test_model_column_naming_rule():
 
 
 def test_row_roundtrip_through_datasets():
-    row = SFTRow("P", "R", "proof", "Algebra", "DMO 2021", 7, 0.5, "demo",
-                 [Message(role="user", content="P"), Message(role="assistant", content="proof")])
+    row = SFTRow(
+        "P",
+        "R",
+        "proof",
+        "Algebra",
+        "DMO 2021",
+        7,
+        0.5,
+        "demo",
+        [Message(role="user", content="P"), Message(role="assistant", content="proof")],
+    )
     ds = datasets.Dataset.from_list([to_row(row)], features=SFT_FEATURES)
     assert ds[0]["gemini-3-pro-grade"] == 7
     assert ds[0]["messages"][1] == {"role": "assistant", "content": "proof"}

@@ -78,9 +78,13 @@ def no_work(monkeypatch):
     monkeypatch.setattr(build_mod, "merge_shards", refuse)
     monkeypatch.setattr(ingest_mod, "run_ingest", refuse)
     monkeypatch.setattr(shards_mod, "run_shards", refuse)
-    for mod, attr in (("fineproofs.train.evaluate", "run_eval"), ("fineproofs.train.sft", "run_sft"),
-                      ("fineproofs.train.rl", "run_rl"), ("fineproofs.train.rc", "run_rc"),
-                      ("fineproofs.viewer", "serve")):
+    for mod, attr in (
+        ("fineproofs.train.evaluate", "run_eval"),
+        ("fineproofs.train.sft", "run_sft"),
+        ("fineproofs.train.rl", "run_rl"),
+        ("fineproofs.train.rc", "run_rc"),
+        ("fineproofs.viewer", "serve"),
+    ):
         try:
             monkeypatch.setattr(__import__(mod, fromlist=[attr]), attr, refuse)
         except (ImportError, AttributeError):
@@ -125,8 +129,14 @@ def bad_values(ann, metadata) -> list[tuple[str, object]]:
     elif ann is bool:
         out += [("int for bool", 1), ("string for bool", "true"), ("list", [True])]
     elif ann is int:
-        out += [("bool for int", True), ("bool false", False), ("string for int", "5"), ("float for int", 1.5),
-                ("list", [1]), ("mapping", {"a": 1})]
+        out += [
+            ("bool for int", True),
+            ("bool false", False),
+            ("string for int", "5"),
+            ("float for int", 1.5),
+            ("list", [1]),
+            ("mapping", {"a": 1}),
+        ]
     elif ann is float:
         out += [("bool for float", True), ("string for float", "0.5"), ("list", [0.5])]
     elif ann is str:
@@ -136,8 +146,12 @@ def bad_values(ann, metadata) -> list[tuple[str, object]]:
     elif origin is dict:
         out += [("list for mapping", [1]), ("string for mapping", "x")]
     for m in metadata:
-        for attr, delta, label in (("ge", -1, "below ge"), ("gt", 0, "at gt"), ("le", 1, "above le"),
-                                   ("lt", 0, "at lt")):
+        for attr, delta, label in (
+            ("ge", -1, "below ge"),
+            ("gt", 0, "at gt"),
+            ("le", 1, "above le"),
+            ("lt", 0, "at lt"),
+        ):
             bound = getattr(m, attr, None)
             if bound is not None:
                 step = delta if ann is int else delta * 0.5
@@ -157,6 +171,7 @@ def _set(data: dict, path: tuple[str, ...], value) -> dict:
 
 
 # corruptions that break validators outside this suite's files (reported, not fixed here)
+
 
 def _type_cases() -> list[tuple[str, dict, str]]:
     """(case, profile data, dotted key the error must name). Each leaf gets every value
@@ -217,8 +232,10 @@ def _check_profiles(tmp_path: Path, cases, codes=(2,), sample_commands: int = 3)
         before = path.read_bytes()
         commands = [["profiles", "show", str(path)]]
         if k < sample_commands:
-            commands += [["build", "--profile", str(path), "--output", str(tmp_path / "out")],
-                         ["ingest", "--profile", str(path), "--output", str(tmp_path / "out")]]
+            commands += [
+                ["build", "--profile", str(path), "--output", str(tmp_path / "out")],
+                ["ingest", "--profile", str(path), "--output", str(tmp_path / "out")],
+            ]
         for args in commands:
             result = invoke(args)
             bad += problems_with(result, f"{args[0]} [{case}]", codes, (path.name, *([key] if key else [])))
@@ -267,8 +284,21 @@ def test_duplicate_keys(tmp_path, no_work):
     assert not (bad := _check_profiles(tmp_path, cases)), "\n".join(bad[:40])
 
 
-NON_MAPPINGS = ["[]", "- a\n- b\n", "just text\n", "17\n", "null\n", "~\n", "", "\n\n", "# only a comment\n",
-                "--- []\n", "!!binary aGVsbG8=\n", "'quoted'\n", "true\n"]
+NON_MAPPINGS = [
+    "[]",
+    "- a\n- b\n",
+    "just text\n",
+    "17\n",
+    "null\n",
+    "~\n",
+    "",
+    "\n\n",
+    "# only a comment\n",
+    "--- []\n",
+    "!!binary aGVsbG8=\n",
+    "'quoted'\n",
+    "true\n",
+]
 
 
 def test_non_mapping_top_level(tmp_path, no_work):
@@ -276,9 +306,21 @@ def test_non_mapping_top_level(tmp_path, no_work):
     assert not (bad := _check_profiles(tmp_path, cases, sample_commands=len(cases))), "\n".join(bad)
 
 
-BREAKERS = ["\tindented: with a tab", "{", "key: [unclosed", 'key: "unterminated', "- item in a mapping",
-            "a: b: c", "  : no key", "*undefined_alias", "key: !!python/object:os.system x", "]", "&a a: &a b",
-            "key: !custom_tag x", "%YAML 9.9"]
+BREAKERS = [
+    "\tindented: with a tab",
+    "{",
+    "key: [unclosed",
+    'key: "unterminated',
+    "- item in a mapping",
+    "a: b: c",
+    "  : no key",
+    "*undefined_alias",
+    "key: !!python/object:os.system x",
+    "]",
+    "&a a: &a b",
+    "key: !custom_tag x",
+    "%YAML 9.9",
+]
 
 
 def _broken_yaml_cases(n: int = 40):
@@ -309,10 +351,26 @@ def test_non_utf8_bytes(tmp_path, no_work):
     assert not (bad := _check_profiles(tmp_path, cases)), "\n".join(bad)
 
 
-BAD_ENDPOINTS = ["http://h:99999/v1", "http://h:0/v1", "http://h:65536/v1", "http://h:-1/v1", "http://h:abc/v1",
-                 "ftp://h:8000/v1", "file:///etc/passwd", "ws://h:8000/v1", "h:8000/v1", "localhost:8000",
-                 "http:///v1", "http://", "", "   ", "http://h :8000/v1", "//h:8000/v1", "javascript:alert(1)",
-                 "http://user:s3cret@h:70000/v1"]
+BAD_ENDPOINTS = [
+    "http://h:99999/v1",
+    "http://h:0/v1",
+    "http://h:65536/v1",
+    "http://h:-1/v1",
+    "http://h:abc/v1",
+    "ftp://h:8000/v1",
+    "file:///etc/passwd",
+    "ws://h:8000/v1",
+    "h:8000/v1",
+    "localhost:8000",
+    "http:///v1",
+    "http://",
+    "",
+    "   ",
+    "http://h :8000/v1",
+    "//h:8000/v1",
+    "javascript:alert(1)",
+    "http://user:s3cret@h:70000/v1",
+]
 
 
 def test_bad_endpoints(tmp_path, no_work):
@@ -322,8 +380,9 @@ def test_bad_endpoints(tmp_path, no_work):
     cases = []
     for ep in BAD_ENDPOINTS:
         role = rng.choice(ROLES)
-        data = _set(BASE, (role, "engine"), {"kind": "http", "model": "m",
-                                              "endpoints": ["http://127.0.0.1:8000/v1", ep]})
+        data = _set(
+            BASE, (role, "engine"), {"kind": "http", "model": "m", "endpoints": ["http://127.0.0.1:8000/v1", ep]}
+        )
         cases.append((f"{role} endpoint {ep!r}", data, f"{role}.engine"))
     bad = _check_profiles(tmp_path, cases)
     assert not bad, "\n".join(bad)
@@ -332,8 +391,13 @@ def test_bad_endpoints(tmp_path, no_work):
 
 
 def test_good_endpoints_accepted(tmp_path):
-    for ep in ["http://127.0.0.1:8000/v1", "https://api.example.com/v1", "http://[::1]:8000/v1",
-               "http://user:pw@host:1/v1", "https://host:65535"]:
+    for ep in [
+        "http://127.0.0.1:8000/v1",
+        "https://api.example.com/v1",
+        "http://[::1]:8000/v1",
+        "http://user:pw@host:1/v1",
+        "https://host:65535",
+    ]:
         data = _set(BASE, ("judge", "engine"), {"kind": "http", "model": "m", "endpoints": [ep]})
         result = invoke(["profiles", "show", str(_write(tmp_path, data))])
         assert result.exit_code == 0, (ep, result.output)
@@ -366,8 +430,11 @@ def _special_paths(tmp_path: Path):
 def test_profile_path_is_not_a_file(tmp_path, no_work):
     bad = []
     for what, path, codes in _special_paths(tmp_path):
-        for args in (["profiles", "show", str(path)], ["build", "--profile", str(path), "--output", str(tmp_path / "o")],
-                     ["ingest", "--profile", str(path), "--output", str(tmp_path / "o")]):
+        for args in (
+            ["profiles", "show", str(path)],
+            ["build", "--profile", str(path), "--output", str(tmp_path / "o")],
+            ["ingest", "--profile", str(path), "--output", str(tmp_path / "o")],
+        ):
             bad += problems_with(invoke(args), f"{args[0]} [{what}]", codes, (path.name,))
             if (tmp_path / "o").exists():
                 bad.append(f"{args[0]} [{what}]: wrote its output")
@@ -478,7 +545,7 @@ def test_output_empty_or_wrong_kind(tmp_path, no_work, monkeypatch):
         base = list(REQUIRED.get(path[-1], lambda d: [])(tmp_path))
         if "--output" in base:
             i = base.index("--output")
-            del base[i: i + 2]
+            del base[i : i + 2]
         wrong_kind = str(adir) if not param.type.dir_okay else str(afile)
         for value in ("", " ", wrong_kind):
             result = invoke([*path, *base, "--output", value])
@@ -490,9 +557,13 @@ def test_output_empty_or_wrong_kind(tmp_path, no_work, monkeypatch):
 
 def test_output_spelled_the_same_everywhere():
     """Every command with --output also takes -o (and --profile, -p)."""
-    missing = [f"{' '.join(path)} {name}" for path, cmd in commands() for p in cmd.params
-               for name, short in (("--output", "-o"), ("--profile", "-p"))
-               if name in getattr(p, "opts", ()) and short not in p.opts]
+    missing = [
+        f"{' '.join(path)} {name}"
+        for path, cmd in commands()
+        for p in cmd.params
+        for name, short in (("--output", "-o"), ("--profile", "-p"))
+        if name in getattr(p, "opts", ()) and short not in p.opts
+    ]
     assert not missing
 
 
@@ -528,15 +599,24 @@ def test_view_on_what_is_not_a_run_directory(tmp_path, no_work):
 # ---------------------------------------------------------------------------
 
 SECRET = "s3cret"
-PASTED_KEYS = ["sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123", "hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345",
-               "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcd", "gsk_live-AbCdEfGhIjKlMnOp0123"]
+PASTED_KEYS = [
+    "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123",
+    "hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345",
+    "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcd",
+    "gsk_live-AbCdEfGhIjKlMnOp0123",
+]
 
 
 def _secret_profile(tmp_path: Path, key: str | None, port: int = 1) -> Path:
     data = copy.deepcopy(BASE)
     for role in ROLES:
-        engine = {"kind": "http", "model": "m", "endpoints": [f"http://user:{SECRET}@127.0.0.1:{port}/v1"],
-                  "max_retries": 0, "request_timeout_s": 2.0}
+        engine = {
+            "kind": "http",
+            "model": "m",
+            "endpoints": [f"http://user:{SECRET}@127.0.0.1:{port}/v1"],
+            "max_retries": 0,
+            "request_timeout_s": 2.0,
+        }
         if key:
             engine["api_key_env"] = key
         data[role] = {**data[role], "engine": engine}
@@ -555,9 +635,11 @@ def test_secrets_never_printed(tmp_path, monkeypatch):
     bad = []
     for key in [None, *PASTED_KEYS]:
         prof = _secret_profile(tmp_path, key)
-        for args in (["build", "--profile", str(prof), "--output", str(tmp_path / "o")],
-                     ["build", "--split", "sft", "--profile", str(prof), "--output", str(tmp_path / "o")],
-                     *([["ingest", "--profile", str(prof), "--output", str(tmp_path / "o2")]] if key else [])):
+        for args in (
+            ["build", "--profile", str(prof), "--output", str(tmp_path / "o")],
+            ["build", "--split", "sft", "--profile", str(prof), "--output", str(tmp_path / "o")],
+            *([["ingest", "--profile", str(prof), "--output", str(tmp_path / "o2")]] if key else []),
+        ):
             result = invoke(args)
             if result.exit_code == 0 or "Traceback" in result.output:
                 bad.append(f"{args[:2]} key={key}: {result.output[-300:]!r}")

@@ -88,8 +88,19 @@ def test_mutated_benchmark_fails_loudly_or_loads_every_row(tmp_path, seed):
     assert len(probs) == len(PROBLEMS), kind  # nothing skipped silently
 
 
-@pytest.mark.parametrize("bad", [b"[1, 2]", b"{not json", b'{"problem": "caf\xe9"}', b"[" * 3000, b'{"id": 3}',
-                                 b'{"problem": ""}', b'{"problem": ["a list"]}', b'{"problem": "x", "n": ' + b"9" * 5000 + b"}"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"[1, 2]",
+        b"{not json",
+        b'{"problem": "caf\xe9"}',
+        b"[" * 3000,
+        b'{"id": 3}',
+        b'{"problem": ""}',
+        b'{"problem": ["a list"]}',
+        b'{"problem": "x", "n": ' + b"9" * 5000 + b"}",
+    ],
+)
 def test_a_bad_jsonl_benchmark_line_is_named(tmp_path, bad):
     f = tmp_path / "b.jsonl"
     f.write_bytes(b'{"problem": "Prove it.", "id": 1}\n' + bad + b'\n{"problem": "Again.", "id": 2}\n')
@@ -151,9 +162,19 @@ def test_disguised_copies_are_caught(bench_csv, seed):
 def test_rows_that_cannot_be_checked_are_errors(bench_csv, tmp_path):
     dec = Decontaminator(load_benchmark(str(bench_csv)))
     f = tmp_path / "in.jsonl"
-    f.write_bytes(b"\n".join([json.dumps({"problem": PROBLEMS[0]}).encode(), json.dumps({"statement": "x"}).encode(),
-                              b"[1]", json.dumps({"problem": ["a list"]}).encode(), json.dumps({"problem": "Unrelated: 1+1=2."}).encode(),
-                              json.dumps({"problem": None}).encode()]) + b"\n")
+    f.write_bytes(
+        b"\n".join(
+            [
+                json.dumps({"problem": PROBLEMS[0]}).encode(),
+                json.dumps({"statement": "x"}).encode(),
+                b"[1]",
+                json.dumps({"problem": ["a list"]}).encode(),
+                json.dumps({"problem": "Unrelated: 1+1=2."}).encode(),
+                json.dumps({"problem": None}).encode(),
+            ]
+        )
+        + b"\n"
+    )
     verdicts = list(dec.check_rows(iter_table(f), "problem"))
     assert [v.contaminated for v in verdicts] == [True, None, None, None, False, None]
     assert [v.line for v in verdicts] == [1, 2, 3, 4, 5, 6]

@@ -19,9 +19,32 @@ from fineproofs.pipelines.sources.errors import ParseError
 from fineproofs.pipelines.sources.wiki import parse_wiki_page
 from fineproofs.text import clean_text, fold_confusables, html_to_text, replace_delimited, split_math
 
-OPENERS = ["<math>", "<cmath>", "[[a|", "\\(", "\\[", "\\begin{problem}", "\\begin{equation}", "\\begin{enumerate}",
-           "\\item[", "\\label{", "<br ", "[[Category:", "$$", "$", "{{", "<math ", "\\begin{problem}[", "==",
-           "Problem 1. ", "<b onclick=", "&lt;", "\\begin{document}", "%", "\\section{"]
+OPENERS = [
+    "<math>",
+    "<cmath>",
+    "[[a|",
+    "\\(",
+    "\\[",
+    "\\begin{problem}",
+    "\\begin{equation}",
+    "\\begin{enumerate}",
+    "\\item[",
+    "\\label{",
+    "<br ",
+    "[[Category:",
+    "$$",
+    "$",
+    "{{",
+    "<math ",
+    "\\begin{problem}[",
+    "==",
+    "Problem 1. ",
+    "<b onclick=",
+    "&lt;",
+    "\\begin{document}",
+    "%",
+    "\\section{",
+]
 PROSE = ["Prove that", "for all", "$n$", "$a^2+b^2\\ge 2ab$", "triangle $ABC$", "Let", "x", "Solution.", "(", ")"]
 BLANKS = [" ", "\n", " " * 200, "\n" * 100, "\t"]
 BOUND_S = 5.0  # a hang guard, not a speed target (that is bench/bench_parsers.py)
@@ -67,8 +90,23 @@ def test_one_mb_of_mixed_openers_is_fast(name):
     assert time.perf_counter() - t0 < BOUND_S
 
 
-@pytest.mark.parametrize("opener", ["<math>", "[[a|", "\\(", "\\begin{problem}", "\\begin{equation}", "<cmath>",
-                                    "\\begin{enumerate}", "\\item[", "\\label{", "<br ", "\\begin{problem}[", "$$ $"])
+@pytest.mark.parametrize(
+    "opener",
+    [
+        "<math>",
+        "[[a|",
+        "\\(",
+        "\\begin{problem}",
+        "\\begin{equation}",
+        "<cmath>",
+        "\\begin{enumerate}",
+        "\\item[",
+        "\\label{",
+        "<br ",
+        "\\begin{problem}[",
+        "$$ $",
+    ],
+)
 def test_one_mb_of_one_unterminated_opener(opener):
     text = one_opener(opener)
     t0 = time.perf_counter()
@@ -127,9 +165,11 @@ def test_replace_delimited_agrees_with_the_lazy_regex(seed):
 
 
 def test_html_is_reduced_to_text():
-    bad = ('<script>alert(1)</script>Prove <b onclick="x()">that</b> <img src=x onerror=alert(1)> $a<b$ and '
-           '$c>d$. <iframe src="http://evil"></iframe><svg onload=alert(1)>x</svg> &lt;script&gt;alert(2)&lt;/script&gt;'
-           '<div onmouseover="y">z</div>')
+    bad = (
+        '<script>alert(1)</script>Prove <b onclick="x()">that</b> <img src=x onerror=alert(1)> $a<b$ and '
+        '$c>d$. <iframe src="http://evil"></iframe><svg onload=alert(1)>x</svg> &lt;script&gt;alert(2)&lt;/script&gt;'
+        '<div onmouseover="y">z</div>'
+    )
     out = normalise_markup(bad)
     assert "script" not in out.lower() and "iframe" not in out.lower() and "onerror" not in out
     assert "onclick" not in out and "onload" not in out and "alert" not in out and "onmouseover" not in out
@@ -152,5 +192,7 @@ def test_confusables_fold_to_ascii():
 def test_valid_markup_unchanged():
     text = "Let <math>x>0</math>. Show [[Inequality|that]] \\(x^2>0\\) and \\begin{equation}y=1\\end{equation}."
     assert normalise_markup(text) == "Let $x>0$. Show that $x^2>0$ and $$y=1$$."
-    booklet = "\\begin{problem}[A1] P1 \\end{problem}\\begin{problem} unterminated" + "\\begin{problem}[B2] P2 \\end{problem}"
+    booklet = (
+        "\\begin{problem}[A1] P1 \\end{problem}\\begin{problem} unterminated" + "\\begin{problem}[B2] P2 \\end{problem}"
+    )
     assert [i.label for i in split_booklet(booklet)] == ["A1", "Problem 2"]  # as the lazy regex paired them

@@ -87,9 +87,22 @@ def _store(path: Path) -> None:
     items = []
     for i in range(6):
         ok = i % 3 != 0
-        items.append((StoredResponse(f"k{i}", "rollout" if i < 3 else "grade_judge", "synthetic/model",
-                                     "ok" if ok else "failed", "" if ok else "unparseable: no score tag",
-                                     f"text {i}", "stop", 100 + i, 20 + i), {"messages": [], "i": i}))
+        items.append(
+            (
+                StoredResponse(
+                    f"k{i}",
+                    "rollout" if i < 3 else "grade_judge",
+                    "synthetic/model",
+                    "ok" if ok else "failed",
+                    "" if ok else "unparseable: no score tag",
+                    f"text {i}",
+                    "stop",
+                    100 + i,
+                    20 + i,
+                ),
+                {"messages": [], "i": i},
+            )
+        )
     with ResponseStore(path) as st:
         st.put_many(items)
 
@@ -98,14 +111,31 @@ def _finish(run: Path, split: str) -> Path:
     """What make_run leaves out: a real store and the build manifest."""
     (run / "store.sqlite").unlink()
     _store(run / "store.sqlite")
-    (run / "build.json").write_text(json.dumps({
-        "split": split, "profile": "paper", "counts": {"read": 9, "split": 4}, "dropped": {}, "rows": {"default": 4},
-        "generated": 6, "cached": 0, "seconds": 1.5, "decontaminated": True}, indent=2))
+    (run / "build.json").write_text(
+        json.dumps(
+            {
+                "split": split,
+                "profile": "paper",
+                "counts": {"read": 9, "split": 4},
+                "dropped": {},
+                "rows": {"default": 4},
+                "generated": 6,
+                "cached": 0,
+                "seconds": 1.5,
+                "decontaminated": True,
+            },
+            indent=2,
+        )
+    )
     (run / "stages" / "rollout_grades.jsonl").write_text(
-        "".join(json.dumps({"sample": f"s{i}", "score": i % 8, "status": "ok"}) + "\n" for i in range(5)))
+        "".join(json.dumps({"sample": f"s{i}", "score": i % 8, "status": "ok"}) + "\n" for i in range(5))
+    )
     (run / "quarantine" / "llm.jsonl").write_text(
-        "".join(json.dumps({"stage": "rollout_grades", "sample": f"s{i}", "reason": "unparseable: x"}) + "\n"
-                for i in range(3)))
+        "".join(
+            json.dumps({"stage": "rollout_grades", "sample": f"s{i}", "reason": "unparseable: x"}) + "\n"
+            for i in range(3)
+        )
+    )
     return run
 
 
@@ -119,18 +149,45 @@ def templates(tmp_path_factory):
 # generated damage
 # ---------------------------------------------------------------------------
 
-TARGETS = ["build.json", "card_data.json", "README.md", "data/*/*.parquet", "store.sqlite", "quarantine/llm.jsonl",
-           "stages/*.jsonl", "problems/problems.jsonl", "profile.yaml", "plots/*.png"]
+TARGETS = [
+    "build.json",
+    "card_data.json",
+    "README.md",
+    "data/*/*.parquet",
+    "store.sqlite",
+    "quarantine/llm.jsonl",
+    "stages/*.jsonl",
+    "problems/problems.jsonl",
+    "profile.yaml",
+    "plots/*.png",
+]
 
-WRONG_JSON = [b"[]", b"null", b'"text"', b"17", b"{}", b'{"split": [], "rows": "x", "seconds": "y", "counts": 5}',
-              b'{"counts": {"a": "b"}, "dropped": {"x": 3}, "decontamination": [1], "roles": {"r": 1}, '
-              b'"source_licences": [5], "thresholds": 3}']
-WRONG_JSONL = [b"[1, 2]\n", b'"x"\n', b'{"stage": 1, "reason": []}\n', b"{}\n", b"null\n" * 3,
-               b'{"statement": 5, "category": []}\n']
-WRONG_CARD = [b"---\n- a list\n---\n# card\n", b"---\nconfigs: 5\n---\n", b"---\n: :\n---\n",
-              b"---\nconfigs:\n- config_name: default\n  data_files: 7\n---\n",
-              b"---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: ../../etc/*\n---\n",
-              b"no front matter at all\n"]
+WRONG_JSON = [
+    b"[]",
+    b"null",
+    b'"text"',
+    b"17",
+    b"{}",
+    b'{"split": [], "rows": "x", "seconds": "y", "counts": 5}',
+    b'{"counts": {"a": "b"}, "dropped": {"x": 3}, "decontamination": [1], "roles": {"r": 1}, '
+    b'"source_licences": [5], "thresholds": 3}',
+]
+WRONG_JSONL = [
+    b"[1, 2]\n",
+    b'"x"\n',
+    b'{"stage": 1, "reason": []}\n',
+    b"{}\n",
+    b"null\n" * 3,
+    b'{"statement": 5, "category": []}\n',
+]
+WRONG_CARD = [
+    b"---\n- a list\n---\n# card\n",
+    b"---\nconfigs: 5\n---\n",
+    b"---\n: :\n---\n",
+    b"---\nconfigs:\n- config_name: default\n  data_files: 7\n---\n",
+    b"---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: ../../etc/*\n---\n",
+    b"no front matter at all\n",
+]
 
 
 def damages(target: str, seed: int) -> list[tuple[str, object]]:
@@ -149,8 +206,12 @@ def damages(target: str, seed: int) -> list[tuple[str, object]]:
         pos = rng.random()
         n = rng.randrange(1, 64)
         junk = bytes(rng.randrange(256) for _ in range(n))
-        out.append((f"overwrite{n}@{pos:.2f}", lambda b, pos=pos, junk=junk: (
-            b[: int(len(b) * pos)] + junk + b[int(len(b) * pos) + len(junk):])))
+        out.append(
+            (
+                f"overwrite{n}@{pos:.2f}",
+                lambda b, pos=pos, junk=junk: b[: int(len(b) * pos)] + junk + b[int(len(b) * pos) + len(junk) :],
+            )
+        )
     if target.endswith(".json"):
         out += [(f"json:{w[:20]!r}", w) for w in WRONG_JSON]
     elif target.endswith(".jsonl"):
@@ -255,11 +316,22 @@ def test_push_unreachable_subprocess(templates, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(templates["rl"], run)
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    env.update(HF_ENDPOINT=UNREACHABLE, HF_HUB_DISABLE_XET="1", HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf"),
-               HF_HUB_DISABLE_TELEMETRY="1")
+    env.update(
+        HF_ENDPOINT=UNREACHABLE,
+        HF_HUB_DISABLE_XET="1",
+        HF_TOKEN=TOKEN,
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+    )
     before = tree(run)
-    p = subprocess.run([sys.executable, "-m", "fineproofs", "push", str(run), "--repo-id", "org/name"],
-                       capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    p = subprocess.run(
+        [sys.executable, "-m", "fineproofs", "push", str(run), "--repo-id", "org/name"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert p.returncode == 1, p.stderr
     assert "Traceback" not in p.stderr and TOKEN not in p.stderr + p.stdout
     assert len([ln for ln in p.stderr.splitlines() if ln.startswith("fineproofs:")]) == 1, p.stderr
@@ -341,11 +413,31 @@ def test_ingest_fingerprint_change_keeps_everything_else(tmp_path):
     (run / "logs" / "llm_rl_2" / "completions").write_text("0\n")
     for folder in ("", "work", "logs", "quarantine", "problems", "reports"):
         (run / folder / "user-notes.txt").write_text(f"kept {folder}\n")
-    keep = {k: v for k, v in tree(run).items() if not k.startswith(
-        ("work/clean", "work/dedup", "work/final", "work/minhash", "work/fingerprint", "logs/clean", "logs/dedup",
-         "logs/minhash", "logs/decontaminate", "problems/problems.jsonl", "reports/ingest.json",
-         "reports/dedup_clusters.json", "quarantine/parsed", "quarantine/clean", "quarantine/classified",
-         "quarantine/dedup", "quarantine/decontaminated"))}
+    keep = {
+        k: v
+        for k, v in tree(run).items()
+        if not k.startswith(
+            (
+                "work/clean",
+                "work/dedup",
+                "work/final",
+                "work/minhash",
+                "work/fingerprint",
+                "logs/clean",
+                "logs/dedup",
+                "logs/minhash",
+                "logs/decontaminate",
+                "problems/problems.jsonl",
+                "reports/ingest.json",
+                "reports/dedup_clusters.json",
+                "quarantine/parsed",
+                "quarantine/clean",
+                "quarantine/classified",
+                "quarantine/dedup",
+                "quarantine/decontaminated",
+            )
+        )
+    }
     changes = [
         ("touch a source", [], lambda: os.utime(sources / "problems.jsonl", ns=(1, 1))),
         ("filter setting", ["--profile", str(_profile(tmp_path, sources, min_statement_chars=21))], None),
@@ -371,10 +463,22 @@ def test_ingest_fingerprint_change_keeps_everything_else(tmp_path):
 @pytest.fixture
 def decontam_files(tmp_path):
     bench = tmp_path / "bench.jsonl"
-    bench.write_text("".join(json.dumps({"problem": f"Prove that {i} squared plus one is never divisible by three "
-                                                    f"for any integer n and label {i}."}) + "\n" for i in range(4)))
-    rows = [json.dumps({"problem": f"Show that for every positive integer n the number n^{i} + {i} is odd."})
-            for i in range(6)]
+    bench.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "problem": f"Prove that {i} squared plus one is never divisible by three "
+                    f"for any integer n and label {i}."
+                }
+            )
+            + "\n"
+            for i in range(4)
+        )
+    )
+    rows = [
+        json.dumps({"problem": f"Show that for every positive integer n the number n^{i} + {i} is odd."})
+        for i in range(6)
+    ]
     rows[3] = "[1, 2, 3]"  # a non-object line: quarantined, and INPUT must survive it
     data = ("\n".join(rows) + "\n").encode()
     return bench, data
@@ -457,8 +561,10 @@ def test_decontaminate_refuses_special_files(tmp_path, decontam_files):
     for name, special in _special_files(tmp_path):
         mode = os.stat(special).st_mode
         out = tmp_path / f"out-{name.replace('/', '_')}.jsonl"
-        roles = [("INPUT", [str(special), "--against", str(bench), "--output", str(out)]),
-                 ("--against", [str(inp), "--against", str(special), "--output", str(out)])]
+        roles = [
+            ("INPUT", [str(special), "--against", str(bench), "--output", str(out)]),
+            ("--against", [str(inp), "--against", str(special), "--output", str(out)]),
+        ]
         if not name.startswith("/dev/"):  # never point a test at a system device as an output
             roles.append(("--output", [str(inp), "--against", str(bench), "--output", str(special)]))
         for role, args in roles:

@@ -71,8 +71,14 @@ def test_jsonl_mutations_cost_one_row_each(tmp_path, seed):
     assert sorted(d.text for d in kept) == sorted(_good(i) for i in range(30))
     assert len(errors) == len(bad)
     for d in errors:
-        assert d.metadata["raw_error"].split(":")[0] in {"malformed_json", "too_deep", "number_out_of_range", "non_utf8",
-                                                         "lone_surrogate", "bad_field"}
+        assert d.metadata["raw_error"].split(":")[0] in {
+            "malformed_json",
+            "too_deep",
+            "number_out_of_range",
+            "non_utf8",
+            "lone_surrogate",
+            "bad_field",
+        }
         assert d.metadata["locator"].rsplit("#L", 1)[1].isdigit()  # the line
     _assert_writable(docs)
     assert all("b'" not in d.text and "{'text'" not in d.text and "['" not in d.text for d in kept)
@@ -93,7 +99,9 @@ def test_csv_mutations_cost_one_row_each(tmp_path, seed):
     errors = [d.metadata["raw_error"] for d in docs if d.metadata.get("raw_error")]
     assert {_good(i) for i in range(30)} <= kept  # no good row lost, BOM or not
     assert not kept - {_good(i) for i in range(30)}  # no bad row kept
-    assert len(errors) >= len(bad) and all(e.split(":")[0] in {"malformed_csv", "non_utf8", "bad_field"} for e in errors)
+    assert len(errors) >= len(bad) and all(
+        e.split(":")[0] in {"malformed_csv", "non_utf8", "bad_field"} for e in errors
+    )
     _assert_writable(docs)
 
 
@@ -111,15 +119,19 @@ def test_parquet_wrong_types_are_quarantined_not_stringified(tmp_path):
     assert kept == [_good(1), _good(2), _good(3)]
     errors = sorted(d.metadata["raw_error"] for d in docs if d.metadata.get("raw_error"))
     assert len(errors) == 5 and all(e.startswith("bad_field") for e in errors)
-    assert any("binary" in e for e in errors) and any("struct" in e for e in errors) and any("list" in e for e in errors)
+    assert (
+        any("binary" in e for e in errors) and any("struct" in e for e in errors) and any("list" in e for e in errors)
+    )
     _assert_writable(docs)
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_a_bad_byte_in_a_booklet_costs_one_problem(tmp_path, seed):
     rng = random.Random(seed)
-    probs = [f"\\begin{{problem}}[P{i}] {_good(i)} \\end{{problem}}\n\\begin{{solution}}S{i}.\\end{{solution}}\n"
-             for i in range(12)]
+    probs = [
+        f"\\begin{{problem}}[P{i}] {_good(i)} \\end{{problem}}\n\\begin{{solution}}S{i}.\\end{{solution}}\n"
+        for i in range(12)
+    ]
     victim = rng.randrange(12)
     data = bytearray(("\\begin{document}\n" + "".join(probs) + "\\end{document}\n").encode())
     at = data.index(f"[P{victim}]".encode()) + 8

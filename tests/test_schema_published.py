@@ -16,29 +16,33 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_splits import make_run  # noqa: E402
+from test_splits import make_run
 
-PUBLISHED_SFT = pa.schema([
-    ("problem", pa.string()),
-    ("reasoning_content", pa.string()),
-    ("proof", pa.string()),
-    ("category", pa.string()),
-    ("competition", pa.string()),
-    ("gemini-3-pro-grade", pa.int64()),
-    ("qwen3-4b-thinking-reward@128", pa.float64()),
-    ("source", pa.string()),
-    ("messages", pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())]))),
-])
-PUBLISHED_RL = pa.schema([
-    ("problem", pa.string()),
-    ("source", pa.string()),
-    ("rubrics", pa.string()),
-    ("scores", pa.list_(pa.int64())),
-    ("rewards", pa.list_(pa.float64())),
-    ("num_rewards", pa.int64()),
-    ("reward_mean", pa.float64()),
-    ("reward_std", pa.float64()),
-])
+PUBLISHED_SFT = pa.schema(
+    [
+        ("problem", pa.string()),
+        ("reasoning_content", pa.string()),
+        ("proof", pa.string()),
+        ("category", pa.string()),
+        ("competition", pa.string()),
+        ("gemini-3-pro-grade", pa.int64()),
+        ("qwen3-4b-thinking-reward@128", pa.float64()),
+        ("source", pa.string()),
+        ("messages", pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())]))),
+    ]
+)
+PUBLISHED_RL = pa.schema(
+    [
+        ("problem", pa.string()),
+        ("source", pa.string()),
+        ("rubrics", pa.string()),
+        ("scores", pa.list_(pa.int64())),
+        ("rewards", pa.list_(pa.float64())),
+        ("num_rewards", pa.int64()),
+        ("reward_mean", pa.float64()),
+        ("reward_std", pa.float64()),
+    ]
+)
 
 
 def _published_like(schema: pa.Schema, rebuilt: pa.Table) -> pa.Table:
@@ -71,10 +75,22 @@ def test_rl_shards_concatenate_with_published(tmp_path):
 
 def test_struct_order_matters_to_pyarrow():
     """Why the order is pinned: {role, content} does not concatenate with {content, role}."""
-    a = pa.table({"m": pa.array([[{"role": "user", "content": "x"}]],
-                                pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))})
-    b = pa.table({"m": pa.array([[{"content": "x", "role": "user"}]],
-                                pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())])))})
+    a = pa.table(
+        {
+            "m": pa.array(
+                [[{"role": "user", "content": "x"}]],
+                pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])),
+            )
+        }
+    )
+    b = pa.table(
+        {
+            "m": pa.array(
+                [[{"content": "x", "role": "user"}]],
+                pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())])),
+            )
+        }
+    )
     try:
         pa.concat_tables([a, b])
     except pa.ArrowInvalid:

@@ -31,7 +31,10 @@ def test_wiki_sections():
     with pytest.raises(ParseError):
         parse_wiki_page("just text, no sections")
     assert title_fields("2021 USAMO Problems/Problem 3") == ("USAMO", 2021)
-    assert wiki_url("2021 USAMO Problems/Problem 3") == "https://artofproblemsolving.com/wiki/index.php/2021_USAMO_Problems/Problem_3"
+    assert (
+        wiki_url("2021 USAMO Problems/Problem 3")
+        == "https://artofproblemsolving.com/wiki/index.php/2021_USAMO_Problems/Problem_3"
+    )
 
 
 def test_booklet_layouts():
@@ -44,14 +47,27 @@ def test_booklet_layouts():
 \begin{proof} Both. \end{proof}
 \end{document}"""
     items = split_booklet(envs)
-    assert [(i.label, i.category, len(i.solutions)) for i in items] == [("A1", "Algebra", 1), ("Algebra 2", "Algebra", 1)]
+    assert [(i.label, i.category, len(i.solutions)) for i in items] == [
+        ("A1", "Algebra", 1),
+        ("Algebra 2", "Algebra", 1),
+    ]
     assert "(a) $a>0$;" in items[1].statement and "(b) $b>0$." in items[1].statement
-    sections = r"\section*{Problem 1} Prove it. % a comment" + "\n" + r"\subsection*{Solution} Done. \section*{Problem 2} Again."
+    sections = (
+        r"\section*{Problem 1} Prove it. % a comment"
+        + "\n"
+        + r"\subsection*{Solution} Done. \section*{Problem 2} Again."
+    )
     items = split_booklet(sections)
-    assert [(i.label, i.statement, i.solutions) for i in items] == [("Problem 1", "Prove it.", ["Done."]), ("Problem 2", "Again.", [])]
+    assert [(i.label, i.statement, i.solutions) for i in items] == [
+        ("Problem 1", "Prove it.", ["Done."]),
+        ("Problem 2", "Again.", []),
+    ]
     pdf = "Problem 1. Prove that 1+1=2.\nSolution. Count.\nProblem 2. Show that 2 is prime.\nProof: It is.\n"
     items = split_booklet(pdf)
-    assert [(i.label, i.statement, i.solutions) for i in items] == [("1", "Prove that 1+1=2.", ["Count."]), ("2", "Show that 2 is prime.", ["It is."])]
+    assert [(i.label, i.statement, i.solutions) for i in items] == [
+        ("1", "Prove that 1+1=2.", ["Count."]),
+        ("2", "Show that 2 is prime.", ["It is."]),
+    ]
     assert booklet_fields("imo_2019_shortlist.tex") == ("IMO", 2019)
 
 
@@ -66,8 +82,10 @@ def test_demo_sources_read():
 def test_hub_dataset_through_datasets_offline(tmp_path):
     import datasets
 
-    rows = [{"question": "Prove that $2+2=4$.", "worked": "Add.", "contest": "XYZ 2001", "kind": "proof"},
-            {"question": "Prove that $3>2$.", "worked": "Compare.", "contest": "XYZ 2002", "kind": "proof"}]
+    rows = [
+        {"question": "Prove that $2+2=4$.", "worked": "Add.", "contest": "XYZ 2001", "kind": "proof"},
+        {"question": "Prove that $3>2$.", "worked": "Compare.", "contest": "XYZ 2002", "kind": "proof"},
+    ]
     d = tmp_path / "hubds"
     d.mkdir()
     datasets.Dataset.from_list(rows).to_parquet(str(d / "train-00000.parquet"))
@@ -106,5 +124,13 @@ def test_broken_inputs_become_error_docs(tmp_path):
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     docs = read_all([tmp_path], max_bytes=1000)
     errors = sorted(d.metadata["raw_error"].split(":")[0] for d in docs if d.metadata.get("raw_error"))
-    assert errors == ["malformed_json", "malformed_json", "no_problems_found", "non_utf8", "non_utf8", "too_large", "unreadable"]
+    assert errors == [
+        "malformed_json",
+        "malformed_json",
+        "no_problems_found",
+        "non_utf8",
+        "non_utf8",
+        "too_large",
+        "unreadable",
+    ]
     assert [d.text for d in docs if not d.metadata.get("raw_error")] == ["ok $x$"]

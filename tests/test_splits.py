@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from fineproofs.config import RLSplitConfig, SFTSplitConfig, load_profile
+from fineproofs.pipelines.difficulty import Difficulty
+from fineproofs.pipelines.splits import assistant_content, build_rl, build_sft, shuffle_key
 from fineproofs.records import (
     RL_FEATURES,
     SFT_FEATURES,
@@ -20,12 +22,10 @@ from fineproofs.records import (
     ProofSample,
     Rubric,
     RubricItem,
-    features_of,
     SFTRow,
+    features_of,
     sft_column_names,
 )
-from fineproofs.pipelines.difficulty import Difficulty
-from fineproofs.pipelines.splits import assistant_content, build_rl, build_sft, shuffle_key
 
 CATS = ["Algebra", "Combinatorics", "Geometry", "Number Theory"]
 
@@ -33,24 +33,51 @@ CATS = ["Algebra", "Combinatorics", "Geometry", "Number Theory"]
 def make_records(n: int = 6):
     """n problems; teacher samples with varied grades; difficulty with varied scores."""
     problems = [
-        Problem(statement=f"Prove that for every integer $n \\geq {i}$, the number $n^{i + 2} - n$ has property P{i}.",
-                source="demo_booklet" if i % 2 else "aops_wiki", competition=f"DMO {2020 + i}", year=2020 + i,
-                category=CATS[i % 4], solutions=[f"Reference solution {i}."], licence="Apache-2.0 (demo)")
+        Problem(
+            statement=f"Prove that for every integer $n \\geq {i}$, the number $n^{i + 2} - n$ has property P{i}.",
+            source="demo_booklet" if i % 2 else "aops_wiki",
+            competition=f"DMO {2020 + i}",
+            year=2020 + i,
+            category=CATS[i % 4],
+            solutions=[f"Reference solution {i}."],
+            licence="Apache-2.0 (demo)",
+        )
         for i in range(n)
     ]
-    rubrics = {p.id: Rubric(p.id, [RubricItem(f"step {j} of problem {i}", p) for j, p in enumerate((3, 4))],
-                            zero_credit=["restating the problem"])
-               for i, p in enumerate(problems) if i != 1}  # problem 1: no valid rubric
+    rubrics = {
+        p.id: Rubric(
+            p.id,
+            [RubricItem(f"step {j} of problem {i}", p) for j, p in enumerate((3, 4))],
+            zero_credit=["restating the problem"],
+        )
+        for i, p in enumerate(problems)
+        if i != 1
+    }  # problem 1: no valid rubric
     samples, grades = [], []
     # per problem: grades of its teacher samples (None = grader failed)
     plan = {0: [7, 5, 7], 1: [6], 2: [3, 4], 3: [None, 6], 4: [5, 5], 5: [7]}
     for i, p in enumerate(problems):
         for j, g in enumerate(plan.get(i, [7])):
-            s = ProofSample(p.id, "teacher", j, "teacher-model", f"\nthinking {i}.{j}\n", f"Proof {i}.{j}. QED",
-                            "stop", truncated=(i == 4 and j == 0))
+            s = ProofSample(
+                p.id,
+                "teacher",
+                j,
+                "teacher-model",
+                f"\nthinking {i}.{j}\n",
+                f"Proof {i}.{j}. QED",
+                "stop",
+                truncated=(i == 4 and j == 0),
+            )
             samples.append(s)
-            grades.append(Grade(s.key, g, "grader", "ok" if g is not None else "failed",
-                                reason="" if g is not None else "unparseable: no score"))
+            grades.append(
+                Grade(
+                    s.key,
+                    g,
+                    "grader",
+                    "ok" if g is not None else "failed",
+                    reason="" if g is not None else "unparseable: no score",
+                )
+            )
     # rollout scores per problem: mixed, never solved, always solved, constant 3, mixed, none
     scores = {0: [7, 0, 3, 4], 1: [1, 2], 2: [0, 0, 0, 0], 3: [7, 7, 7, 7], 4: [3, 3, 3, 3], 5: []}
     difficulty = {}
@@ -62,8 +89,16 @@ def make_records(n: int = 6):
     return problems, rubrics, samples, grades, difficulty
 
 
-def make_run(out: Path, split: str, *, profile_name: str = "paper-plus", n: int = 6, rename: dict | None = None,
-             decontam: bool = True, **split_overrides) -> Path:
+def make_run(
+    out: Path,
+    split: str,
+    *,
+    profile_name: str = "paper-plus",
+    n: int = 6,
+    rename: dict | None = None,
+    decontam: bool = True,
+    **split_overrides,
+) -> Path:
     """A run directory as a build leaves it: split shards, card, plots, plus the
     non-pushable parts (store.sqlite, stages/, quarantine/) for the push tests."""
     from fineproofs.cards.card import CardFacts, write_card
@@ -84,27 +119,42 @@ def make_run(out: Path, split: str, *, profile_name: str = "paper-plus", n: int 
     (out / "problems").mkdir(parents=True, exist_ok=True)
     import json
 
-    (out / "problems" / "problems.jsonl").write_text(
-        "".join(json.dumps(p.to_dict()) + "\n" for p in problems))
+    (out / "problems" / "problems.jsonl").write_text("".join(json.dumps(p.to_dict()) + "\n" for p in problems))
     (out / "store.sqlite").write_bytes(b"SQLite format 3\x00 not for the hub")
     (out / "stages").mkdir(exist_ok=True)
     (out / "stages" / "rollouts.jsonl").write_text('{"secret": "stage data"}\n')
     (out / "quarantine").mkdir(exist_ok=True)
     (out / "quarantine" / "llm.jsonl").write_text('{"reason": "unparseable"}\n')
-    report = {"benchmarks": {"IMO-ProofBench": {"problems": 60, "flagged": 2}},
-              "methods": ["ngram", "shingle", "weighted", "math+words"],
-              "flagged": [{"id": "x", "benchmark": "IMO-ProofBench", "benchmark_id": "PB-1", "method": "ngram"},
-                          {"id": "y", "benchmark": "IMO-ProofBench", "benchmark_id": "PB-2", "method": "shingle"}]}
-    write_card(out, prof, CardFacts(
-        split=split, rows=res.rows,
-        counts={"read": n + 3, "decontaminated": n, "rubrics": len(rubrics), "split": res.rows["default"]},
-        dropped={"decontaminated": {"contaminated": 2}, "parsed": {"no_statement": 1},
-                 "rubrics": {"invalid_rubric": 1}, "split": res.dropped},
-        decontaminated=decontam, decontam_report=report if decontam else {"benchmarks": {}, "methods": []},
-        rubric_hash=rubric_hash(r.render() for r in rubrics.values()),
-        source_licences={p.source: p.licence for p in problems}, rename=rename,
-        benchmark_args=["proofbench_v2.csv"] if decontam else [], limit=None,
-    ))
+    report = {
+        "benchmarks": {"IMO-ProofBench": {"problems": 60, "flagged": 2}},
+        "methods": ["ngram", "shingle", "weighted", "math+words"],
+        "flagged": [
+            {"id": "x", "benchmark": "IMO-ProofBench", "benchmark_id": "PB-1", "method": "ngram"},
+            {"id": "y", "benchmark": "IMO-ProofBench", "benchmark_id": "PB-2", "method": "shingle"},
+        ],
+    }
+    write_card(
+        out,
+        prof,
+        CardFacts(
+            split=split,
+            rows=res.rows,
+            counts={"read": n + 3, "decontaminated": n, "rubrics": len(rubrics), "split": res.rows["default"]},
+            dropped={
+                "decontaminated": {"contaminated": 2},
+                "parsed": {"no_statement": 1},
+                "rubrics": {"invalid_rubric": 1},
+                "split": res.dropped,
+            },
+            decontaminated=decontam,
+            decontam_report=report if decontam else {"benchmarks": {}, "methods": []},
+            rubric_hash=rubric_hash(r.render() for r in rubrics.values()),
+            source_licences={p.source: p.licence for p in problems},
+            rename=rename,
+            benchmark_args=["proofbench_v2.csv"] if decontam else [],
+            limit=None,
+        ),
+    )
     return out
 
 
@@ -131,8 +181,13 @@ def test_sft_policy_default_and_all(tmp_path):
     every = _load(tmp_path, "all")
     assert default.features == SFT_FEATURES and every.features == SFT_FEATURES
     # default: best grade, ties -> lowest sample index; rows in problem order
-    assert [r["proof"] for r in default] == ["Proof 0.0. QED", "Proof 1.0. QED", "Proof 3.1. QED",
-                                            "Proof 4.1. QED", "Proof 5.0. QED"]
+    assert [r["proof"] for r in default] == [
+        "Proof 0.0. QED",
+        "Proof 1.0. QED",
+        "Proof 3.1. QED",
+        "Proof 4.1. QED",
+        "Proof 5.0. QED",
+    ]
     assert [r["gemini-3-pro-grade"] for r in every] == [7, 7, 5, 6, 6, 5, 7]
     r0 = default[0]
     assert r0["problem"] == problems[0].statement and r0["category"] == "Algebra" and r0["competition"] == "DMO 2020"
@@ -147,12 +202,20 @@ def test_sft_policy_default_and_all(tmp_path):
 
 def test_sft_incomplete_and_truncated_switches(tmp_path):
     problems, rubrics, samples, grades, difficulty = make_records()
-    res = build_sft(problems, samples, grades, difficulty,
-                    SFTSplitConfig(min_grade=5, keep_incomplete=False, keep_truncated=True), tmp_path, {})
+    res = build_sft(
+        problems,
+        samples,
+        grades,
+        difficulty,
+        SFTSplitConfig(min_grade=5, keep_incomplete=False, keep_truncated=True),
+        tmp_path,
+        {},
+    )
     assert res.dropped["incomplete_not_kept"] == 5  # 5 (p0), 6 (p1), 6 (p3), 5, 5 (p4)
     assert res.rows == {"default": 2, "all": 3}
-    res = build_sft(problems, samples, grades, difficulty, SFTSplitConfig(min_grade=0, keep_truncated=True),
-                    tmp_path, {})
+    res = build_sft(
+        problems, samples, grades, difficulty, SFTSplitConfig(min_grade=0, keep_truncated=True), tmp_path, {}
+    )
     assert res.rows["all"] == 10 and res.dropped == {"no_valid_grade": 1}
     # tie at grade 5 for p4: the untruncated sample wins
     d = _load(tmp_path, "default")
@@ -175,8 +238,15 @@ def test_assistant_content_matches_qwen3_thinking_template():
 
 def test_sharding_and_stale_shards_removed(tmp_path):
     problems, rubrics, samples, grades, difficulty = make_records()
-    build_sft(problems, samples, grades, difficulty, SFTSplitConfig(min_grade=0, keep_truncated=True,
-                                                                    max_rows_per_shard=3), tmp_path, {})
+    build_sft(
+        problems,
+        samples,
+        grades,
+        difficulty,
+        SFTSplitConfig(min_grade=0, keep_truncated=True, max_rows_per_shard=3),
+        tmp_path,
+        {},
+    )
     names = sorted(p.name for p in (tmp_path / "data" / "all").glob("*"))
     assert names == [f"train-0000{i}-of-00004.parquet" for i in range(4)]
     build_sft(problems, samples, grades, difficulty, SFTSplitConfig(min_grade=0, keep_truncated=True), tmp_path, {})
@@ -192,8 +262,13 @@ def test_rl_policy_reward_band_and_reasons(tmp_path):
     problems, rubrics, samples, grades, difficulty = make_records(8)
     res = build_rl(problems, rubrics, difficulty, RLSplitConfig(), tmp_path)
     # p0 mixed kept; p1 no rubric; p2 never solved; p3 always solved; p4 constant 3s; p5 no graded rollouts
-    assert res.dropped == {"all_rewards_equal": 1, "always_solved": 1, "never_solved": 1, "no_valid_rubric": 1,
-                           "too_few_graded_rollouts": 1}
+    assert res.dropped == {
+        "all_rewards_equal": 1,
+        "always_solved": 1,
+        "never_solved": 1,
+        "no_valid_rubric": 1,
+        "too_few_graded_rollouts": 1,
+    }
     assert res.rows == {"default": 3}
     ds = _load(tmp_path, "default")
     assert ds.features == RL_FEATURES

@@ -5,7 +5,7 @@ recorded the same way."""
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 from fineproofs.pipelines.stage import Failed, LLMStage, Recorder, Work
 from fineproofs.records import Problem

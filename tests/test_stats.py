@@ -7,9 +7,9 @@ import re
 
 import pytest
 from click.testing import CliRunner
+from test_splits import make_run
 
 from fineproofs.cards.stats import card_tables, distributions
-from test_splits import make_run
 
 
 @pytest.fixture(scope="module")

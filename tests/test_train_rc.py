@@ -12,9 +12,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from fineproofs.config import EngineConfig, RoleConfig, SamplingConfig  # noqa: E402
-from fineproofs.train.config import load_stage_config  # noqa: E402
-from fineproofs.train.tiny import PROBLEMS  # noqa: E402
+from fineproofs.config import EngineConfig, RoleConfig, SamplingConfig
+from fineproofs.train.config import load_stage_config
+from fineproofs.train.tiny import PROBLEMS
 
 L, S = 24, 16  # tokens per reasoning turn, tokens per summary
 
@@ -43,8 +43,11 @@ def test_context_stays_bounded_while_reasoning_grows(tiny, tmp_path):
     problems = PROBLEMS[:2]
 
     def ntok(msgs):
-        return len(eng.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
-                                                     return_dict=True)["input_ids"])
+        return len(
+            eng.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
+        )
 
     p0 = max(ntok(state_messages(p)) for p in problems)
     block = ntok(state_messages(problems[0], "x")) - ntok(state_messages(problems[0])) - 1
@@ -74,10 +77,18 @@ def test_rc_grpo_tiny_policy_real_judge(tiny, run_dir, tmp_path):
     from fineproofs.engines import EnginePool
     from fineproofs.train.rc import run_rc
 
-    cfg = load_stage_config("rc", "embedded", [
-        f"model.name={tiny}", "trainer.max_completion_length=16", "trainer.max_steps=1",
-        f"rc.summarizer.engine.model={tiny}", "rc.summarizer.sampling.max_tokens=12", "grading.max_attempts=1",
-    ])
+    cfg = load_stage_config(
+        "rc",
+        "embedded",
+        [
+            f"model.name={tiny}",
+            "trainer.max_completion_length=16",
+            "trainer.max_steps=1",
+            f"rc.summarizer.engine.model={tiny}",
+            "rc.summarizer.sampling.max_tokens=12",
+            "grading.max_attempts=1",
+        ],
+    )
     pool = EnginePool()
     try:
         res = run_rc(cfg, tmp_path / "rc", data=str(run_dir / "rl"), pool=pool)
@@ -86,8 +97,12 @@ def test_rc_grpo_tiny_policy_real_judge(tiny, run_dir, tmp_path):
         rc = res.metrics["rc"]
         assert rc["turns"] == 2 and sum(rc["states_trained"].values()) == 1  # 4 rows = 1 group = 1 state
         assert rc["max_context_tokens"] > 0 and rc["mean_total_reasoning_tokens"] > 0
-        res2 = run_rc(cfg.model_copy(update={"trainer": {**cfg.trainer, "max_steps": 2}}), tmp_path / "rc",
-                      data=str(run_dir / "rl"), pool=pool)
+        res2 = run_rc(
+            cfg.model_copy(update={"trainer": {**cfg.trainer, "max_steps": 2}}),
+            tmp_path / "rc",
+            data=str(run_dir / "rl"),
+            pool=pool,
+        )
         assert res2.resumed_from.endswith("checkpoint-1") and res2.global_step == 2
     finally:
         pool.close()

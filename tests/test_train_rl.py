@@ -12,9 +12,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from fineproofs.engines.base import Completion, Engine  # noqa: E402
-from fineproofs.train.config import load_stage_config  # noqa: E402
-from fineproofs.train.tiny import RUBRIC  # noqa: E402
+from fineproofs.engines.base import Completion, Engine
+from fineproofs.train.config import load_stage_config
+from fineproofs.train.tiny import RUBRIC
 
 
 class ScriptedJudge(Engine):

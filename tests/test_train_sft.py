@@ -12,10 +12,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from transformers import TrainerCallback  # noqa: E402
+from transformers import TrainerCallback
 
-from fineproofs.config import ConfigError  # noqa: E402
-from fineproofs.train.config import load_stage_config  # noqa: E402
+from fineproofs.config import ConfigError
+from fineproofs.train.config import load_stage_config
 
 
 class Interrupt(TrainerCallback):
@@ -62,8 +62,9 @@ def test_assistant_only_mask_covers_exactly_the_assistant_turn(tiny):
     tok = AutoTokenizer.from_pretrained(tiny)
     tmpl = training_chat_template(tok)
     msgs = [{"role": "user", "content": "Prove x"}, {"role": "assistant", "content": "<think>\nr\n</think>\n\nP"}]
-    enc = tok.apply_chat_template(msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
-                                  chat_template=tmpl)
+    enc = tok.apply_chat_template(
+        msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, chat_template=tmpl
+    )
     kept = tok.decode([i for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m])
     assert kept == "<think>\nr\n</think>\n\nP<|im_end|>"
 

@@ -111,8 +111,17 @@ def pick_resume(output_dir: str | Path, resume: bool | str) -> str | None:
     return ckpt
 
 
-def finish(stage: str, trainer, output_dir: Path, resumed_from: str | None, timer: StepTimer,
-           cfg_dump: dict, start_step: int, tokens: int | None = None, extra: dict | None = None) -> TrainResult:
+def finish(
+    stage: str,
+    trainer,
+    output_dir: Path,
+    resumed_from: str | None,
+    timer: StepTimer,
+    cfg_dump: dict,
+    start_step: int,
+    tokens: int | None = None,
+    extra: dict | None = None,
+) -> TrainResult:
     """Save the final model + tokenizer and the run record; return the figures."""
     final = output_dir / "final"
     trainer.save_model(str(final))

@@ -71,8 +71,10 @@ def load_rows(spec, stage: str, source: str | None = None) -> datasets.Dataset:
         import pyarrow.parquet as pq
 
         if sum(pq.ParquetFile(f).metadata.num_rows for f in ([files] if isinstance(files, str) else files)) == 0:
-            raise ConfigError(f"{src}: the {spec.config!r} split has no rows (the build kept nothing: see its "
-                              "quarantine/ and README.md for the drop reasons)")
+            raise ConfigError(
+                f"{src}: the {spec.config!r} split has no rows (the build kept nothing: see its "
+                "quarantine/ and README.md for the drop reasons)"
+            )
         ds = datasets.Dataset.from_parquet(files)
     else:
         try:
@@ -118,8 +120,12 @@ def drop_overlong(ds: datasets.Dataset, tokenizer, max_length: int | None) -> tu
     kept = ds.filter(fits)
     dropped = len(ds) - len(kept)
     if dropped:
-        log.warning("%d of %d SFT samples are longer than max_length=%d tokens: left out (never truncated)",
-                    dropped, len(ds), max_length)
+        log.warning(
+            "%d of %d SFT samples are longer than max_length=%d tokens: left out (never truncated)",
+            dropped,
+            len(ds),
+            max_length,
+        )
     if len(kept) == 0:
         raise ConfigError(f"every SFT sample is longer than max_length={max_length} tokens: raise trainer.max_length")
     return kept, dropped

@@ -33,10 +33,10 @@ from pathlib import Path
 
 from fineproofs import prompts
 from fineproofs.config import ConfigError, GradingConfig, RoleConfig
-from fineproofs.errors import DataError
 from fineproofs.engines import EnginePool
-from fineproofs.generation import CachedGenerator
 from fineproofs.engines.base import sampling_of
+from fineproofs.errors import DataError
+from fineproofs.generation import CachedGenerator
 from fineproofs.judging import ScoreParseError, collect, injection_flags, judge_with_retries, neutralise, parse_score
 from fineproofs.store import ResponseStore
 from fineproofs.tables import iter_hub, iter_table
@@ -61,8 +61,9 @@ class BenchProblem:
     split: str = ""  # Basic | Advanced
 
 
-def load_benchmark(source: str, split: str = "train", levels=("Basic", "Advanced"), limit: int | None = None,
-                   base: Path | None = None) -> list[BenchProblem]:
+def load_benchmark(
+    source: str, split: str = "train", levels=("Basic", "Advanced"), limit: int | None = None, base: Path | None = None
+) -> list[BenchProblem]:
     path = Path(source)
     if not path.is_absolute() and base is not None and not path.exists() and (base / path).exists():
         path = base / path
@@ -85,12 +86,21 @@ def load_benchmark(source: str, split: str = "train", levels=("Basic", "Advanced
         which = "Advanced" if "advanced" in pid.lower() else "Basic" if "basic" in pid.lower() else ""
         if levels and which not in levels:
             continue
-        out.append(BenchProblem(pid, str(r["Problem"]), str(r.get("Solution", "")), str(r.get("Grading guidelines", "")),
-                                str(r.get("Category", "")), str(r.get("Level", "")), which))
+        out.append(
+            BenchProblem(
+                pid,
+                str(r["Problem"]),
+                str(r.get("Solution", "")),
+                str(r.get("Grading guidelines", "")),
+                str(r.get("Category", "")),
+                str(r.get("Level", "")),
+                which,
+            )
+        )
     # interleave Basic and Advanced so a --limit run still reports both
     basic = [p for p in out if p.split == "Basic"]
     adv = [p for p in out if p.split != "Basic"]
-    mixed = [x for pair in zip(basic, adv) for x in pair] + basic[len(adv):] + adv[len(basic):]
+    mixed = [x for pair in zip(basic, adv) for x in pair] + basic[len(adv) :] + adv[len(basic) :]
     return mixed[:limit] if limit else mixed
 
 
@@ -110,8 +120,12 @@ class ProofBenchGrader:
         self.prompt = prompts.load("eval_grade")
 
     def messages(self, p: BenchProblem, proof: str):
-        return self.prompt.render(problem=p.problem, solution=p.solution or "(none available)",
-                                  guidelines=p.guidelines or "(none)", proof=neutralise(proof))
+        return self.prompt.render(
+            problem=p.problem,
+            solution=p.solution or "(none available)",
+            guidelines=p.guidelines or "(none)",
+            proof=neutralise(proof),
+        )
 
     @staticmethod
     def parse(reply: str) -> int:
@@ -123,14 +137,19 @@ class ProofBenchGrader:
     def run(self, items: list[tuple[BenchProblem, str | None]]) -> list[Verdict]:
         out: list[Verdict | None] = [None] * len(items)
         todo = []
-        for i, (p, proof) in enumerate(items):
+        for i, (_p, proof) in enumerate(items):
             if proof is None:
                 out[i] = Verdict(0, "empty", "empty or unterminated proof")
             else:
                 todo.append(i)
         got, why = judge_with_retries(
-            self.generator, [self.messages(*items[i]) for i in todo], self.cfg, sampling_of(self.role), self.parse,
-            stage="eval_grade", prompt_version=self.prompt.version,
+            self.generator,
+            [self.messages(*items[i]) for i in todo],
+            self.cfg,
+            sampling_of(self.role),
+            self.parse,
+            stage="eval_grade",
+            prompt_version=self.prompt.version,
         )
         snap = lambda agg: min(PROOFBENCH_SCORES, key=lambda s: (abs(s - agg), s))  # noqa: E731  ensembles stay on the scale
         for k, (score, reason) in enumerate(collect(got, why, len(todo), self.cfg, snap)):
@@ -150,8 +169,11 @@ def summarise(rows: list[dict]) -> list[dict]:
     for mode in dict.fromkeys(r["mode"] for r in rows):
         sel = [r for r in rows if r["mode"] == mode]
         entry = {"mode": mode}
-        for part, keep in (("overall", lambda r: True), ("Basic", lambda r: r["split"] == "Basic"),
-                           ("Advanced", lambda r: r["split"] == "Advanced")):
+        for part, keep in (
+            ("overall", lambda r: True),
+            ("Basic", lambda r: r["split"] == "Basic"),
+            ("Advanced", lambda r: r["split"] == "Advanced"),
+        ):
             rs = [r for r in sel if keep(r)]
             m = _mean([r["score"] for r in rs if r["status"] != "failed"])
             entry[f"{part}_points"] = m
@@ -175,21 +197,34 @@ def print_table(table: list[dict], title: str = "IMO-ProofBench") -> None:
     for col in ("mode", "overall", "Basic", "Advanced", "graded", "judge failed", "max ctx", "reasoning"):
         t.add_column(col, justify="right" if col != "mode" else "left")
     for e in table:
-        t.add_row(e["mode"], pct(e["overall_pct"]), pct(e["Basic_pct"]), pct(e["Advanced_pct"]), str(e["overall_n"]),
-                  str(e["judge_failures"]), f"{e['mean_max_context_tokens'] or 0:.0f}",
-                  f"{e['mean_total_reasoning_tokens'] or 0:.0f}")
+        t.add_row(
+            e["mode"],
+            pct(e["overall_pct"]),
+            pct(e["Basic_pct"]),
+            pct(e["Advanced_pct"]),
+            str(e["overall_n"]),
+            str(e["judge_failures"]),
+            f"{e['mean_max_context_tokens'] or 0:.0f}",
+            f"{e['mean_total_reasoning_tokens'] or 0:.0f}",
+        )
     Console().print(t)
 
 
-def run_eval(cfg: EvalRunConfig, output_dir: str | Path, *, model: str | None = None, benchmark: str | None = None,
-             pool: EnginePool | None = None, print_results: bool = True) -> dict:
+def run_eval(
+    cfg: EvalRunConfig,
+    output_dir: str | Path,
+    *,
+    model: str | None = None,
+    benchmark: str | None = None,
+    pool: EnginePool | None = None,
+    print_results: bool = True,
+) -> dict:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     policy = cfg.policy
     if model:
         policy = policy.model_copy(update={"engine": policy.engine.model_copy(update={"model": model})})
-    problems = load_benchmark(benchmark or cfg.benchmark, cfg.benchmark_split, cfg.levels, cfg.limit,
-                              base=Path.cwd())
+    problems = load_benchmark(benchmark or cfg.benchmark, cfg.benchmark_split, cfg.levels, cfg.limit, base=Path.cwd())
     if not problems:
         raise ConfigError("the benchmark selection is empty")
     own_pool = pool is None
@@ -197,15 +232,21 @@ def run_eval(cfg: EvalRunConfig, output_dir: str | Path, *, model: str | None = 
     store = ResponseStore(out / "eval_store.sqlite")
     try:
         gen = CachedGenerator(pool.get(policy.engine), store, progress=False)
-        judge = ProofBenchGrader(cfg.judge, cfg.grading, CachedGenerator(pool.get(cfg.judge.engine), store,
-                                                                          progress=False))
+        judge = ProofBenchGrader(
+            cfg.judge, cfg.grading, CachedGenerator(pool.get(cfg.judge.engine), store, progress=False)
+        )
         summarizer = Summarizer(cfg.summarizer, pool.get(cfg.summarizer.engine), store, cfg.summary_max_words)
         turns = cfg.rc_turns if "rc" in cfg.modes else 1
         rows = []
         for s in range(cfg.samples):
             summarizer.sample_index = s
-            chains = run_chains([p.problem for p in problems], turns,
-                                engine_generate(gen, policy, sample_index=s), summarizer, summarize_last=False)
+            chains = run_chains(
+                [p.problem for p in problems],
+                turns,
+                engine_generate(gen, policy, sample_index=s),
+                summarizer,
+                summarize_last=False,
+            )
             items, meta = [], []
             for p, c in zip(problems, chains):
                 for t in c.turns:
@@ -213,8 +254,9 @@ def run_eval(cfg: EvalRunConfig, output_dir: str | Path, *, model: str | None = 
                     meta.append((p, c, t))
             # a turn the policy could not generate is a failure, excluded and reported, never a 0
             graded = iter(judge.run([it for it, (_, _, t) in zip(items, meta) if not t.failed]))
-            verdicts = [Verdict(None, "failed", f"policy_failure: {t.failed}") if t.failed else next(graded)
-                        for _, _, t in meta]
+            verdicts = [
+                Verdict(None, "failed", f"policy_failure: {t.failed}") if t.failed else next(graded) for _, _, t in meta
+            ]
             for k, ((p, c, t), v) in enumerate(zip(meta, verdicts)):
                 upto = c.turns[: t.turn]
                 modes = []
@@ -223,14 +265,26 @@ def run_eval(cfg: EvalRunConfig, output_dir: str | Path, *, model: str | None = 
                 if "rc" in cfg.modes:
                     modes.append(f"rc@{t.turn}")
                 for mode in modes:
-                    rows.append({
-                        "mode": mode, "problem_id": p.id, "split": p.split, "level": p.level, "category": p.category,
-                        "sample": s, "turn": t.turn, "score": v.score, "status": v.status, "reason": v.reason,
-                        "flags": ",".join(v.flags), "proof": items[k][1] or "",
-                        "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
-                        "max_context_tokens": max(x.context_tokens for x in upto),
-                        "total_reasoning_tokens": sum(x.completion_tokens for x in upto),
-                    })
+                    rows.append(
+                        {
+                            "mode": mode,
+                            "problem_id": p.id,
+                            "split": p.split,
+                            "level": p.level,
+                            "category": p.category,
+                            "sample": s,
+                            "turn": t.turn,
+                            "score": v.score,
+                            "status": v.status,
+                            "reason": v.reason,
+                            "flags": ",".join(v.flags),
+                            "proof": items[k][1] or "",
+                            "prompt_tokens": t.prompt_tokens,
+                            "completion_tokens": t.completion_tokens,
+                            "max_context_tokens": max(x.context_tokens for x in upto),
+                            "total_reasoning_tokens": sum(x.completion_tokens for x in upto),
+                        }
+                    )
         table = summarise(rows)
         seen, failures = set(), []
         for r in rows:
@@ -238,9 +292,16 @@ def run_eval(cfg: EvalRunConfig, output_dir: str | Path, *, model: str | None = 
                 seen.add((r["problem_id"], r["sample"], r["turn"]))
                 failures.append({k: r[k] for k in ("problem_id", "sample", "turn", "reason")})
         result = {
-            "benchmark": benchmark or cfg.benchmark, "model": policy.engine.model, "judge": cfg.judge.engine.model,
-            "problems": len(problems), "samples": cfg.samples, "rc_turns": turns, "table": table,
-            "judge_failures": failures, "config": cfg.model_dump(), "store": store.summary(),
+            "benchmark": benchmark or cfg.benchmark,
+            "model": policy.engine.model,
+            "judge": cfg.judge.engine.model,
+            "problems": len(problems),
+            "samples": cfg.samples,
+            "rc_turns": turns,
+            "table": table,
+            "judge_failures": failures,
+            "config": cfg.model_dump(),
+            "store": store.summary(),
         }
         import pandas as pd
 

@@ -32,14 +32,20 @@ class TrainKnob:
         return node
 
 
-_SCALED = ("TRL's dr_grpo loss is the release's (token sum / sequences) divided by max_completion_length "
-           "(49,152); clipping and Adam epsilon are divided by the same constant, so updates match")
+_SCALED = (
+    "TRL's dr_grpo loss is the release's (token sum / sequences) divided by max_completion_length "
+    "(49,152); clipping and Adam epsilon are divided by the same constant, so updates match"
+)
 
 KNOBS: list[TrainKnob] = [
     TrainKnob("sft:model.name", "Qwen/Qwen3-4B-Thinking-2507", f"{RL} (init checkpoint ...-SFT)"),
     TrainKnob("sft:trainer.learning_rate", UNKNOWN, "no SFT config in the release", "ours: 1e-5 cosine, 5 epochs"),
-    TrainKnob("sft:trainer.max_length", UNKNOWN, "no SFT config in the release",
-              "ours: 49,152; longer samples are left out and counted, never truncated"),
+    TrainKnob(
+        "sft:trainer.max_length",
+        UNKNOWN,
+        "no SFT config in the release",
+        "ours: 49,152; longer samples are left out and counted, never truncated",
+    ),
     TrainKnob("rl:trainer.num_generations", 16, f"{RL} finetune.attempts"),
     TrainKnob("rl:trainer.learning_rate", 1e-6, f"{RL}"),
     TrainKnob("rl:trainer.lr_scheduler_type", "constant", f"{RL} (constant_with_warmup, 0 warmup)"),
@@ -48,11 +54,16 @@ KNOBS: list[TrainKnob] = [
     TrainKnob("rl:trainer.max_completion_length", 49152, f"{RL} llm.parameters.max_tokens"),
     TrainKnob("rl:trainer.scale_rewards", "none", f"{BASE} divide_advantage_by_std: false"),
     TrainKnob("rl:trainer.epsilon", 4.0, "training/conf/finetune/grpo.yaml (ppo, epsilon 4)"),
-    TrainKnob("rl:trainer.entropy_coef", 1e-4, f"{RL}",
-              "TRL adds the mean token entropy; the release's aggregation of the bonus may differ"),
+    TrainKnob(
+        "rl:trainer.entropy_coef",
+        1e-4,
+        f"{RL}",
+        "TRL adds the mean token entropy; the release's aggregation of the bonus may differ",
+    ),
     TrainKnob("rl:trainer.weight_decay", 0.01, f"{BASE}"),
-    TrainKnob("rl:trainer.loss_type", "token sum / 1,024 sequences", "training/pipelinerl/finetune/rl/__init__.py",
-              _SCALED),
+    TrainKnob(
+        "rl:trainer.loss_type", "token sum / 1,024 sequences", "training/pipelinerl/finetune/rl/__init__.py", _SCALED
+    ),
     TrainKnob("rl:trainer.max_grad_norm", 0.3, f"{BASE} gradient_clipping_threshold", _SCALED),
     TrainKnob("rl:judge.sampling.max_tokens", 81920, f"{RL} llm_grader.sampling_kwargs"),
     TrainKnob("rl:grading.with_reference", False, "training/prompts/evaluator_prompts/v1.md"),
@@ -65,11 +76,19 @@ KNOBS: list[TrainKnob] = [
     TrainKnob("eval:policy.sampling.max_tokens", 229376, EVAL),
     TrainKnob("eval:policy.sampling.temperature", 0.8, EVAL),
     TrainKnob("eval:policy.sampling.top_p", 1.0, EVAL),
-    TrainKnob("eval:judge.engine.model", "gemini-3-pro", "eval/slurm/README.md (--judge default)",
-              "the grading prompt is ours (0/1/6/7, <score> tag), in our words"),
+    TrainKnob(
+        "eval:judge.engine.model",
+        "gemini-3-pro",
+        "eval/slurm/README.md (--judge default)",
+        "the grading prompt is ours (0/1/6/7, <score> tag), in our words",
+    ),
     TrainKnob("eval:rc_turns", 3, "eval/configs/agents/reasoning_cache.yaml n_iterations"),
-    TrainKnob("eval:samples", UNKNOWN, "eval/scripts/run.py --n", "the number behind the paper's figures is not "
-              "in the code; ours: 4"),
+    TrainKnob(
+        "eval:samples",
+        UNKNOWN,
+        "eval/scripts/run.py --n",
+        "the number behind the paper's figures is not in the code; ours: 4",
+    ),
 ]
 
 # the release's value as our config writes it, where the two are written differently

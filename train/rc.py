@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from fineproofs import prompts
 from fineproofs.config import RoleConfig
@@ -106,6 +106,7 @@ class Turn:
         split = split_reasoning(self.text)
         return split.reasoning or self.text
 
+
 @dataclass
 class Chain:
     problem: str
@@ -129,8 +130,9 @@ GenerateFn = Callable[..., list[tuple]]
 SummarizeFn = Callable[[list[tuple[str, str, str]]], list[str | None]]
 
 
-def run_chains(problems: list[str], turns: int, generate: GenerateFn, summarize: SummarizeFn,
-               summarize_last: bool = True) -> list[Chain]:
+def run_chains(
+    problems: list[str], turns: int, generate: GenerateFn, summarize: SummarizeFn, summarize_last: bool = True
+) -> list[Chain]:
     """One RC chain per problem, all problems batched turn by turn."""
     chains = [Chain(p) for p in problems]
     for t in range(1, turns + 1):
@@ -186,16 +188,18 @@ class Summarizer:
     def __call__(self, items: list[tuple[str, str, str]]) -> list[str | None]:
         sp = sampling_of(self.role)
         reqs = [GenerationRequest(summarize_messages(p, prev, r, self.max_words), 1, sp) for p, prev, r in items]
-        replies = self.generator.run(reqs, stage="rc_summarize", prompt_version=self.prompt.version,
-                                     first_sample=self.sample_index)
+        replies = self.generator.run(
+            reqs, stage="rc_summarize", prompt_version=self.prompt.version, first_sample=self.sample_index
+        )
         out = []
         for (r,) in replies:
             out.append(clean_summary(r.text) or None if r.ok else None)
         return out
 
 
-def engine_generate(generator: CachedGenerator, role: RoleConfig, *, sample_index: int = 0,
-                    stage: str = "rc_reason") -> GenerateFn:
+def engine_generate(
+    generator: CachedGenerator, role: RoleConfig, *, sample_index: int = 0, stage: str = "rc_reason"
+) -> GenerateFn:
     """A :data:`GenerateFn` over a fineproofs engine (test-time RC, benchmarks)."""
     version = prompts.load("rc_reason").version
     sp = sampling_of(role)
@@ -206,8 +210,15 @@ def engine_generate(generator: CachedGenerator, role: RoleConfig, *, sample_inde
         # is a new draw, not a replay of the previous turn from the store
         index = sample_index if turn == 1 else sample_index * 1000 + turn
         replies = generator.run(reqs, stage=stage, prompt_version=version, first_sample=index)
-        return [(join_reasoning(r.text, r.reasoning) if r.ok else "", r.prompt_tokens, r.completion_tokens,
-                 "" if r.ok else r.reason) for (r,) in replies]
+        return [
+            (
+                join_reasoning(r.text, r.reasoning) if r.ok else "",
+                r.prompt_tokens,
+                r.completion_tokens,
+                "" if r.ok else r.reason,
+            )
+            for (r,) in replies
+        ]
 
     return generate
 
@@ -220,8 +231,15 @@ def engine_generate(generator: CachedGenerator, role: RoleConfig, *, sample_inde
 class ReasoningCacheRollout:
     """TRL ``rollout_func``: each group of ``num_generations`` rows = one RC state."""
 
-    def __init__(self, prompt_to_problem: dict[str, str], tokenizer, summarizer: Summarizer, turns: int,
-                 states_per_problem: int, seed: int = 42):
+    def __init__(
+        self,
+        prompt_to_problem: dict[str, str],
+        tokenizer,
+        summarizer: Summarizer,
+        turns: int,
+        states_per_problem: int,
+        seed: int = 42,
+    ):
         self.prompt_to_problem = prompt_to_problem
         self.tok = tokenizer
         self.summarizer = summarizer
@@ -233,8 +251,7 @@ class ReasoningCacheRollout:
 
     def _prompt_ids(self, trainer, messages) -> list[int]:
         kw = dict(getattr(trainer, "chat_template_kwargs", None) or {})
-        enc = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
-                                           **kw)
+        enc = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True, **kw)
         return list(enc["input_ids"])
 
     def _generate(self, trainer, messages_list, n: int):
@@ -305,8 +322,10 @@ def check_trl() -> None:
     fn = getattr(GRPOTrainer, "_generate_single_turn", None)
     params = list(inspect.signature(fn).parameters)[1:5] if fn else []
     if not Version(lo) <= Version(trl.__version__) < Version(hi) or params != _SINGLE_TURN_PARAMS:
-        raise ConfigError(f"fineproofs train rc is tested with trl>={lo},<{hi} (installed: {trl.__version__}): "
-                          f"pip install 'trl>={lo},<{hi}'")
+        raise ConfigError(
+            f"fineproofs train rc is tested with trl>={lo},<{hi} (installed: {trl.__version__}): "
+            f"pip install 'trl>={lo},<{hi}'"
+        )
 
 
 def rc_rollout_builder(cfg, ds, tok, pool, out: Path):

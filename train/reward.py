@@ -41,9 +41,9 @@ from pathlib import Path
 from fineproofs.config import GradingConfig, RoleConfig
 from fineproofs.engines.base import Engine
 from fineproofs.generation import CachedGenerator
-from fineproofs.replies import split_reasoning
 from fineproofs.judging import GradeJob, Grader
 from fineproofs.records import Problem, ProofSample, Rubric
+from fineproofs.replies import split_reasoning
 from fineproofs.rubric import RubricError, parse_rubric
 from fineproofs.store import ResponseStore
 
@@ -116,8 +116,9 @@ class RubricReward:
         self.last: dict[str, float] = {}
 
     # TRL calls this with every dataset column as a keyword (problem, rubrics, ...)
-    async def __call__(self, prompts=None, completions=None, completion_ids=None, problem=None, rubrics=None,
-                       log_metric=None, **kwargs) -> list[float | None]:
+    async def __call__(
+        self, prompts=None, completions=None, completion_ids=None, problem=None, rubrics=None, log_metric=None, **kwargs
+    ) -> list[float | None]:
         terminated = None
         if self.require_eos and completion_ids is not None and self.eos_token_ids:
             terminated = [bool(ids) and ids[-1] in self.eos_token_ids for ids in completion_ids]
@@ -163,8 +164,9 @@ class RubricReward:
             "failed_frac": failed / max(n, 1),
             "flagged_frac": flagged / max(n, 1),
         }
-        self.totals.update(samples=n, graded=len(jobs) - failed, unterminated=n_unterminated, failed=failed,
-                           flagged=flagged)
+        self.totals.update(
+            samples=n, graded=len(jobs) - failed, unterminated=n_unterminated, failed=failed, flagged=flagged
+        )
         return out
 
     def close(self) -> None:

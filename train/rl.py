@@ -73,14 +73,30 @@ class FineproofsGRPOTrainer(GRPOTrainer):
 
 def build_reward(cfg: RLRunConfig, out: Path, pool: EnginePool, policy_label: str, engine=None) -> RubricReward:
     engine = engine or pool.get(cfg.judge.engine)
-    return RubricReward(cfg.judge, cfg.grading, out / "judge_store.sqlite", require_eos=cfg.reward.require_eos,
-                        engine=engine, policy_label=policy_label)
+    return RubricReward(
+        cfg.judge,
+        cfg.grading,
+        out / "judge_store.sqlite",
+        require_eos=cfg.reward.require_eos,
+        engine=engine,
+        policy_label=policy_label,
+    )
 
 
-def run_grpo(cfg: RLRunConfig, output_dir: str | Path, *, stage: str = "rl", data: str | None = None,
-             model: str | None = None, resume: bool | str = True, callbacks: list | None = None,
-             check_hardware: bool = True, rollout_builder=None, pool: EnginePool | None = None,
-             judge_engine=None):
+def run_grpo(
+    cfg: RLRunConfig,
+    output_dir: str | Path,
+    *,
+    stage: str = "rl",
+    data: str | None = None,
+    model: str | None = None,
+    resume: bool | str = True,
+    callbacks: list | None = None,
+    check_hardware: bool = True,
+    rollout_builder=None,
+    pool: EnginePool | None = None,
+    judge_engine=None,
+):
     """Shared by ``rl`` and ``rc`` (``rollout_builder(cfg, dataset, tokenizer, pool, out)`` ->
     (dataset, rollout_func)). ``judge_engine`` replaces the engine built from ``cfg.judge``."""
     cfg, out = prepare_run(cfg, output_dir, model, check_hardware)
@@ -97,8 +113,13 @@ def run_grpo(cfg: RLRunConfig, output_dir: str | Path, *, stage: str = "rl", dat
         resume_from = pick_resume(out, resume)
         timer = StepTimer()
         trainer = FineproofsGRPOTrainer(
-            model=policy, reward_funcs=[reward], args=args, train_dataset=ds, processing_class=tok,
-            callbacks=[timer, *(callbacks or [])], rollout_func=rollout_func,
+            model=policy,
+            reward_funcs=[reward],
+            args=args,
+            train_dataset=ds,
+            processing_class=tok,
+            callbacks=[timer, *(callbacks or [])],
+            rollout_func=rollout_func,
         )
         reward.eos_token_ids = set(trainer.eos_token_ids) | {tok.pad_token_id}
         start = 0

@@ -27,8 +27,16 @@ from fineproofs.train.templates import training_chat_template
 log = logging.getLogger(__name__)
 
 
-def run_sft(cfg: SFTRunConfig, output_dir: str | Path, *, data: str | None = None, model: str | None = None,
-            resume: bool | str = True, callbacks: list | None = None, check_hardware: bool = True):
+def run_sft(
+    cfg: SFTRunConfig,
+    output_dir: str | Path,
+    *,
+    data: str | None = None,
+    model: str | None = None,
+    resume: bool | str = True,
+    callbacks: list | None = None,
+    check_hardware: bool = True,
+):
     from trl import SFTTrainer
 
     cfg, out = prepare_run(cfg, output_dir, model, check_hardware)
@@ -49,5 +57,6 @@ def run_sft(cfg: SFTRunConfig, output_dir: str | Path, *, data: str | None = Non
 
         start = TrainerState.load_from_json(str(Path(resume_from) / "trainer_state.json")).global_step
     trainer.train(resume_from_checkpoint=resume_from)
-    return finish("sft", trainer, out, resume_from, timer, cfg.model_dump(), start,
-                  extra={"samples_dropped_overlong": overlong})
+    return finish(
+        "sft", trainer, out, resume_from, timer, cfg.model_dump(), start, extra={"samples_dropped_overlong": overlong}
+    )

@@ -53,7 +53,9 @@ def _lit(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
-def chatml_training_template(default_system: str | None = None, generation_prompt: str = "", think: bool = False) -> str:
+def chatml_training_template(
+    default_system: str | None = None, generation_prompt: str = "", think: bool = False
+) -> str:
     """A ChatML template with ``{% generation %}`` markers.
 
     ``default_system``: system text inserted when the conversation has none (SmolLM2
@@ -82,7 +84,9 @@ def chatml_training_template(default_system: str | None = None, generation_promp
         parts.append("{%- generation %}{{- message['content'] + " + _lit(IM_END) + " }}{%- endgeneration %}")
     parts.append("{{- '\\n' }}")
     parts.append("{%- else %}")
-    parts.append("{{- " + _lit(IM_START) + " + message['role'] + '\\n' + message['content'] + " + _lit(IM_END + "\n") + " }}")
+    parts.append(
+        "{{- " + _lit(IM_START) + " + message['role'] + '\\n' + message['content'] + " + _lit(IM_END + "\n") + " }}"
+    )
     parts.append("{%- endif %}")
     parts.append("{%- endfor %}")
     parts.append("{%- if add_generation_prompt %}{{- " + _lit(gen) + " }}{%- endif %}")
@@ -112,7 +116,7 @@ def _chatml_parts(tok) -> tuple[str | None, str]:
     with_gen = _render(tok, user, True)
     if not with_gen.startswith(plain):
         raise ConfigError("the model's chat template changes earlier text when adding the generation prompt")
-    gen = with_gen[len(plain):]
+    gen = with_gen[len(plain) :]
     head = plain.split(f"{IM_START}user\n", 1)[0]
     default_system = None
     if head.startswith(f"{IM_START}system\n") and head.endswith(f"{IM_END}\n"):

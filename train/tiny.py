@@ -28,7 +28,9 @@ CORPUS = [
 ]
 
 
-def make_tiny_model(out_dir: str | Path, hidden_size: int = 48, layers: int = 2, vocab_size: int = 512, seed: int = 0) -> Path:
+def make_tiny_model(
+    out_dir: str | Path, hidden_size: int = 48, layers: int = 2, vocab_size: int = 512, seed: int = 0
+) -> Path:
     """Write a tiny model + tokenizer to ``out_dir`` (reused if already there)."""
     out = Path(out_dir)
     if (out / "config.json").exists() and (out / "tokenizer.json").exists():
@@ -41,20 +43,32 @@ def make_tiny_model(out_dir: str | Path, hidden_size: int = 48, layers: int = 2,
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(CORPUS * 4, trainer=trainer)
     hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
         unk_token="<|endoftext|>",
     )
     hf_tok.chat_template = chatml_training_template(default_system=None)
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=len(hf_tok), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-        num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
-        bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id, pad_token_id=hf_tok.pad_token_id,
+        vocab_size=len(hf_tok),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=hf_tok.bos_token_id,
+        eos_token_id=hf_tok.eos_token_id,
+        pad_token_id=hf_tok.pad_token_id,
         tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(cfg)
@@ -98,8 +112,21 @@ def write_synthetic_run(run_dir: str | Path, n: int = 8) -> Path:
         reasoning = f"Attempt {i}: factor and check small cases."
         proof = f"Proof {i}. The claim follows by a direct argument; every step is justified."
         content = f"<think>\n{reasoning}\n</think>\n\n{proof}"
-        sft_rows.append(to_row(SFTRow(prob, reasoning, proof, "Number Theory", "demo", 7, 0.5, "demo",
-                                      [Message(role="user", content=prob), Message(role="assistant", content=content)])))
+        sft_rows.append(
+            to_row(
+                SFTRow(
+                    prob,
+                    reasoning,
+                    proof,
+                    "Number Theory",
+                    "demo",
+                    7,
+                    0.5,
+                    "demo",
+                    [Message(role="user", content=prob), Message(role="assistant", content=content)],
+                )
+            )
+        )
         scores = [i % 8, (i + 3) % 8]
         rewards = [s / 7 for s in scores]
         mean = sum(rewards) / 2

@@ -32,8 +32,12 @@ def _setup_logging(verbose: bool) -> None:
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True,
-              help="Log everything, including library messages (datatrove's per-task pipeline logs).")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log everything, including library messages (datatrove's per-task pipeline logs).",
+)
 def cli(verbose: bool) -> None:
     """fineproofs: build olympiad-proof datasets (FineProofs-SFT / FineProofs-RL)
     from raw sources and retrain small proof models on them.
@@ -56,7 +60,19 @@ def status(run_dir: Path) -> None:
 def _register() -> None:
     from fineproofs.cli import build, calibrate, hub, ingest, profiles, train, view
 
-    for cmd in (build.build, calibrate.calibrate, profiles.profiles, view.view, ingest.ingest, ingest.decontaminate, ingest.crawl, hub.push, hub.stats, train.train, train.eval_cmd):
+    for cmd in (
+        build.build,
+        calibrate.calibrate,
+        profiles.profiles,
+        view.view,
+        ingest.ingest,
+        ingest.decontaminate,
+        ingest.crawl,
+        hub.push,
+        hub.stats,
+        train.train,
+        train.eval_cmd,
+    ):
         cli.add_command(cmd)
 
 

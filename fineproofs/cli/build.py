@@ -13,33 +13,95 @@ from fineproofs.config import bundled_profiles, load_profile
 
 
 @click.command(cls=Command)
-@click.option("--split", type=click.Choice(["rl", "sft"]), default="rl", show_default=True,
-              help="rl: rubrics + k student rollouts graded 0-7 (FineProofs-RL). "
-                   "sft: teacher distillation + grading (FineProofs-SFT, configs default/all).")
-@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run directory (store, stages, quarantine, split, card). Default: ./fineproofs-<split>.")
-@click.option("--profile", "-p", default="embedded", show_default=True,
-              help=f"Bundled profile ({', '.join(bundled_profiles())}) or a YAML file.")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Keep the first N problems after cleaning (default: the profile's limit).")
-@click.option("--benchmarks", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Benchmark file(s) to decontaminate against (CSV/JSONL/parquet); repeatable.")
-@click.option("--allow-contaminated", is_flag=True,
-              help="Build without decontamination even if the profile requires it (the card says so).")
-@click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default=None,
-              help="datatrove executor for the ingest stages (default: the profile's executor.kind, local).")
-@click.option("--tasks", type=click.IntRange(min=1), default=None,
-              help="datatrove tasks for the parallel ingest steps (default: the profile's executor.tasks).")
-@click.option("--shards", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Run the LLM stages in N shards by problem id, as tasks of the executor (local processes, a "
-                   "Slurm array, Ray), then merge them into one split.")
-@click.option("--shard", default=None, metavar="I/N",
-              help="Run only shard I of N (0-based) into OUTPUT/shards/, e.g. from your own job array.")
-@click.option("--merge", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Merge the N finished shards of OUTPUT into the split and its card.")
+@click.option(
+    "--split",
+    type=click.Choice(["rl", "sft"]),
+    default="rl",
+    show_default=True,
+    help="rl: rubrics + k student rollouts graded 0-7 (FineProofs-RL). "
+    "sft: teacher distillation + grading (FineProofs-SFT, configs default/all).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run directory (store, stages, quarantine, split, card). Default: ./fineproofs-<split>.",
+)
+@click.option(
+    "--profile",
+    "-p",
+    default="embedded",
+    show_default=True,
+    help=f"Bundled profile ({', '.join(bundled_profiles())}) or a YAML file.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep the first N problems after cleaning (default: the profile's limit).",
+)
+@click.option(
+    "--benchmarks",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Benchmark file(s) to decontaminate against (CSV/JSONL/parquet); repeatable.",
+)
+@click.option(
+    "--allow-contaminated",
+    is_flag=True,
+    help="Build without decontamination even if the profile requires it (the card says so).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "slurm", "ray"]),
+    default=None,
+    help="datatrove executor for the ingest stages (default: the profile's executor.kind, local).",
+)
+@click.option(
+    "--tasks",
+    type=click.IntRange(min=1),
+    default=None,
+    help="datatrove tasks for the parallel ingest steps (default: the profile's executor.tasks).",
+)
+@click.option(
+    "--shards",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Run the LLM stages in N shards by problem id, as tasks of the executor (local processes, a "
+    "Slurm array, Ray), then merge them into one split.",
+)
+@click.option(
+    "--shard",
+    default=None,
+    metavar="I/N",
+    help="Run only shard I of N (0-based) into OUTPUT/shards/, e.g. from your own job array.",
+)
+@click.option(
+    "--merge",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Merge the N finished shards of OUTPUT into the split and its card.",
+)
 @click.option("--push-to", default=None, metavar="ORG/NAME", help="Push the result to this Hub dataset repo.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def build(split, output, profile, limit, benchmarks, allow_contaminated, executor, tasks, shards, shard, merge, push_to, no_progress):
+def build(
+    split,
+    output,
+    profile,
+    limit,
+    benchmarks,
+    allow_contaminated,
+    executor,
+    tasks,
+    shards,
+    shard,
+    merge,
+    push_to,
+    no_progress,
+):
     """Build a FineProofs split end to end.
 
     Reads the sources, parses, cleans, deduplicates and decontaminates them, writes
@@ -50,25 +112,33 @@ def build(split, output, profile, limit, benchmarks, allow_contaminated, executo
     from fineproofs.cli.summary import print_build_summary
     from fineproofs.pipelines.build import Build
 
-    prof = load_profile(profile).with_overrides(limit=limit, benchmarks=list(benchmarks) or None, executor=executor,
-                                                tasks=tasks, **({"decontamination.required": False}
-                                                                if allow_contaminated else {}))
+    prof = load_profile(profile).with_overrides(
+        limit=limit,
+        benchmarks=list(benchmarks) or None,
+        executor=executor,
+        tasks=tasks,
+        **({"decontamination.required": False} if allow_contaminated else {}),
+    )
     out = output or Path(f"fineproofs-{split}")
     if sum(x is not None for x in (shards, shard, merge)) > 1:
         raise click.UsageError("give one of --shards, --shard and --merge")
     if shard is not None:
         i, n = _shard_arg(shard)
         res = Build(prof, out, split, progress=not no_progress, shard=(i, n)).run()
-        click.echo(f"shard {i} of {n}: {res.generated} generated, {res.cached} from the store -> "
-                   f"{res.out_dir / 'shards'}; merge with --merge {n} when every shard is done")
+        click.echo(
+            f"shard {i} of {n}: {res.generated} generated, {res.cached} from the store -> "
+            f"{res.out_dir / 'shards'}; merge with --merge {n} when every shard is done"
+        )
         return
     if shards is not None:
         from fineproofs.pipelines.shards import run_shards
 
         run_shards(prof, out, split, shards, merge=functools.partial(merge_task, prof, out, split, shards))
         if prof.executor.kind != "local":
-            click.echo(f"submitted {shards} shards and their merge to {prof.executor.kind}; "
-                       f"`fineproofs status {out}` shows their progress")
+            click.echo(
+                f"submitted {shards} shards and their merge to {prof.executor.kind}; "
+                f"`fineproofs status {out}` shows their progress"
+            )
             return
         result = _read_result(out, split)
     elif merge is not None:
@@ -116,5 +186,15 @@ def _read_result(out: Path, split: str):
     from fineproofs.pipelines.build import BuildResult
 
     m = json.loads((out / "build.json").read_text(encoding="utf-8"))
-    return BuildResult(out, split, m["counts"], m["dropped"], m["rows"], m["generated"], m["cached"], m["seconds"],
-                       out / "README.md", m["decontaminated"])
+    return BuildResult(
+        out,
+        split,
+        m["counts"],
+        m["dropped"],
+        m["rows"],
+        m["generated"],
+        m["cached"],
+        m["seconds"],
+        out / "README.md",
+        m["decontaminated"],
+    )

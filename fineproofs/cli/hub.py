@@ -17,8 +17,15 @@ from fineproofs.cli.base import Command
 @click.option("--create-pr", is_flag=True, help="Open a pull request instead of committing to the branch.")
 @click.option("--message", "-m", default=None, help="Commit message.")
 @click.option("--dry-run", is_flag=True, help="List the files that would be pushed and stop.")
-def push(run_dir: Path, repo_id: str, private: bool, revision: str | None, create_pr: bool, message: str | None,
-         dry_run: bool) -> None:
+def push(
+    run_dir: Path,
+    repo_id: str,
+    private: bool,
+    revision: str | None,
+    create_pr: bool,
+    message: str | None,
+    dry_run: bool,
+) -> None:
     """Push RUN_DIR's dataset to the Hub in one commit.
 
     Uploads the card (README.md), the parquet shards of every config, the plots and

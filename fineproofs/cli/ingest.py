@@ -17,11 +17,17 @@ from fineproofs.records import reason_kind
 
 @click.command("decontaminate", cls=Command)
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--against", "against", multiple=True, required=True,
-              help="benchmark file (CSV/JSONL/parquet, or hf:<dataset>); repeatable")
+@click.option(
+    "--against",
+    "against",
+    multiple=True,
+    required=True,
+    help="benchmark file (CSV/JSONL/parquet, or hf:<dataset>); repeatable",
+)
 @click.option("--text-field", default="problem", show_default=True, help="column of INPUT holding the problem text")
-@click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="OUT.jsonl")
+@click.option(
+    "--output", "-o", "output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="OUT.jsonl"
+)
 def decontaminate(input_path: Path, against: tuple[str, ...], text_field: str, output: Path) -> None:
     """Flag rows of INPUT that match a benchmark problem; every checked row is written to OUT
     with ``contaminated`` and ``contamination`` ({benchmark, benchmark_id, method, score}).
@@ -60,29 +66,43 @@ def decontaminate(input_path: Path, against: tuple[str, ...], text_field: str, o
         name = ps[0].benchmark if ps else Path(b).stem
         click.echo(f"  {name}: {flagged.get(name, 0)} flagged ({len(ps)} benchmark problems)")
     if bad:
-        click.secho(f"{sum(bad.values())} rows could not be checked (" + ", ".join(f"{k}: {v}" for k, v in bad.items())
-                    + f") -> {quarantine}", fg="yellow", err=True)
+        click.secho(
+            f"{sum(bad.values())} rows could not be checked ("
+            + ", ".join(f"{k}: {v}" for k, v in bad.items())
+            + f") -> {quarantine}",
+            fg="yellow",
+            err=True,
+        )
     else:
         quarantine.unlink()
 
 
 @click.command("ingest", cls=Command)
-@click.option("--profile", "-p", "profile_name", default="embedded", show_default=True,
-              help="bundled profile name or YAML file")
-@click.option("--output", "-o", "output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="run directory")
+@click.option(
+    "--profile", "-p", "profile_name", default="embedded", show_default=True, help="bundled profile name or YAML file"
+)
+@click.option(
+    "--output", "-o", "output", required=True, type=click.Path(file_okay=False, path_type=Path), help="run directory"
+)
 @click.option("--benchmarks", multiple=True, help="benchmark files to decontaminate against (repeatable)")
-@click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), default=None,
-              help="datatrove executor (default: the profile's executor.kind)")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "slurm", "ray"]),
+    default=None,
+    help="datatrove executor (default: the profile's executor.kind)",
+)
 @click.option("--tasks", type=click.IntRange(min=1), default=None, help="parallel tasks for the sharded stages")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="keep the first N problems (by id)")
-def ingest(profile_name: str, output: Path, benchmarks: tuple[str, ...], executor: str, tasks: int, limit: int | None) -> None:
+def ingest(
+    profile_name: str, output: Path, benchmarks: tuple[str, ...], executor: str, tasks: int, limit: int | None
+) -> None:
     """Scrape/read sources, clean, classify, dedup and decontaminate into OUTPUT/problems."""
     from fineproofs.config import load_profile
     from fineproofs.pipelines.ingest import NO_BENCHMARK_WARNING, run_ingest
 
-    profile = load_profile(profile_name).with_overrides(limit=limit, benchmarks=list(benchmarks) or None,
-                                                         executor=executor, tasks=tasks)
+    profile = load_profile(profile_name).with_overrides(
+        limit=limit, benchmarks=list(benchmarks) or None, executor=executor, tasks=tasks
+    )
     r = run_ingest(profile, output)
     click.echo(" -> ".join(f"{k} {v}" for k, v in r.counts.items()))
     for stage, reasons in r.dropped.items():
@@ -97,16 +117,25 @@ def ingest(profile_name: str, output: Path, benchmarks: tuple[str, ...], executo
 
 
 @click.command("crawl", cls=Command)
-@click.option("--api", "api_url", required=True,
-              help="MediaWiki API endpoint, e.g. https://artofproblemsolving.com/wiki/api.php")
-@click.option("--output", "-o", "output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="crawl store: raw responses + pages/ (ready to ingest: add OUTPUT/pages to sources.paths)")
+@click.option(
+    "--api", "api_url", required=True, help="MediaWiki API endpoint, e.g. https://artofproblemsolving.com/wiki/api.php"
+)
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="crawl store: raw responses + pages/ (ready to ingest: add OUTPUT/pages to sources.paths)",
+)
 @click.option("--category", default=None, help="crawl the pages of this category (e.g. 'Category:Olympiad Problems')")
 @click.option("--prefix", default=None, help="crawl the pages whose titles start with this prefix")
 @click.option("--title", "titles", multiple=True, help="crawl these page titles (repeatable)")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="at most N pages")
 @click.option("--min-interval", type=float, default=1.0, show_default=True, help="seconds between requests per host")
-@click.option("--refresh", is_flag=True, help="re-check stored pages (conditional requests: unchanged pages cost a 304)")
+@click.option(
+    "--refresh", is_flag=True, help="re-check stored pages (conditional requests: unchanged pages cost a 304)"
+)
 def crawl(api_url, output, category, prefix, titles, limit, min_interval, refresh) -> None:
     """Crawl wiki pages politely (robots.txt, per-host rate limit, retries with backoff)
     into a resumable store: a killed crawl re-run fetches only what it did not store."""
@@ -116,8 +145,10 @@ def crawl(api_url, output, category, prefix, titles, limit, min_interval, refres
         raise click.UsageError("give --category, --prefix or --title")
     crawler = WikiCrawler(api_url, output, min_interval_s=min_interval)
     stats = crawler.crawl(titles=list(titles) or None, category=category, prefix=prefix, limit=limit, refresh=refresh)
-    click.echo(f"pages stored: {stats.pages}; HTTP requests: {stats.requested}; served from the store: "
-               f"{stats.from_store}; not modified: {stats.not_modified}; retries: {stats.retries}")
+    click.echo(
+        f"pages stored: {stats.pages}; HTTP requests: {stats.requested}; served from the store: "
+        f"{stats.from_store}; not modified: {stats.not_modified}; retries: {stats.retries}"
+    )
     for what, why in sorted(stats.skipped.items()):
         click.echo(f"skipped {what}: {why}")
     click.echo(f"ingest it with sources.paths: [{output / 'pages'}]")

@@ -10,12 +10,28 @@ from fineproofs.config import bundled_profiles, load_profile, profile_text
 # what `profiles show` adds after a profile that has training configs of the same name
 OBJECTIVE_KEYS = {
     "sft": ("model.name", "trainer.learning_rate", "trainer.max_length", "trainer.num_train_epochs"),
-    "rl": ("trainer.num_generations", "trainer.learning_rate", "trainer.loss_type", "trainer.scale_rewards",
-           "trainer.epsilon", "trainer.beta", "trainer.max_grad_norm", "trainer.weight_decay",
-           "trainer.entropy_coef", "trainer.temperature", "trainer.max_completion_length"),
+    "rl": (
+        "trainer.num_generations",
+        "trainer.learning_rate",
+        "trainer.loss_type",
+        "trainer.scale_rewards",
+        "trainer.epsilon",
+        "trainer.beta",
+        "trainer.max_grad_norm",
+        "trainer.weight_decay",
+        "trainer.entropy_coef",
+        "trainer.temperature",
+        "trainer.max_completion_length",
+    ),
     "rc": ("rc.turns", "rc.states_per_problem", "rc.summarizer.engine.model", "trainer.scale_rewards"),
-    "eval": ("policy.sampling.max_tokens", "policy.sampling.temperature", "policy.sampling.top_p",
-             "judge.engine.model", "rc_turns", "samples"),
+    "eval": (
+        "policy.sampling.max_tokens",
+        "policy.sampling.temperature",
+        "policy.sampling.top_p",
+        "judge.engine.model",
+        "rc_turns",
+        "samples",
+    ),
 }
 
 
@@ -72,15 +88,30 @@ def profiles_fidelity() -> None:
 
     names = [n for n in bundled_profiles() if n.startswith("paper")]
     profs = {n: load_profile(n) for n in names}
-    out = [FIDELITY_HEAD, "## Building the data (profiles)", "",
-           "| knob | QED-Nano | source | " + " | ".join(f"`{n}`" for n in names) + " | why |",
-           "|---|---|---|" + "---|" * len(names) + "---|"]
+    out = [
+        FIDELITY_HEAD,
+        "## Building the data (profiles)",
+        "",
+        "| knob | QED-Nano | source | " + " | ".join(f"`{n}`" for n in names) + " | why |",
+        "|---|---|---|" + "---|" * len(names) + "---|",
+    ]
     out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in table(profs)]
-    out += ["", "Behaviour that is not a knob (every profile):", "", "| what | QED-Nano | fineproofs |", "|---|---|---|"]
+    out += [
+        "",
+        "Behaviour that is not a knob (every profile):",
+        "",
+        "| what | QED-Nano | fineproofs |",
+        "|---|---|---|",
+    ]
     out += [f"| {a} | {b} | {c} |" for a, b, c in BEHAVIOURS]
     cfgs = paper_configs()
-    out += ["", "## Training and evaluation (`train/configs/*_paper.yaml`)", "",
-            "| knob | QED-Nano | source | ours | why |", "|---|---|---|---|---|"]
+    out += [
+        "",
+        "## Training and evaluation (`train/configs/*_paper.yaml`)",
+        "",
+        "| knob | QED-Nano | source | ours | why |",
+        "|---|---|---|---|---|",
+    ]
     for k in KNOBS:
         mark = " ≠" if differs(k, cfgs) else ""
         out.append(f"| `{k.key}` | {_md(k.release)} | {_md(k.source)} | {_md(k.value(cfgs))}{mark} | {_md(k.why)} |")

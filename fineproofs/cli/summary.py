@@ -37,8 +37,10 @@ def print_build_summary(result, console: Console | None = None) -> None:
     if result.rows.get("default"):
         console.print(f'load it: datasets.load_dataset("{result.out_dir}", "default")')
     else:
-        console.print("[bold red]the split is empty[/]: every problem was dropped (reasons above, details in "
-                      f"{result.out_dir / 'quarantine'}); raise --limit or use a stronger model")
+        console.print(
+            "[bold red]the split is empty[/]: every problem was dropped (reasons above, details in "
+            f"{result.out_dir / 'quarantine'}); raise --limit or use a stronger model"
+        )
 
 
 _SUMMED = ("done", "failed", "pending", "prompt_tokens", "completion_tokens", "cost")
@@ -86,8 +88,9 @@ def _add(total: dict, r: dict) -> None:
 
 def print_status(run_dir: Path, console: Console | None = None) -> None:
     console = console or Console()
-    stores = [p for p in [Path(run_dir) / "store.sqlite", *sorted(Path(run_dir).glob("shards/*/store.sqlite"))]
-              if p.exists()]
+    stores = [
+        p for p in [Path(run_dir) / "store.sqlite", *sorted(Path(run_dir).glob("shards/*/store.sqlite"))] if p.exists()
+    ]
     if not stores:
         console.print(f"{run_dir}: no response store yet (nothing generated)")
         return
@@ -102,9 +105,14 @@ def print_status(run_dir: Path, console: Console | None = None) -> None:
         table.add_column(col, justify="left" if col in ("stage", "failed by reason") else "right")
     for r in stages.values():
         table.add_row(
-            r["stage"], str(r["done"]), str(r["failed"]),
-            ", ".join(f"{k}: {v}" for k, v in r["failed_by_reason"].items()), str(r["pending"]),
-            str(r["prompt_tokens"]), str(r["completion_tokens"]), f"{r['cost']:.4f}",
+            r["stage"],
+            str(r["done"]),
+            str(r["failed"]),
+            ", ".join(f"{k}: {v}" for k, v in r["failed_by_reason"].items()),
+            str(r["pending"]),
+            str(r["prompt_tokens"]),
+            str(r["completion_tokens"]),
+            f"{r['cost']:.4f}",
         )
     console.print(table)
     quarantine = Path(run_dir) / "quarantine" / "llm.jsonl"
@@ -117,8 +125,10 @@ def print_status(run_dir: Path, console: Console | None = None) -> None:
             except (ValueError, KeyError, TypeError):
                 counts[("?", f"damaged line {i}")] += 1
         if counts:
-            console.print("quarantined after parsing/validation (stage, reason: count): " + ", ".join(
-                f"{st} {why}: {n}" for (st, why), n in sorted(counts.items())))
+            console.print(
+                "quarantined after parsing/validation (stage, reason: count): "
+                + ", ".join(f"{st} {why}: {n}" for (st, why), n in sorted(counts.items()))
+            )
     manifest = Path(run_dir) / "build.json"
     if manifest.exists():
         try:
@@ -127,4 +137,6 @@ def print_status(run_dir: Path, console: Console | None = None) -> None:
         except (ValueError, KeyError, TypeError) as e:
             console.print(f"{manifest} is damaged ({e}): re-run the build to rewrite it")
     else:
-        console.print("no finished build yet: re-run the same `fineproofs build` to resume (stored completions are reused)")
+        console.print(
+            "no finished build yet: re-run the same `fineproofs build` to resume (stored completions are reused)"
+        )

@@ -17,16 +17,38 @@ from fineproofs.cli.base import Command, Group
 
 
 def _common(f):
-    f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override one config key, e.g. --set trainer.max_steps=10 (repeatable).")(f)
+    f = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override one config key, e.g. --set trainer.max_steps=10 (repeatable).",
+    )(f)
     f = click.option("--no-resume", is_flag=True, help="Start over even if OUTPUT has checkpoints.")(f)
-    f = click.option("--model", default=None, help="Policy to train: Hub id, local dir or `embedded` (overrides model.name).")(f)
-    f = click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
-                     help="Output directory (checkpoints, final model, judge store, run record).")(f)
-    f = click.option("--data", "-d", default=None,
-                     help="A `fineproofs build` run directory, parquet file/dir, or Hub dataset id (overrides data.source).")(f)
-    f = click.option("--config", "-c", "config", default="paper", show_default=True,
-                     help="Bundled config (paper, embedded) or a YAML file.")(f)
+    f = click.option(
+        "--model", default=None, help="Policy to train: Hub id, local dir or `embedded` (overrides model.name)."
+    )(f)
+    f = click.option(
+        "--output",
+        "-o",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        help="Output directory (checkpoints, final model, judge store, run record).",
+    )(f)
+    f = click.option(
+        "--data",
+        "-d",
+        default=None,
+        help="A `fineproofs build` run directory, parquet file/dir, or Hub dataset id (overrides data.source).",
+    )(f)
+    f = click.option(
+        "--config",
+        "-c",
+        "config",
+        default="paper",
+        show_default=True,
+        help="Bundled config (paper, embedded) or a YAML file.",
+    )(f)
     return f
 
 
@@ -81,13 +103,28 @@ def rc(config, data, output, model, no_resume, overrides):
 
 
 @click.command("eval", cls=Command)
-@click.option("--config", "-c", "config", default="paper", show_default=True,
-              help="Bundled eval config (paper, embedded) or a YAML file.")
-@click.option("--model", default=None, help="Model under test (overrides policy.engine.model): checkpoint dir, Hub id, embedded.")
+@click.option(
+    "--config",
+    "-c",
+    "config",
+    default="paper",
+    show_default=True,
+    help="Bundled eval config (paper, embedded) or a YAML file.",
+)
+@click.option(
+    "--model", default=None, help="Model under test (overrides policy.engine.model): checkpoint dir, Hub id, embedded."
+)
 @click.option("--benchmark", "-b", default=None, help="IMO-ProofBench CSV or Hub dataset id (overrides `benchmark`).")
-@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Where results.json / results.parquet and the response store go.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="First N problems (Basic/Advanced interleaved).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where results.json / results.parquet and the response store go.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="First N problems (Basic/Advanced interleaved)."
+)
 @click.option("--turns", type=click.IntRange(min=1), default=None, help="Reasoning-cache turns at test time.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
 def eval_cmd(config, model, benchmark, output, limit, turns, overrides):
@@ -107,4 +144,3 @@ def eval_cmd(config, model, benchmark, output, limit, turns, overrides):
     res = run_eval(cfg, output, model=model, benchmark=benchmark)
     click.echo(f"results: {Path(output) / 'results.json'}, {Path(output) / 'results.parquet'}")
     return res
-

@@ -141,7 +141,9 @@ def _from_text(text: str) -> list[BookletItem]:
         end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
         chunk = text[h.end() : end]
         parts = _TEXT_SOLUTION.split(chunk)
-        items.append(BookletItem(h.group("l1") or h.group("l2"), parts[0].strip(), [p.strip() for p in parts[1:] if p.strip()]))
+        items.append(
+            BookletItem(h.group("l1") or h.group("l2"), parts[0].strip(), [p.strip() for p in parts[1:] if p.strip()])
+        )
     return items
 
 

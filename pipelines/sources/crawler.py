@@ -60,9 +60,18 @@ def _filename(title: str) -> str:
 class WikiCrawler:
     """Crawl one MediaWiki API endpoint into ``store_dir``."""
 
-    def __init__(self, api_url: str, store_dir: str | Path, *, min_interval_s: float = 1.0, max_retries: int = 4,
-                 backoff_s: float = 1.0, timeout_s: float = 30.0, user_agent: str = USER_AGENT,
-                 wiki_base_url: str | None = None):
+    def __init__(
+        self,
+        api_url: str,
+        store_dir: str | Path,
+        *,
+        min_interval_s: float = 1.0,
+        max_retries: int = 4,
+        backoff_s: float = 1.0,
+        timeout_s: float = 30.0,
+        user_agent: str = USER_AGENT,
+        wiki_base_url: str | None = None,
+    ):
         self.api_url = api_url
         self.store = Path(store_dir)
         self.min_interval_s = min_interval_s
@@ -72,7 +81,9 @@ class WikiCrawler:
         self.user_agent = user_agent
         parts = urllib.parse.urlsplit(api_url)
         self.host = parts.netloc
-        self.wiki_base_url = wiki_base_url or f"{parts.scheme}://{parts.netloc}{parts.path.rsplit('/', 1)[0]}/index.php/"
+        self.wiki_base_url = (
+            wiki_base_url or f"{parts.scheme}://{parts.netloc}{parts.path.rsplit('/', 1)[0]}/index.php/"
+        )
         self.stats = CrawlStats()
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -171,13 +182,15 @@ class WikiCrawler:
         text = body.decode("utf-8", "replace")
         json.loads(text)  # only valid JSON goes into the store
         keep = {k: v for k, v in resp_headers.items() if k in ("ETag", "Last-Modified", "Content-Type")}
-        rundir.write_text(path, json.dumps({"url": url, "status": status, "headers": keep, "body": text,
-                                            "fetched_at": time.time()}))
+        rundir.write_text(
+            path, json.dumps({"url": url, "status": status, "headers": keep, "body": text, "fetched_at": time.time()})
+        )
         return json.loads(text)
 
     # -- MediaWiki ------------------------------------------------------------------------
-    def list_titles(self, category: str | None = None, prefix: str | None = None, limit: int | None = None,
-                    refresh: bool = False) -> list[str]:
+    def list_titles(
+        self, category: str | None = None, prefix: str | None = None, limit: int | None = None, refresh: bool = False
+    ) -> list[str]:
         """Page titles of a category (``Category:...``) or with a title prefix."""
         if category:
             base = {"action": "query", "list": "categorymembers", "cmtitle": category, "cmlimit": "500"}
@@ -199,8 +212,17 @@ class WikiCrawler:
 
     def fetch_page(self, title: str, refresh: bool = False) -> tuple[str, int | None] | None:
         """``(wikitext, revision id)`` of a page, or None if it does not exist."""
-        data = self.get({"action": "query", "prop": "revisions", "rvprop": "content|ids", "rvslots": "main",
-                         "titles": title, "formatversion": "2"}, refresh=refresh)
+        data = self.get(
+            {
+                "action": "query",
+                "prop": "revisions",
+                "rvprop": "content|ids",
+                "rvslots": "main",
+                "titles": title,
+                "formatversion": "2",
+            },
+            refresh=refresh,
+        )
         pages = data.get("query", {}).get("pages", [])
         if not pages or pages[0].get("missing") or not pages[0].get("revisions"):
             return None
@@ -208,8 +230,14 @@ class WikiCrawler:
         content = rev.get("slots", {}).get("main", {}).get("content", rev.get("content", ""))
         return content, rev.get("revid")
 
-    def crawl(self, titles: list[str] | None = None, category: str | None = None, prefix: str | None = None,
-              limit: int | None = None, refresh: bool = False) -> CrawlStats:
+    def crawl(
+        self,
+        titles: list[str] | None = None,
+        category: str | None = None,
+        prefix: str | None = None,
+        limit: int | None = None,
+        refresh: bool = False,
+    ) -> CrawlStats:
         """Fetch pages into the store; failures are recorded in ``stats.skipped``."""
         if titles is None:
             try:
@@ -231,8 +259,12 @@ class WikiCrawler:
                     continue
                 name = _filename(title)
                 (self.store / "pages" / name).write_text(page[0])
-                index[name] = {"title": title, "url": self.wiki_base_url + urllib.parse.quote(title.replace(" ", "_"), safe="/_()',-."),
-                               "revid": page[1], "api": self.api_url}
+                index[name] = {
+                    "title": title,
+                    "url": self.wiki_base_url + urllib.parse.quote(title.replace(" ", "_"), safe="/_()',-."),
+                    "revid": page[1],
+                    "api": self.api_url,
+                }
                 self.stats.pages += 1
         finally:
             rundir.write_text(index_path, json.dumps(index, indent=1, sort_keys=True))

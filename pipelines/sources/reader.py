@@ -100,9 +100,15 @@ class SourceReader(PipelineStep):
     name = "📖 sources"
     type = "📖 - READER"
 
-    def __init__(self, sources: list[SourceFile], columns: dict[str, str] | None = None,
-                 wiki_base_url: str = wiki.AOPS_WIKI, licence: str = "", max_bytes: int = 5_000_000,
-                 hub_split: str = "train"):
+    def __init__(
+        self,
+        sources: list[SourceFile],
+        columns: dict[str, str] | None = None,
+        wiki_base_url: str = wiki.AOPS_WIKI,
+        licence: str = "",
+        max_bytes: int = 5_000_000,
+        hub_split: str = "train",
+    ):
         super().__init__()
         self.sources = sources
         self.columns = dict(columns or {})
@@ -217,8 +223,11 @@ class SourceReader(PipelineStep):
             yield from self._rows(src, tables.iter_table(src.path, what="source"))
         else:  # hub
             own = src.settings
-            hub = {"split": own.split or self.hub_split, "config": own.config, "data_files": list(own.data_files)} \
-                if own is not None else {"split": self.hub_split}
+            hub = (
+                {"split": own.split or self.hub_split, "config": own.config, "data_files": list(own.data_files)}
+                if own is not None
+                else {"split": self.hub_split}
+            )
             yield from self._rows(src, tables.iter_table(src.path, what="source", **hub))
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):

@@ -72,7 +72,9 @@ def parse_wiki_page(text: str) -> tuple[str, list[str]]:
     if m := _REDIRECT.match(text):
         raise ParseError("redirect", f"redirect to {m.group(1)}")
     sections = _sections(text)
-    problem = [body for level, title, body in sections if level == 2 and title.lower() in ("problem", "problem statement")]
+    problem = [
+        body for level, title, body in sections if level == 2 and title.lower() in ("problem", "problem statement")
+    ]
     if not problem:
         raise ParseError("no_problem_section")
     statement = problem[0]

@@ -23,7 +23,9 @@ ROBOTS = "User-agent: *\nDisallow: /private/\n"
 
 class WikiServer:
     def __init__(self, pages_dir: Path, category: str = "Category:Olympiad Problems"):
-        self.pages = {p.stem.replace("__", "/").replace("_", " "): p.read_text() for p in sorted(Path(pages_dir).glob("*.wiki"))}
+        self.pages = {
+            p.stem.replace("__", "/").replace("_", " "): p.read_text() for p in sorted(Path(pages_dir).glob("*.wiki"))
+        }
         self.category = category
         self.fail: dict[str, list[int]] = {}
         self.requests: list[tuple[float, str, int]] = []
