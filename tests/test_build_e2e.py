@@ -17,9 +17,9 @@ from fineproofs.records import RL_FEATURES, SFT_FEATURES
 pytestmark = pytest.mark.slow
 
 
-def _build(tmp_path, split, imobench, *extra):
+def _args(tmp_path, split, imobench, *extra) -> list[str]:
     out = tmp_path / split
-    args = [
+    return [
         "build",
         "--split",
         split,
@@ -34,6 +34,11 @@ def _build(tmp_path, split, imobench, *extra):
         str(imobench / "proofbench_v2.csv"),
         *extra,
     ]
+
+
+def _build(tmp_path, split, imobench, *extra):
+    out = tmp_path / split
+    args = _args(tmp_path, split, imobench, *extra)
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     return out, res.output
@@ -97,22 +102,7 @@ def test_build_end_to_end_and_rerun_generates_nothing(tmp_path, tiny_profile, im
     if split == "rl":  # --push-to an unreachable Hub: one clear line, no traceback, the build kept
         monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
         monkeypatch.setenv("HF_TOKEN", "hf_NotARealTokenJustForTheTest")
-        args = [
-            "build",
-            "--split",
-            split,
-            "--limit",
-            "2",
-            "--output",
-            str(out),
-            "--no-progress",
-            "--profile",
-            str(tmp_path / "tiny.yaml"),
-            "--benchmarks",
-            str(imobench / "proofbench_v2.csv"),
-            "--push-to",
-            "org/x",
-        ]
+        args = _args(tmp_path, split, imobench, "--push-to", "org/x")
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 1, res.output
         assert isinstance(res.exception, SystemExit)

@@ -74,3 +74,11 @@ class Group(_MapErrors, click.Group):
 
     command_class = Command
     group_class = type  # subgroups are of this class too
+
+
+def profile_option(name: str = "profile"):
+    """``--profile/-p NAME|FILE``, the same on every command that reads a profile."""
+    from fineproofs.config import bundled_profiles
+
+    return click.option("--profile", "-p", name, default="embedded", show_default=True,
+                        help=f"Bundled profile ({', '.join(bundled_profiles())}) or a YAML file.")  # fmt: skip

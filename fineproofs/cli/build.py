@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from fineproofs.cards.card import write_card
-from fineproofs.cli.base import Command
-from fineproofs.config import bundled_profiles, load_profile
+from fineproofs.cli.base import Command, profile_option
+from fineproofs.config import load_profile
 
 
 @click.command(cls=Command)
@@ -28,13 +28,7 @@ from fineproofs.config import bundled_profiles, load_profile
     default=None,
     help="Run directory (store, stages, quarantine, split, card). Default: ./fineproofs-<split>.",
 )
-@click.option(
-    "--profile",
-    "-p",
-    default="embedded",
-    show_default=True,
-    help=f"Bundled profile ({', '.join(bundled_profiles())}) or a YAML file.",
-)
+@profile_option()
 @click.option(
     "--limit",
     type=click.IntRange(min=1),

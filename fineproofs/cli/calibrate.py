@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from fineproofs.cli.base import Command
-from fineproofs.config import bundled_profiles, load_profile
+from fineproofs.cli.base import Command, profile_option
+from fineproofs.config import load_profile
 
 
 def _columns(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -22,13 +22,7 @@ def _columns(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command(cls=Command)
-@click.option(
-    "--profile",
-    "-p",
-    default="embedded",
-    show_default=True,
-    help=f"Bundled profile ({', '.join(bundled_profiles())}) or a YAML file.",
-)
+@profile_option()
 @click.option(
     "--role",
     type=click.Choice(["judge", "grader"]),

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from fineproofs import rundir
-from fineproofs.cli.base import Command
+from fineproofs.cli.base import Command, profile_option
 from fineproofs.errors import ConfigError
 from fineproofs.records import reason_kind
 
@@ -78,9 +78,7 @@ def decontaminate(input_path: Path, against: tuple[str, ...], text_field: str, o
 
 
 @click.command("ingest", cls=Command)
-@click.option(
-    "--profile", "-p", "profile_name", default="embedded", show_default=True, help="bundled profile name or YAML file"
-)
+@profile_option("profile_name")
 @click.option(
     "--output", "-o", "output", required=True, type=click.Path(file_okay=False, path_type=Path), help="run directory"
 )
