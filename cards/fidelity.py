@@ -182,6 +182,11 @@ BEHAVIOURS: list[tuple[str, str, str]] = [
         "ignored: the score is read from the final answer only",
     ),
     ("SFT `messages` struct", "{content, role}", "{content, role}"),
+    (
+        "prompts (filter, rubric, judge, teacher, student)",
+        "the release's files (eval/configs/prompts, training/prompts)",
+        "this project's own words carrying the same rules; `prompts:` in a profile plugs in any file, the release's too",
+    ),
 ]
 
 

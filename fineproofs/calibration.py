@@ -317,7 +317,8 @@ def grade_rows(rows: list[CalibrationRow], role: str, profile: Profile, generato
     from fineproofs.judging import GradeJob, Grader
     from fineproofs.records import Problem, ProofSample
 
-    grader = Grader(role, getattr(profile, role), profile.grading, generator, stage=f"calibrate_{role}")
+    grader = Grader(role, getattr(profile, role), profile.grading, generator, stage=f"calibrate_{role}",
+                    prompt_files=profile.prompts)  # fmt: skip
     jobs = []
     for i, r in enumerate(rows):
         problem = Problem(

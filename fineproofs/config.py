@@ -618,9 +618,23 @@ class Profile(_Strict):
     grading: GradingConfig = Field(default_factory=GradingConfig)
     splits: SplitsConfig = Field(default_factory=SplitsConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    # prompt name -> a template file that replaces the packaged prompt (e.g. the original
+    # QED-Nano prompt files), or the name of another packaged prompt; its version (its
+    # header, or a hash of its content) goes into the store keys and the card
+    prompts: dict[str, str] = Field(default_factory=dict)
     build: BuildConfig = Field(default_factory=BuildConfig)
     problem_filter: ProblemFilterConfig = Field(default_factory=ProblemFilterConfig)
     screener: RoleConfig | None = None  # the problem filter's model; None: the rubric_writer screens
+
+    @model_validator(mode="after")
+    def _check_prompts(self) -> Profile:
+        from fineproofs import prompts
+
+        known = prompts.packaged()
+        unknown = sorted(set(self.prompts) - set(known))
+        if unknown:
+            raise ValueError(f"prompts: {unknown} are not prompts of fineproofs; use names from {known}")
+        return self
 
     def with_overrides(
         self,

@@ -295,6 +295,7 @@ class Grader:
         *,
         scale: str | None = None,
         stage: str | None = None,
+        prompt_files: dict[str, str] | None = None,
     ):
         self.role_name = role_name
         self.role = role
@@ -303,7 +304,7 @@ class Grader:
         self.scale = scale or (cfg.grader_scale if role_name == "grader" else "rubric")
         if self.scale not in SCALES:
             raise ValueError(f"unknown grading scale {self.scale!r}: use one of {sorted(SCALES)}")
-        self.prompt = prompts.load("grade" if self.scale == "rubric" else "eval_grade")
+        self.prompt = prompts.pick("grade" if self.scale == "rubric" else "eval_grade", prompt_files)
         self._stage = stage
 
     @property

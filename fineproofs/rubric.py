@@ -68,10 +68,10 @@ from fineproofs.errors import DataError
 # ---------------------------------------------------------------------------
 # this project's form
 # ---------------------------------------------------------------------------
-_MAIN = re.compile(r"^\s*(\d+)[.)]\s*\(\s*(-?\d+)\s*points?\s*\)\s*(.*?)\s*$", re.I)
+_MAIN = re.compile(r"^\s*(\d+)[.)]\s*\(\s*(-?\d+)\s*(?:points?|pts?)\s*\)\s*(.*?)\s*$", re.I)
 _ALT_HEAD = re.compile(r"^\s*alternative\s+([A-Z])\s*:?\s*$", re.I)
-_ALT = re.compile(r"^\s*([A-Z])(\d+)[.)]\s*\(\s*(-?\d+)\s*points?\s*\)\s*(.*?)\s*$")
-_DED = re.compile(r"^\s*[-*]\s*\(\s*(-?\d+)\s*points?\s*\)\s*(.+?)\s*$", re.I)
+_ALT = re.compile(r"^\s*([A-Z])(\d+)[.)]\s*\(\s*(-?\d+)\s*(?:points?|pts?)\s*\)\s*(.*?)\s*$", re.I)
+_DED = re.compile(r"^\s*[-*]\s*\(\s*(-?\d+)\s*(?:points?|pts?)\s*\)\s*(.+?)\s*$", re.I)
 _BULLET = re.compile(r"^\s*[-*]\s*(.+?)\s*$")
 _POINTISH = re.compile(r"\(\s*[-−]?\d+\s*(?:points?|pts?)\s*\)", re.I)
 

@@ -148,26 +148,22 @@ class Build:
 
     def stages(self, gen) -> list[Stage]:
         """The ordered LLM stages of this split; ``gen(role)`` gives a role's generator."""
-        p = self.profile
+        p, files = self.profile, self.profile.prompts
         rl = [
             *([ProblemFilter.from_profile(p, gen)] if p.problem_filter.enabled else []),
-            RubricWriter(p.rubric_writer, p.rubrics, gen("rubric_writer")),
-            ProofGenerator(
-                "student",
-                p.student,
-                "rollout",
-                gen("student"),
-                p.student_samples,
-                think_opened=p.grading.require_thinking_close,
-            ),
-            GradeStage(Grader("judge", p.judge, p.grading, gen("judge")), "rollouts", zero_no_answer=True),
+            RubricWriter(p.rubric_writer, p.rubrics, gen("rubric_writer"), files),
+            ProofGenerator("student", p.student, "rollout", gen("student"), p.student_samples,
+                           think_opened=p.grading.require_thinking_close, prompt_files=files),
+            GradeStage(Grader("judge", p.judge, p.grading, gen("judge"), prompt_files=files), "rollouts",
+                       zero_no_answer=True),
             DifficultyStage(),
-        ]
+        ]  # fmt: skip
         if self.split == "sft":
             rl += [
-                ProofGenerator("teacher", p.teacher, "distill", gen("teacher"), p.teacher_samples),
-                GradeStage(Grader("grader", p.grader, p.grading, gen("grader")), "proofs", zero_no_answer=False),
-            ]
+                ProofGenerator("teacher", p.teacher, "distill", gen("teacher"), p.teacher_samples, prompt_files=files),
+                GradeStage(Grader("grader", p.grader, p.grading, gen("grader"), prompt_files=files), "proofs",
+                           zero_no_answer=False),
+            ]  # fmt: skip
         for st in rl:
             st.chunk = p.build.chunk_problems
             st.inflight = p.build.inflight_chunks if self.overlap else 1

@@ -45,10 +45,11 @@ class ProofGenerator(LLMStage):
         n: int,
         *,
         think_opened: bool = False,
+        prompt_files: dict[str, str] | None = None,
     ):
         self.role_name = role_name
         self.role = role
-        self.prompt = prompts.load(prompt_name)
+        self.prompt = prompts.pick(prompt_name, prompt_files)
         self.generator = generator
         self.n = n
         self.student = role_name == "student"

@@ -34,12 +34,13 @@ class RubricWriter(LLMStage):
     name = "rubrics"
     key_name = "problem_id"
 
-    def __init__(self, role: RoleConfig, cfg: RubricConfig, generator: CachedGenerator):
+    def __init__(self, role: RoleConfig, cfg: RubricConfig, generator: CachedGenerator,
+                 prompt_files: dict[str, str] | None = None):  # fmt: skip
         self.role = role
         self.cfg = cfg
         self.generator = generator
-        self.prompt = prompts.load("rubric")
-        self.retry = prompts.load("rubric_retry")
+        self.prompt = prompts.pick("rubric", prompt_files)
+        self.retry = prompts.pick("rubric_retry", prompt_files)
 
     @property
     def prompt_version(self) -> str:

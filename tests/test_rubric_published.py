@@ -206,7 +206,7 @@ def test_rubric_built_in_code_renders_its_structure():
         (SINGLE.replace("* **(1 pt)** Determines", "* **(0 pts)** Determines"), "each must be 1 to 7"),
         ("**Checkpoints (7 pts total)**\n* (7 pts) Everything.\n", "at least 2 checkpoints, found 1"),
         ("1. (2 points) a\n2. (5 points) b\nDeductions:\n- (cap at 8/7) c", "at 8/7"),
-        ("1. (2 points) a\n2. (5 points) b\nDeductions:\n- (-1 pts) c", "'- \\(-P points\\) description'"),
+        ("1. (2 points) a\n2. (5 points) b\nDeductions:\n- (-1 pts)", "'- \\(-P points\\) description'"),
     ],
 )
 def test_invalid_published_rubrics_say_why(text, message):

@@ -111,8 +111,22 @@ def _single_fill(text: str, values: dict[str, str]) -> str:
 
 
 @cache
+def packaged() -> list[str]:
+    """Names of the prompts shipped with the package."""
+    return sorted(p.name[:-4] for p in resources.files("fineproofs.prompts").iterdir() if p.name.endswith(".txt"))
+
+
+def pick(name: str, overrides: dict[str, str] | None) -> Prompt:
+    """The prompt a profile uses for ``name``: ``overrides[name]`` (``profile.prompts``) is a
+    template file, or the name of another packaged prompt; else the packaged ``name``."""
+    return load(name, (overrides or {}).get(name))
+
+
 def load(name: str, path: str | Path | None = None) -> Prompt:
-    """The template ``name``: packaged, or read from ``path`` when given (same format; see the module docstring)."""
+    """The template ``name``: packaged, or read from ``path`` when given (same format; see
+    the module docstring); a ``path`` that names another packaged prompt loads that one."""
+    if isinstance(path, str) and path in packaged():
+        name, path = path, None
     if path is None:
         return _parse(name, (resources.files("fineproofs.prompts") / f"{name}.txt").read_text(), user_file=False)
     p = Path(path).expanduser()
