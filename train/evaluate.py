@@ -247,50 +247,9 @@ def run_eval(
                 summarizer,
                 summarize_last=False,
             )
-            items, meta = [], []
-            for p, c in zip(problems, chains):
-                for t in c.turns:
-                    items.append((p, proof_or_none(t.text)))
-                    meta.append((p, c, t))
-            # a turn the policy could not generate is a failure, excluded and reported, never a 0
-            graded = iter(judge.run([it for it, (_, _, t) in zip(items, meta) if not t.failed]))
-            verdicts = [
-                Verdict(None, "failed", f"policy_failure: {t.failed}") if t.failed else next(graded) for _, _, t in meta
-            ]
-            for k, ((p, c, t), v) in enumerate(zip(meta, verdicts)):
-                upto = c.turns[: t.turn]
-                modes = []
-                if t.turn == 1 and "single" in cfg.modes:
-                    modes.append("single")
-                if "rc" in cfg.modes:
-                    modes.append(f"rc@{t.turn}")
-                for mode in modes:
-                    rows.append(
-                        {
-                            "mode": mode,
-                            "problem_id": p.id,
-                            "split": p.split,
-                            "level": p.level,
-                            "category": p.category,
-                            "sample": s,
-                            "turn": t.turn,
-                            "score": v.score,
-                            "status": v.status,
-                            "reason": v.reason,
-                            "flags": ",".join(v.flags),
-                            "proof": items[k][1] or "",
-                            "prompt_tokens": t.prompt_tokens,
-                            "completion_tokens": t.completion_tokens,
-                            "max_context_tokens": max(x.context_tokens for x in upto),
-                            "total_reasoning_tokens": sum(x.completion_tokens for x in upto),
-                        }
-                    )
+            rows += _sample_rows(cfg, problems, chains, judge, s)
         table = summarise(rows)
-        seen, failures = set(), []
-        for r in rows:
-            if r["status"] == "failed" and (r["problem_id"], r["sample"], r["turn"]) not in seen:
-                seen.add((r["problem_id"], r["sample"], r["turn"]))
-                failures.append({k: r[k] for k in ("problem_id", "sample", "turn", "reason")})
+        failures = _failures(rows)
         result = {
             "benchmark": benchmark or cfg.benchmark,
             "model": policy.engine.model,
@@ -319,3 +278,43 @@ def run_eval(
 
 
 __all__ = ["BenchProblem", "ProofBenchGrader", "Verdict", "load_benchmark", "run_eval", "summarise"]
+
+
+def _sample_rows(cfg: EvalRunConfig, problems: list, chains: list, judge: ProofBenchGrader, s: int) -> list[dict]:
+    """One row per problem x turn x mode of sample ``s``: the judge's verdict on every turn's
+    proof (a turn the policy could not generate is a failure, excluded and reported, never a 0)."""
+    items, meta = [], []
+    for p, c in zip(problems, chains):
+        for t in c.turns:
+            items.append((p, proof_or_none(t.text)))
+            meta.append((p, c, t))
+    graded = iter(judge.run([it for it, (_, _, t) in zip(items, meta) if not t.failed]))
+    verdicts = [
+        Verdict(None, "failed", f"policy_failure: {t.failed}") if t.failed else next(graded) for _, _, t in meta
+    ]
+    rows = []
+    for k, ((p, c, t), v) in enumerate(zip(meta, verdicts)):
+        upto = c.turns[: t.turn]
+        modes = (["single"] if t.turn == 1 and "single" in cfg.modes else []) + (
+            [f"rc@{t.turn}"] if "rc" in cfg.modes else []
+        )
+        for mode in modes:
+            rows.append({
+                "mode": mode, "problem_id": p.id, "split": p.split, "level": p.level, "category": p.category,
+                "sample": s, "turn": t.turn, "score": v.score, "status": v.status, "reason": v.reason,
+                "flags": ",".join(v.flags), "proof": items[k][1] or "", "prompt_tokens": t.prompt_tokens,
+                "completion_tokens": t.completion_tokens,
+                "max_context_tokens": max(x.context_tokens for x in upto),
+                "total_reasoning_tokens": sum(x.completion_tokens for x in upto),
+            })  # fmt: skip
+    return rows
+
+
+def _failures(rows: list[dict]) -> list[dict]:
+    """Each failed (problem, sample, turn) once, with its reason."""
+    seen, failures = set(), []
+    for r in rows:
+        if r["status"] == "failed" and (r["problem_id"], r["sample"], r["turn"]) not in seen:
+            seen.add((r["problem_id"], r["sample"], r["turn"]))
+            failures.append({k: r[k] for k in ("problem_id", "sample", "turn", "reason")})
+    return failures
