@@ -4,7 +4,7 @@
 For each completion of a GRPO batch:
 
 1. the text after the thinking block is the proof
-   (:func:`fineproofs.pipelines.distill.split_reasoning`); a completion that is
+   (:func:`fineproofs.replies.split_reasoning`); a completion that is
    empty, whose ``<think>`` block never closes, or (``require_eos``) that hit the
    length limit without an end-of-sequence token is **unterminated: reward 0.0**,
    and the judge is not asked;

@@ -50,7 +50,7 @@ What each asks for and what is parsed from the reply:
   back.
 - ``grade``: problem, optional reference solution, rubric and the proof fenced
   between ``<<<PROOF>>>`` markers as data. The reply must contain exactly one
-  ``<score>N</score>`` with N in 0..7 (:mod:`fineproofs.pipelines.grade`).
+  ``<score>N</score>`` with N in 0..7 (:mod:`fineproofs.judging`).
 - ``rc_reason`` / ``rc_summarize``: one reasoning-cache turn conditioned on the
   problem and the current summary, and the frozen summariser's short first-person
   summary of a turn (:mod:`fineproofs.train.rc` documents the parsing).
