@@ -43,7 +43,7 @@ def site(tmp_path_factory) -> Path:
 def _lint(site: Path, cwd: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "lint-imports"
     return subprocess.run(
-        [str(exe), "--config", str(ROOT / "pyproject.toml")],
+        [str(exe), "--no-cache", str(ROOT / "pyproject.toml")],
         cwd=cwd,
         capture_output=True,
         text=True,
