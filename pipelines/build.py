@@ -247,9 +247,13 @@ class Build:
             return self._gens[-1]
 
         depth = p.build.chunk_problems * p.build.prefetch_chunks
+        stages = self.stages(gen)
+        for stage in stages:  # counts in the order of the stages (a chain starts from its last stage)
+            res.counts.setdefault(stage.name, 0)
+            res.dropped.setdefault(stage.name, {})
         with Recorder(self.work_dir, res.counts, res.dropped) as rec:
             items = iter([Work(x) for x in problems])
-            for stage in self.stages(gen):
+            for stage in stages:
                 items = rec.through(stage, items)
                 if self.overlap:
                     items = prefetch(items, depth)
