@@ -52,7 +52,9 @@ def test_context_stays_bounded_while_reasoning_grows(tiny, tmp_path):
     p0 = max(ntok(state_messages(p)) for p in problems)
     block = ntok(state_messages(problems[0], "x")) - ntok(state_messages(problems[0])) - 1
     # context bound, independent of T: prompt + summary block + a re-tokenised summary + one turn
-    bound = p0 + block + 2 * S + L
+    # (a summary of S sampled tokens, decoded and tokenised again inside the next prompt, can
+    # come back longer: byte-level pieces of a random model re-merge differently; 3x covers it)
+    bound = p0 + block + 3 * S + L
     rows = []
     for T in (1, 2, 4, 8, 16):
         chains = run_chains(problems, T, gen, summarizer, summarize_last=False)
