@@ -263,7 +263,7 @@ def build_sft(
                 reasoning_content=reasoning,
                 proof=proof,
                 category=p.category,
-                competition=p.competition,
+                competition=competition_label(p),
                 grade=r["grade"],
                 reward=d.reward_mean if d and d.num_rewards else None,
                 source=p.source,
@@ -386,6 +386,14 @@ def build_rl(
         )
     shards = write_config(rows, RL_FEATURES, out_dir, "default", cfg.max_rows_per_shard)
     return SplitResult({"default": shards[0]}, {"default": len(rows)}, dropped, {"default": shards})
+
+
+def competition_label(p: Problem) -> str:
+    """The SFT ``competition`` column as FineProofs-SFT writes it, competition and year
+    together (``IMO-2023``): the year is appended when the competition name lacks it."""
+    if p.year and p.competition and str(p.year) not in p.competition:
+        return f"{p.competition}-{p.year}"
+    return p.competition
 
 
 def _text(rubric: Rubric | str) -> str:

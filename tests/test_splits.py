@@ -325,3 +325,12 @@ def test_run_dir_loads_with_datasets(tmp_path):
     assert datasets.load_dataset(str(rl), split="train").features == RL_FEATURES
     assert datasets.load_dataset(str(rl), "default", split="train").features == RL_FEATURES
     assert os.path.exists(sft / "README.md") and os.path.exists(rl / "plots" / "grade_histogram.png")
+
+
+def test_competition_label_carries_the_year_as_published():
+    from fineproofs.pipelines.splits import competition_label
+
+    assert competition_label(Problem(statement="p", source="s", competition="IMO", year=2023)) == "IMO-2023"
+    assert competition_label(Problem(statement="p", source="s", competition="DMO 2020", year=2020)) == "DMO 2020"
+    assert competition_label(Problem(statement="p", source="s", competition="IMO")) == "IMO"
+    assert competition_label(Problem(statement="p", source="s")) == ""
