@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,57 +40,16 @@ from fineproofs.pipelines.sources.rows import map_row
 from fineproofs.pipelines.sources.wiki import parse_wiki_page
 from fineproofs.tables import iter_table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_robust_parsers import hostile as _hostile
+
 SIZES = [16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20]
-OPENERS = [
-    "<math>",
-    "<cmath>",
-    "[[a|",
-    "\\(",
-    "\\[",
-    "\\begin{problem}",
-    "\\begin{equation}",
-    "\\begin{enumerate}",
-    "\\item[",
-    "\\label{",
-    "<br ",
-    "[[Category:",
-    "$$",
-    "{{",
-    "<math ",
-    "\\begin{problem}[",
-    "==",
-    "Problem 1. ",
-]
-PROSE = [
-    "Prove that",
-    "for all",
-    "positive integers",
-    "$n$",
-    "$a^2+b^2\\ge 2ab$",
-    "the triangle",
-    "$ABC$",
-    "is",
-    "Let",
-    "x",
-    "such that",
-    "Solution.",
-    "(",
-    ")",
-    ",",
-    ".",
-]
-FILLER = [" ", "  ", "\n", "\n\n", " " * 64, "\n" * 32]
 
 
 def hostile(n: int, rng: random.Random) -> str:
-    """``n`` characters of prose mixed with unterminated openers and blank runs."""
-    out, size = [], 0
-    while size < n:
-        r = rng.random()
-        piece = rng.choice(OPENERS) if r < 0.35 else rng.choice(FILLER) if r < 0.5 else rng.choice(PROSE) + " "
-        out.append(piece)
-        size += len(piece)
-    return "".join(out)[:n]
+    """``n`` characters of prose mixed with unterminated openers and blank runs (the
+    robustness suite's generator, :func:`test_robust_parsers.hostile`)."""
+    return _hostile(n, rng.randrange(2**32))
 
 
 def wiki_input(n: int, rng) -> str:

@@ -145,6 +145,7 @@ class CardFacts:
     rename: dict[str, str] = field(default_factory=dict)
     benchmark_args: list[str] = field(default_factory=list)
     limit: int | None = None
+    calibration: dict = field(default_factory=dict)  # per judging role (fineproofs.calibration.calibrate_roles)
 
     @classmethod
     def from_run(cls, run_dir: Path) -> CardFacts:
@@ -163,6 +164,7 @@ class CardFacts:
                 rename=m.get("rename", {}),
                 benchmark_args=m.get("benchmarks", []),
                 limit=m.get("limit"),
+                calibration=m.get("calibration") or {},
             )
         except FileNotFoundError as e:
             raise DataError(f"{path} is missing: run `fineproofs build` into {run_dir} first") from e
@@ -314,10 +316,7 @@ def _context(
         "rl": profile.splits.rl,
         "reward_column": next((n for n in features if "-reward@" in n), ""),
         "tables": card_tables(out_dir, card_data, dist),
-        # calibration figures per judging role, as the build recorded them (fineproofs.calibration.calibrate_roles)
-        "calibration": (json.loads((out_dir / rundir.MANIFEST).read_text(encoding="utf-8")).get("calibration") or {})
-        if (out_dir / rundir.MANIFEST).is_file()
-        else {},
+        "calibration": facts.calibration,
         "plots": write_plots(dist, out_dir),
         "license_note": license_note,
         "fidelity": differences(profile),

@@ -48,7 +48,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +58,7 @@ import polars as pl
 from fineproofs.config import RLSplitConfig, SFTSplitConfig
 from fineproofs.errors import DataError
 from fineproofs.pipelines.difficulty import Difficulty
+from fineproofs.pipelines.stage import reward_std
 from fineproofs.records import (
     RL_FEATURES,
     Grade,
@@ -345,16 +345,6 @@ def select_rl(
         .sort("shuffle")
     )
     return kept, dropped
-
-
-def reward_std(rewards: list[float], ddof: int) -> float:
-    """Standard deviation of a group's rewards: population (``ddof=0``) or sample
-    (``ddof=1``, what the published FineProofs-RL holds); a single reward has std 0."""
-    if not rewards:
-        return float("nan")
-    if ddof == 1:
-        return statistics.stdev(rewards) if len(rewards) > 1 else 0.0
-    return statistics.pstdev(rewards)
 
 
 def build_rl(

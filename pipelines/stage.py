@@ -20,6 +20,7 @@ import dataclasses
 import itertools
 import json
 import queue
+import statistics
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -33,6 +34,16 @@ from fineproofs.records import Grade, Problem, ProofSample, Rubric, reason_kind
 
 # the grain of streaming: problems per engine call
 DEFAULT_CHUNK = 256
+
+
+def reward_std(rewards: list[float], ddof: int) -> float:
+    """Standard deviation of a group's rewards: population (``ddof=0``) or sample
+    (``ddof=1``, what the published FineProofs-RL holds); a single reward has std 0."""
+    if not rewards:
+        return float("nan")
+    if ddof == 1:
+        return statistics.stdev(rewards) if len(rewards) > 1 else 0.0
+    return statistics.pstdev(rewards)
 
 
 @dataclass
@@ -58,9 +69,7 @@ class Difficulty:
     @property
     def reward_std(self) -> float:
         """Population std (the split applies the profile's ``reward_std_ddof``)."""
-        import statistics
-
-        return statistics.pstdev(self.rewards) if self.scores else float("nan")
+        return reward_std(self.rewards, 0)
 
 
 @dataclass

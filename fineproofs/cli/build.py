@@ -181,14 +181,7 @@ def _read_result(out: Path, split: str):
 
     m = json.loads((out / "build.json").read_text(encoding="utf-8"))
     return BuildResult(
-        out,
-        split,
-        m["counts"],
-        m["dropped"],
-        m["rows"],
-        m["generated"],
-        m["cached"],
-        m["seconds"],
-        out / "README.md",
-        m["decontaminated"],
-    )
+        out_dir=out, split=split, counts=m["counts"], dropped=m["dropped"], rows=m["rows"], generated=m["generated"],
+        cached=m["cached"], seconds=m["seconds"], card=out / "README.md", decontaminated=m["decontaminated"],
+        calibration=m.get("calibration") or {},
+    )  # fmt: skip
