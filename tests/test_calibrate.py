@@ -355,7 +355,9 @@ def test_card_shows_each_roles_calibration(tmp_path):
             }
         )
     )
-    text = write_card(run, load_profile("paper-plus"), CardFacts(split="rl")).read_text(encoding="utf-8")
+    calibration = json.loads((run / "build.json").read_text())["calibration"]  # a card fact, as build.json holds it
+    facts = CardFacts(split="rl", calibration=calibration)
+    text = write_card(run, load_profile("paper-plus"), facts).read_text(encoding="utf-8")
     validate_card(text, expected_features={"default": RL_FEATURES}, root=run)
     row = next(line for line in text.splitlines() if line.startswith("| judge | stand-in |"))
     assert "`gradingbench_200.jsonl`" in row and "| 6 (3) |" in row and f"{figures['mae']:.2f} [" in row
