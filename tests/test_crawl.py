@@ -85,17 +85,103 @@ def test_retries_with_backoff_then_gives_up(server, tmp_path):
     assert stats.pages == 3
 
 
-def test_robots_and_rate_limit(server, tmp_path):
+class FakeClock:
+    """Stands in for the crawler's ``time`` module: ``sleep`` advances a counter instead of
+    waiting, so the rate limiter is checked on exact numbers, whatever the machine's load."""
+
+    def __init__(self, tick: float = 0.0):
+        self.now = 1000.0
+        self.tick = tick  # time that passes by itself at each reading (the crawler's own work)
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        self.now += self.tick
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.now += s
+
+    def time(self) -> float:
+        return self.now
+
+
+def _clocked(monkeypatch, c: WikiCrawler, clock: FakeClock) -> list[float]:
+    """Patches the crawler's clock; returns the list of (fake) times each request was let through."""
+    from fineproofs.pipelines.sources import crawler as mod
+
+    monkeypatch.setattr(mod, "time", clock)
+    sent: list[float] = []
+    real = c._wait_turn
+
+    def wait_turn(host):
+        real(host)
+        sent.append(clock.now)
+
+    c._wait_turn = wait_turn
+    return sent
+
+
+def test_robots_are_honoured(server, tmp_path):
     blocked = WikiCrawler(server.url + "/private/api.php", tmp_path / "b", min_interval_s=0.0)
     stats = blocked.crawl(category=CAT)
     assert stats.pages == 0 and "robots.txt disallows" in next(iter(stats.skipped.values()))
     assert not any(p.startswith("/private/") for _, p, _ in server.requests)
     with pytest.raises(CrawlError):
         blocked.get({"action": "query"})
-    server.requests.clear()
-    crawler(server, tmp_path / "r", min_interval_s=0.05).crawl(category=CAT)
-    times = [t for t, p, _ in server.requests if p.startswith("/w/")]
-    assert len(times) == 6 and min(b - a for a, b in zip(times, times[1:])) >= 0.045
+
+
+def test_rate_limit_spaces_every_request(server, tmp_path, monkeypatch):
+    # powers of two: the fake clock's sums are exact, so the checks need no tolerance
+    clock = FakeClock()
+    c = crawler(server, tmp_path, min_interval_s=0.5)
+    sent = _clocked(monkeypatch, c, clock)
+    c.crawl(category=CAT)
+    api = [p for _, p, _ in server.requests if p.startswith("/w/")]
+    assert len(api) == 6 and len(sent) == 7  # robots.txt + 2 listings + 4 pages, all through the limiter
+    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    assert gaps == [0.5] * 6  # never sooner than the interval, and no longer than needed
+    assert clock.slept == [0.5] * 6
+
+
+def test_rate_limit_does_not_wait_when_time_has_passed(server, tmp_path, monkeypatch):
+    clock = FakeClock(tick=1.0)  # each request finds more than the interval gone by
+    c = crawler(server, tmp_path, min_interval_s=0.5)
+    sent = _clocked(monkeypatch, c, clock)
+    c.crawl(category=CAT)
+    assert len(sent) == 7 and clock.slept == []
+
+
+def test_robots_crawl_delay_raises_the_interval(tmp_path, monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"User-agent: *\nCrawl-delay: 2\n" if self.path == "/robots.txt" else b"{}"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        clock = FakeClock()
+        c = WikiCrawler(f"http://127.0.0.1:{srv.server_port}/w/api.php", tmp_path, min_interval_s=0.25)
+        sent = _clocked(monkeypatch, c, clock)
+        c.get({"action": "query"})
+        c.get({"action": "query", "x": "1"})
+        assert c.min_interval_s == 2.0 and [b - a for a, b in zip(sent, sent[1:])] == [
+            2.0,
+            2.0,
+        ]  # robots.txt first, then the delay
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def test_crawled_store_ingests(server, tmp_path):
