@@ -80,10 +80,33 @@ def load_policy(spec, padding_side: str = "right"):
         # origin; the weights are dense, so it trains as a normal model
         delattr(config, "quantization_config")
         mkw["config"] = config
-    if spec.attn_implementation:
-        mkw["attn_implementation"] = spec.attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(path, **mkw)
-    return model, tok
+    return load_with_attention(lambda **k: AutoModelForCausalLM.from_pretrained(path, **mkw, **k), spec), tok
+
+
+def load_with_attention(load, spec):
+    """``load(attn_implementation=...)`` with the first attention of ``spec`` this machine
+    runs; one that fails at load time (a flash-attn built for another torch, a Hub kernel
+    that cannot be fetched) is logged with the reason and the next one is tried, ending
+    with sdpa. Never a crash for want of a fast path."""
+    from fineproofs.train.fastpath import attention_missing, check_fast_paths
+
+    rep = check_fast_paths(spec.attn_implementation, {}, warn=True)
+    if rep.attention is None:
+        return load()
+    wanted = rep.attention_wanted
+    start = wanted.index(rep.attention) if rep.attention in wanted else len(wanted)
+    order = list(dict.fromkeys([a for a in wanted[start:] if attention_missing(a) is None] + ["sdpa"]))
+    for i, name in enumerate(order):
+        try:
+            model = load(attn_implementation=name)
+        except (ImportError, ValueError, OSError, RuntimeError) as e:
+            if i == len(order) - 1:
+                raise
+            log.warning("attention %s failed to load (%s); trying %s", name, str(e).splitlines()[0], order[i + 1])
+            continue
+        log.info("attention: %s", name)
+        return model
+    raise AssertionError("unreachable")
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:

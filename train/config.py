@@ -36,7 +36,9 @@ class ModelSpec(Section):
     name: str = "embedded"
     revision: str = ""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    attn_implementation: str | None = None  # e.g. flash_attention_2 on GPUs
+    # attention kernel: a name or a preference list, the first this machine runs wins
+    # (e.g. [flash_attention_2, flex_attention, sdpa]); see fineproofs.train.fastpath
+    attn_implementation: str | list[str] | None = None
     # Chat template used for training: "auto" keeps the model's template when it already
     # has {% generation %} markers, else uses TRL's patched template for known families,
     # else fineproofs' ChatML training template (checked to render exactly like the
@@ -217,6 +219,12 @@ def load_stage_config(stage: str, name_or_path: str = "paper", overrides: list[s
         raise invalid(origin, e) from e
     if stage != "eval":
         validate_trainer_keys(stage, cfg.trainer, origin)
+        from fineproofs.train.fastpath import check_fast_paths
+
+        try:
+            check_fast_paths(cfg.model.attn_implementation, cfg.trainer)
+        except ConfigError as e:
+            raise ConfigError(f"{origin}: {e}") from e
     return cfg
 
 
@@ -226,10 +234,39 @@ def trl_args_class(stage: str):
     return trl.SFTConfig if stage == "sft" else trl.GRPOConfig
 
 
+# TrainingArguments fields renamed within the transformers range fineproofs admits: a
+# config may use either name, and gets the one the installed version has (the new name
+# when both exist). transformers 5.0-5.17 know only `gradient_checkpointing*`; later
+# versions add `activation_checkpointing*` and keep the old names as deprecated aliases.
+TRAINER_KEY_RENAMES = {
+    "activation_checkpointing": "gradient_checkpointing",
+    "activation_checkpointing_kwargs": "gradient_checkpointing_kwargs",
+}
+
+
+def trainer_fields(stage: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(trl_args_class(stage)) if f.init}
+
+
+def translate_trainer_keys(stage: str, trainer: dict[str, Any]) -> dict[str, Any]:
+    """``trainer`` with renamed keys spelled as the installed transformers spells them."""
+    valid = trainer_fields(stage)
+    out = dict(trainer)
+    for new, old in TRAINER_KEY_RENAMES.items():
+        target = new if new in valid else old if old in valid else None
+        given = {k: out.pop(k) for k in (new, old) if k in out}
+        if not given:
+            continue
+        if len({repr(v) for v in given.values()}) > 1:
+            raise ConfigError(f"trainer.{new} and trainer.{old} are the same switch and disagree: {given}")
+        out[target or new] = next(iter(given.values()))
+    return out
+
+
 def validate_trainer_keys(stage: str, trainer: dict[str, Any], origin: str = "config") -> None:
     cls = trl_args_class(stage)
-    valid = {f.name for f in dataclasses.fields(cls) if f.init}
-    bad = [k for k in trainer if k not in valid]
+    valid = trainer_fields(stage)
+    bad = [k for k in translate_trainer_keys(stage, trainer) if k not in valid]
     if bad:
         lines = [f"{origin}: unknown `trainer` key(s) for trl.{cls.__name__}:"]
         for k in bad:
@@ -244,19 +281,28 @@ def has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
-def build_trl_args(stage: str, trainer: dict[str, Any], output_dir: str | Path, **extra):
+def build_trl_args(stage: str, trainer: dict[str, Any], output_dir: str | Path, *, check_only: bool = False, **extra):
     """The TRL ``SFTConfig`` / ``GRPOConfig`` for a stage, adapted to the machine.
 
     On a machine without a GPU: ``use_cpu=True`` and ``bf16/fp16=False`` (TRL's own
     advice for CPU runs); a config asking for vLLM there is an error, not a silent
-    downgrade, because the paper's throughput assumptions would not hold.
+    downgrade, because the paper's throughput assumptions would not hold. With
+    ``check_only`` (``fineproofs train check``) a GPU recipe is validated on a CPU
+    machine: the same CPU adaptation, and vLLM generation is allowed (nothing runs).
+    Renamed keys (:data:`TRAINER_KEY_RENAMES`) are spelled as the installed version
+    spells them; a fast path this machine lacks is turned off with a warning.
     """
     cls = trl_args_class(stage)
     kw = dict(trainer)
     kw.update({k: v for k, v in extra.items() if v is not None})
     kw["output_dir"] = str(output_dir)
+    kw = translate_trainer_keys(stage, kw)
+    if kw.get("use_liger_kernel"):
+        from fineproofs.train.fastpath import check_fast_paths
+
+        kw["use_liger_kernel"] = check_fast_paths(None, kw, warn=True).liger
     if not has_gpu():
-        if kw.get("use_vllm"):
+        if kw.get("use_vllm") and not check_only:
             raise ConfigError(
                 "this config generates with vLLM (trainer.use_vllm: true), which needs a GPU; on CPU use "
                 "`--config embedded` or `--set trainer.use_vllm=false`"
@@ -269,6 +315,24 @@ def build_trl_args(stage: str, trainer: dict[str, Any], output_dir: str | Path, 
         return cls(**kw)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid trl.{cls.__name__} settings: {e}") from e
+
+
+def check_stage_config(stage: str, name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Load a config, build its TRL arguments as the installed versions define them, and
+    resolve its fast paths for this machine: what ``fineproofs train check`` prints.
+    Raises :class:`ConfigError` on the first problem."""
+    import tempfile
+
+    from fineproofs.train.fastpath import check_fast_paths
+
+    cfg = load_stage_config(stage, name_or_path, overrides)
+    lines = []
+    if stage != "eval":
+        with tempfile.TemporaryDirectory() as tmp:
+            args = build_trl_args(stage, cfg.trainer, tmp, check_only=True)
+        lines.append(f"trl.{type(args).__name__}: {len(cfg.trainer)} trainer key(s) valid")
+        lines += check_fast_paths(cfg.model.attn_implementation, cfg.trainer).lines()
+    return lines
 
 
 def prepare_run(cfg, output_dir, model: str | None = None, check_hardware: bool = True):

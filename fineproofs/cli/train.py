@@ -102,6 +102,47 @@ def rc(config, data, output, model, no_resume, overrides):
     _run("rc", config, data, output, model, no_resume, overrides)
 
 
+@train.command(cls=Command)
+@click.option(
+    "--stage",
+    "stages",
+    type=click.Choice(["sft", "rl", "rc", "eval"]),
+    multiple=True,
+    help="Stage(s) to check (default: all).",
+)
+@click.option(
+    "--config",
+    "-c",
+    "configs",
+    multiple=True,
+    help="Bundled config name or YAML file (repeatable; default: every shipped config of each stage).",
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
+def check(stages, configs, overrides):
+    """Validate training configs against the installed transformers/TRL and this machine.
+
+    Loads each config, builds its TRL arguments as the installed versions define them
+    (renamed keys translated, GPU recipes checked on CPU without running), and says which
+    fast paths (attention kernel, Liger's fused cross-entropy) this machine would use and
+    what a fallback costs. Exits non-zero on the first invalid config.
+    """
+    import transformers
+    import trl
+
+    from fineproofs.train.config import bundled_configs, check_stage_config
+
+    click.echo(f"transformers {transformers.__version__}, trl {trl.__version__}")
+    n = 0
+    for stage in stages or ("sft", "rl", "rc", "eval"):
+        for name in configs or bundled_configs(stage):
+            lines = check_stage_config(stage, name, list(overrides))
+            n += 1
+            click.echo(f"{stage} {name}: ok")
+            for line in lines:
+                click.echo(f"    {line}")
+    click.echo(f"{n} config(s) valid")
+
+
 @click.command("eval", cls=Command)
 @click.option(
     "--config",

@@ -52,6 +52,7 @@ def make_engine(cfg: EngineConfig) -> Engine:
             chat_template_kwargs=cfg.chat_template_kwargs,
             threads=cfg.threads,
             omp_wait_policy=cfg.omp_wait_policy,
+            device=cfg.device,
         )
     if cfg.kind == "http":
         from fineproofs.engines.http_engine import HTTPEngine

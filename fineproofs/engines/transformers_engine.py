@@ -49,6 +49,7 @@ class TransformersEngine(Engine):
         chat_template_kwargs: dict | None = None,
         threads: int | None = None,
         omp_wait_policy: str = "passive",
+        device: str = "auto",
     ):
         try:
             self.threads = configure_torch(threads, omp_wait_policy)  # before torch is first imported
@@ -73,6 +74,10 @@ class TransformersEngine(Engine):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kw)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model.to(self.device)
         self.model.eval()
         self._torch = torch
         self._warned_extra = False
@@ -113,7 +118,7 @@ class TransformersEngine(Engine):
         for i in idx:
             texts += [prompts[i]] * requests[i].n
             owners += [i] * requests[i].n
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         seed = requests[idx[0]].seeds[0] if requests[idx[0]].seeds else sp.seed
         torch.manual_seed(seed)
         gen_kw = self._generate_kwargs(sp)
