@@ -120,6 +120,8 @@ class EngineConfig(_Strict):
     label: str = ""  # short model label for column names / card; derived from model if empty
     threads: int | None = Field(None, gt=0)  # transformers on CPU; None = the cores available
     omp_wait_policy: Literal["passive", "active"] = "passive"  # transformers on CPU
+    # transformers: where the model runs; auto = the first CUDA GPU when one is visible, else the CPU
+    device: str = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> EngineConfig:
