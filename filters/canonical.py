@@ -20,7 +20,7 @@ as the original. The unicode math symbols the canonical form converts itself (``
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fineproofs.filters.markup import (
     _SUB_RE,
@@ -216,7 +216,11 @@ _NUMBER_KINDS = {
 }
 _NOT_AFTER_ARTICLE = {"be", "is", "are", "and", "or", "divides", "to", "in", "equals", "has", "with"}
 _TOKEN = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]+(?:-[a-zA-Z]+)*|\d+(?:\.\d+)?|[^\s\w{}\\$]")
-_MATH_TOKEN = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]+|\d+(?:\.\d+)?|[^\s\w{}\\$]")
+# braces are tokens inside formulas (they group the terms of :attr:`Canonical.terms`), and
+# dropped from every other stream
+_MATH_TOKEN = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]+|\d+(?:\.\d+)?|[^\s\w\\$]")
+# \frac32, \frac1a: the one-character arguments TeX allows without braces
+_BARE_FRAC = re.compile(r"\\([dt]?frac|binom)\s*([0-9A-Za-z])\s*([0-9A-Za-z])")
 _KEEP = "".join(UNICODE_MATH) + "".join(_SUPERSCRIPTS) + "".join(_SUBSCRIPTS) + "".join(_TEXT_PUNCT)
 
 
@@ -228,6 +232,10 @@ class Canonical:
     prose: list[str]  # prose words only (stemmed, synonyms, no stop words)
     anon: list[str]  # math tokens only, every letter → "v", no formula boundaries
     numbers: set[str]  # numeric constants (other than 0, 1, 2)
+    # the terms of every formula: split at its top-level relations, signs and commas, every
+    # letter → "v", numbers kept ("1+2^x+2^{2x+1}=y^2" → 2^v, 2^{2v+1}, v^2); the same
+    # multiset whatever the order of the summands or the names of the variables
+    terms: list[str] = field(default_factory=list)
 
 
 def _stem(w: str) -> str:
@@ -256,19 +264,41 @@ def _math_tokens(s: str) -> list[str]:
     return out
 
 
+# phrases a rewording swaps for one another, folded to one word before tokenising
+_PHRASES = [
+    (r"(?:cent(?:er|re)|middle) of (?:the |its )?(?:circumscribed circle|circumcircle)", "circumcenter"),
+    (r"(?:cent(?:er|re)|middle) of (?:the |its )?(?:inscribed circle|incircle)", "incenter"),
+    (r"(?:intersection|common point) of (?:the |its )?(?:three )?altitudes", "orthocenter"),
+    (r"(?:relatively prime|co-prime)", "coprime"),
+    (r"(?:perfect|full|exact) (square|cube)", r"\1"),
+    (r"(square|cube) of an integer", r"\1"),
+    (r"natural numbers?", "positive integer"),
+    (r"whole numbers?", "integer"),
+    (r"(?:is|are) (?:a )?multiples? of", "divisible by"),
+    (r"greatest common divisor", "gcd"),
+    (r"at least", "least"),
+    (r"no(?:t)? (?:more|greater) than", "most"),
+    (r"at most", "most"),
+]
+_PHRASE_RE = [(re.compile(r"\b" + a + r"\b", re.I), b) for a, b in _PHRASES]
+
+
 def canonical(text: str) -> Canonical:
     """Canonical streams of a statement (any markup)."""
     t = unify_delimiters(wiki_to_latex(fold_confusables(clean_text(text), keep=_KEEP)))
+    for rx, rep in _PHRASE_RE:
+        t = rx.sub(rep, t)
     for k, v in _TEXT_PUNCT.items():
         t = t.replace(k, v)
     t = _SUP_RE.sub(lambda m: "^{" + "".join(_SUPERSCRIPTS[c] for c in m.group(0)) + "}", t)
     t = _SUB_RE.sub(lambda m: "_{" + "".join(_SUBSCRIPTS[c] for c in m.group(0)) + "}", t)
     t = _UNI_RE.sub(lambda m: " " + UNICODE_MATH[m.group(0)] + " ", t)
     t = t.replace("\\\\", " ")
+    t = _BARE_FRAC.sub(r"\\\1{\2}{\3}", t)
     t = re.sub(r"\\(?:mathbb|mathbf|mathcal|mathrm)\s+([A-Za-z])", r" \1 ", t)
     for _ in range(2):
         t = _WRAPPERS.sub(lambda m: " " + m.group(1) + " ", t)
-    out = Canonical([], [], "", [], [], set())
+    out = Canonical([], [], "", [], [], set(), [])
     compact: list[str] = []
     for i, part in enumerate(split_math(t)):
         if i % 2:  # a formula
@@ -321,6 +351,7 @@ def canonical(text: str) -> Canonical:
 
 
 def _add_formula(toks: list[str], out: Canonical, compact: list[str]) -> None:
+    out.terms.extend(formula_terms(toks))
     toks = [x for x in toks if x not in ("{", "}")]
     while toks and toks[-1] in ".,;:":
         toks.pop()
@@ -342,6 +373,29 @@ def _add_formula(toks: list[str], out: Canonical, compact: list[str]) -> None:
             if x[0].isdigit() and x not in ("0", "1", "2"):
                 out.numbers.add(x)
     compact.extend(toks)
+
+
+_OPEN, _CLOSE = {"(", "[", "{"}, {")", "]", "}"}
+_SPLIT = {"+", "-", "=", "<", ">", "le", "ge", "ne", "|", ",", ";", ":", "to", "in", "approx", "equiv", "pm", "mp"}
+_TRIVIAL_TERMS = {"", "v", "0", "1", "2", "dots", "v v"}
+
+
+def formula_terms(toks: list[str]) -> list[str]:
+    """The top-level terms of one formula's tokens (see :attr:`Canonical.terms`)."""
+    out, cur, depth = [], [], 0
+    for x in toks:
+        if x in _OPEN:
+            depth += 1
+        elif x in _CLOSE:
+            depth = max(0, depth - 1)
+        if depth == 0 and x in _SPLIT:
+            out.append(cur)
+            cur = []
+            continue
+        cur.append("v" if len(x) == 1 and x.isalpha() else x)
+    out.append(cur)
+    terms = (" ".join(t).replace("{ ", "{").replace(" }", "}") for t in out)
+    return [t for t in terms if t not in _TRIVIAL_TERMS]
 
 
 def _mathy_word(tok: str, part: str, m: re.Match) -> bool:

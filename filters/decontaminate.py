@@ -44,6 +44,7 @@ from datatrove.data import Document
 from fineproofs.errors import DataError
 from fineproofs.filters.base import ProblemFilter
 from fineproofs.filters.canonical import canonical, ngrams, shingles
+from fineproofs.filters.retrieval import Neighbour, Retriever
 from fineproofs.tables import TableRow, iter_table
 
 log = logging.getLogger(__name__)
@@ -169,8 +170,18 @@ class Decontaminator:
         math_overlap: float = 0.75,
         paraphrase_words: float = 0.3,
         max_df: float = 0.05,
+        retrieval: bool = True,
+        retrieval_terms: float = 0.8,
+        retrieval_math: float = 0.3,
+        retrieval_words: float = 0.3,
+        neighbours: int = 3,
+        embedder=None,
     ):
         self.problems = problems
+        self.use_retrieval = retrieval
+        self.t_terms, self.t_rmath, self.t_rwords = retrieval_terms, retrieval_math, retrieval_words
+        self.top_k = neighbours
+        self.retriever = Retriever([p.text for p in problems], embedder=embedder) if retrieval else None
         self.n, self.k = ngram, shingle_size
         self.t_ngram, self.t_shingle, self.t_weighted = ngram_overlap, shingle_similarity, weighted_overlap
         self.t_math, self.t_para = math_overlap, paraphrase_words
@@ -225,6 +236,7 @@ class Decontaminator:
             "prose3": self._w("prose3", b.prose3, c.prose3),
             "math": self._w("math", b.math, c.math) if b.math else 0.0,
             "numbers": len(b.numbers & c.numbers) / len(b.numbers) if b.numbers else -1.0,
+            "chars": float(len(b.shingles)),
         }
 
     def decide(self, b: _Feats, s: dict[str, float]) -> tuple[str, float] | None:
@@ -244,6 +256,10 @@ class Decontaminator:
             return None
         hits = []
         backed = s["ngram"] >= self.t_ngram or s["shingle"] >= 0.75 * self.t_shingle or s["math"] >= self.t_math
+        if s["shingle"] >= 0.95 and s["ngram"] >= self.t_ngram and s["chars"] >= 60:
+            # verbatim (every character shingle of a statement of some length is there): a copy
+            # however much of it is template; catches copies whose math lost its delimiters
+            hits.append(("shingle", s["shingle"]))
         if p3 >= self.t_weighted and backed and (s["p1t"] >= 12 or s["math"] >= self.t_math):
             method = max(("ngram", s["ngram"]), ("shingle", s["shingle"]), ("weighted", p3), key=lambda x: x[1])
             hits.append(method)
@@ -289,9 +305,43 @@ class Decontaminator:
         for line, row, err in rows:
             yield RowVerdict(line, None, error=err) if err else self.check_row(row, text_field, line)
 
+    def paraphrase(self, views: dict[str, float]) -> bool:
+        """The offline verdict on a retrieved neighbour: "same problem up to rewording" when
+        all its constants are there and its formula terms match (Dice ≥ ``retrieval_terms``)
+        with the formula 3-grams (≥ ``retrieval_math``) and some of its distinctive words
+        (≥ ``retrieval_words``). A problem without formulas is never decided on words alone
+        offline (a shared setup with another question reads the same): that is the
+        verifier's work. Thresholds chosen on the project's probe set
+        (``fineproofs/data/decontam/probes.json``, ``bench/bench_decontam.py``)."""
+        n = views.get("numbers", -1.0)
+        if 0 <= n < 0.99:
+            return False
+        m = views.get("math", -1.0)
+        return (
+            views.get("terms", -1.0) >= self.t_terms
+            and (m < 0 or m >= self.t_rmath)
+            and views.get("words", -1.0) >= self.t_rwords
+        )
+
+    def neighbours(self, text: str, k: int | None = None) -> list[tuple[BenchmarkProblem, Neighbour]]:
+        """The ``k`` (default ``neighbours``) benchmark problems nearest to ``text`` by the
+        retrieval views, best first: the candidates a verifier is asked about."""
+        if self.retriever is None or not self.problems or not text:
+            return []
+        return [(self.problems[n.index], n) for n in self.retriever.search(text, k or self.top_k)]
+
     def match(self, text: str) -> Match | None:
         if not self.problems or not text:
             return None
+        best = self._match_lexical(text)
+        if best is not None or self.retriever is None:
+            return best
+        for p, n in self.neighbours(text):
+            if self.paraphrase(n.views):
+                return Match(p.benchmark, p.id, "retrieval", n.score, n.views)
+        return None
+
+    def _match_lexical(self, text: str) -> Match | None:
         c = self._feats(text)
         best: Match | None = None
         for i in self.candidates(c):
