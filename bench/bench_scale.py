@@ -253,6 +253,7 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=32, help="profile build.chunk_problems")
     p.add_argument("--overlap", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--no-decontam", action="store_true", help="skip decontamination (faster ingest)")
+    p.add_argument("--keep", type=Path, default=None, help="keep each run directory under DIR/n<N> (to diff builds)")
     a = p.parse_args()
     print(
         f"k={a.k}, rollout {a.reply_bytes} B, judge reasoning {a.judge_bytes} B, latency {a.latency} s, "
@@ -264,9 +265,11 @@ def main() -> None:
         f"{'RSS llm start/peak/after':>24}"
     )
     results = []
+    if a.keep:
+        a.keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as d:
         for n in a.problems:
-            r = run_one(n, a, Path(d))
+            r = run_one(n, a, a.keep or Path(d))
             results.append(r)
             b = r["busy"]
             print(

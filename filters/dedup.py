@@ -83,8 +83,10 @@ def exact_key(text: str) -> str:
     return normalise_statement(fold_confusables(clean_text(text)))
 
 
-def source_rank(meta: dict) -> tuple:
-    """Sort key: smaller = better-sourced copy."""
+def source_rank(meta: dict, text: str = "") -> tuple:
+    """Sort key: smaller = better-sourced copy. A total order on the copies' content (the
+    locator, then the text and the whole metadata break ties), so which copy is kept never
+    depends on the order the copies were read in (task count, file order)."""
     src = meta.get("source", "")
     kind = next((v for k, v in SOURCE_RANK.items() if k in src), 2 if meta.get("format") == "wiki" else 1)
     return (
@@ -94,6 +96,8 @@ def source_rank(meta: dict) -> tuple:
         -bool(meta.get("year")),
         -len(meta.get("solutions", [])),
         meta.get("locator", ""),
+        text,
+        json.dumps({k: v for k, v in meta.items() if not k.startswith("_")}, sort_keys=True, default=str),
     )
 
 
@@ -168,7 +172,7 @@ class DedupMerge(PipelineStep):
         self.clusters_path.parent.mkdir(parents=True, exist_ok=True)
         with self.exclusion_writer if self.exclusion_writer else _Null() as writer:
             for members in groups.values():
-                members.sort(key=lambda i: source_rank(docs[i].metadata))
+                members.sort(key=lambda i: source_rank(docs[i].metadata, docs[i].text))
                 keep, rest = docs[members[0]], [docs[i] for i in members[1:]]
                 keep_id = problem_id(keep.text)
                 sols = list(keep.metadata.get("solutions", []))

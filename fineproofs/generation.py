@@ -68,7 +68,7 @@ class CachedGenerator:
         keys = [[self.key(r, prompt_version, first_sample + j) for j in range(r.n)] for r in requests]
         self.store.plan(stage, (k for ks in keys for k in ks))
         have = self.store.get_many(k for ks in keys for k in ks)
-        todo, owners = self._missing(requests, keys, have)
+        todo, owners = self._missing(requests, keys, have, prompt_version, first_sample)
         total = sum(len(k) for k in keys)
         n_missing = sum(len(m) for _, m in owners)  # distinct samples to generate
         self.stats.requested += total
@@ -101,10 +101,18 @@ class CachedGenerator:
         return [[have[k] for k in ks] for ks in keys]
 
     def _missing(
-        self, requests: list[GenerationRequest], keys: list[list[str]], have: dict[str, StoredResponse]
+        self,
+        requests: list[GenerationRequest],
+        keys: list[list[str]],
+        have: dict[str, StoredResponse],
+        prompt_version: str,
+        first_sample: int,
     ) -> tuple[list[GenerationRequest], list[tuple[int, list[int]]]]:
-        """The requests to send (only their missing samples, each seeded from its key)
-        and, for each, (index into ``requests``, sample indices it fills)."""
+        """The requests to send and, for each, (index into ``requests``, sample indices it
+        fills). Only missing samples are sent, one request per run of consecutive sample
+        indices, seeded by :func:`sample_seed`: a sample's seed is a function of its
+        request and its sample index alone, so it comes back the same whether it is sent
+        with its siblings, alone after a failure, or in another chunk."""
         todo: list[GenerationRequest] = []
         owners: list[tuple[int, list[int]]] = []
         scheduled: set[str] = set()  # identical requests in one call are generated once
@@ -115,8 +123,31 @@ class CachedGenerator:
                 if (k not in have or (self.retry_failed and not have[k].ok)) and k not in scheduled
             ]
             scheduled.update(ks[j] for j in missing)
-            if missing:
-                seeds = [int(ks[j][:8], 16) for j in missing]
-                todo.append(GenerationRequest(req.messages, len(missing), req.sampling, req.prefill, seeds=seeds))
-                owners.append((i, missing))
+            if not missing:
+                continue
+            base = ks[0] if first_sample == 0 else self.key(req, prompt_version, 0)
+            for run in consecutive_runs(missing):
+                seeds = [sample_seed(base, first_sample + j) for j in run]
+                todo.append(GenerationRequest(req.messages, len(run), req.sampling, req.prefill, seeds=seeds))
+                owners.append((i, run))
         return todo, owners
+
+
+def sample_seed(base_key: str, sample_index: int) -> int:
+    """The seed of sample ``sample_index`` of a request whose sample-0 store key is
+    ``base_key``: consecutive indices get consecutive seeds. Servers that sample ``n``
+    choices from one seed give choice ``i`` the seed ``seed + i`` (vLLM does), so a call
+    for samples ``a..b`` seeded ``sample_seed(base, a)`` draws exactly what separate
+    calls for each sample would. Below 2**31 (every server accepts it)."""
+    return int(base_key[:7], 16) + sample_index % (2**31 - 2**28)
+
+
+def consecutive_runs(indices: list[int]) -> list[list[int]]:
+    """``[0, 1, 2, 5, 6]`` -> ``[[0, 1, 2], [5, 6]]`` (sorted input)."""
+    runs: list[list[int]] = []
+    for j in indices:
+        if runs and j == runs[-1][-1] + 1:
+            runs[-1].append(j)
+        else:
+            runs.append([j])
+    return runs

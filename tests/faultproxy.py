@@ -7,7 +7,8 @@ modes:
 * **fake** (``upstream=None``): it speaks the OpenAI chat-completions protocol
   itself. Every reply arrives after a fixed ``latency`` and its text is a hash of
   (messages, prefill, seed, choice index), so the same request always gets the
-  same answer whatever the concurrency or the faults around it. Switches mimic
+  same answer whatever the concurrency or the faults around it; like vLLM, choice
+  ``i`` of a call seeded ``s`` is drawn as seed ``s + i``, choice 0. Switches mimic
   real servers: ``honor_n=False`` returns one choice whatever ``n`` is (like
   ``transformers serve``), ``continue_mode`` says how an assistant prefill is
   treated (``"continue"`` like vLLM, ``"echo"`` repeats the prefill in the reply,
@@ -294,13 +295,17 @@ class FaultServer:
             messages = messages[:-1]
         n = int(body.get("n") or 1) if self.honor_n else 1
         choices = []
+        seed = body.get("seed")
         for i in range(n):
-            text = self.reply_fn(messages, prefill, body.get("seed"), i)
+            # as vLLM does, choice i of a call seeded s is drawn with seed s + i: a sample asked
+            # for alone with its own seed comes back as it would among its siblings
+            s_i, k = (seed + i, 0) if isinstance(seed, int) else (seed, i)
+            text = self.reply_fn(messages, prefill, s_i, k)
             if prefill and self.continue_mode == "echo":
                 text = prefill + text
             message = {"role": "assistant", "content": text}
             if self.reasoning_fn is not None:
-                message[self.reasoning_field] = self.reasoning_fn(messages, prefill, body.get("seed"), i)
+                message[self.reasoning_field] = self.reasoning_fn(messages, prefill, s_i, k)
             choices.append({"index": i, "message": message, "finish_reason": self.finish_reason})
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         completion_tokens = sum(

@@ -172,18 +172,33 @@ def test_client_errors_are_not_retried():
 def test_n_when_server_ignores_it():
     msgs = user("prove it")
     with FaultServer(honor_n=False) as srv, HTTPEngine("fake-model", [srv.url]) as eng:
-        [(_, cs)] = eng.generate([GenerationRequest(msgs, n=3, seeds=[11, 22, 33])])
-        assert [c.text for c in cs] == [fake_reply(msgs, "", s, 0) for s in (11, 22, 33)]
+        [(_, cs)] = eng.generate([GenerationRequest(msgs, n=3, seeds=[11, 12, 13])])
+        assert [c.text for c in cs] == [fake_reply(msgs, "", s, 0) for s in (11, 12, 13)]
         assert [(b.get("n", 1), b["seed"]) for b in srv.received] in (
-            [(3, 11), (1, 22), (1, 33)],
-            [(3, 11), (1, 33), (1, 22)],
+            [(3, 11), (1, 12), (1, 13)],
+            [(3, 11), (1, 13), (1, 12)],
         )
         assert eng.n_ignored
         # learned: the next request is fanned out from the start, same samples
         srv.received.clear()
-        [(_, cs2)] = eng.generate([GenerationRequest(msgs, n=3, seeds=[11, 22, 33])])
+        [(_, cs2)] = eng.generate([GenerationRequest(msgs, n=3, seeds=[11, 12, 13])])
         assert [c.text for c in cs2] == [c.text for c in cs]
-        assert sorted(b["seed"] for b in srv.received) == [11, 22, 33] and all("n" not in b for b in srv.received)
+        assert sorted(b["seed"] for b in srv.received) == [11, 12, 13] and all("n" not in b for b in srv.received)
+
+
+def test_a_sample_is_the_same_draw_alone_or_with_its_siblings():
+    """Choice i of a call seeded s is drawn with seed s + i (vLLM): seeds that are not
+    consecutive go as one call per consecutive run, and a sample asked for alone (after
+    a failure, on resume) comes back exactly as it did among its siblings."""
+    msgs = user("prove it")
+    with FaultServer() as srv, HTTPEngine("fake-model", [srv.url]) as eng:
+        [(_, together)] = eng.generate([GenerationRequest(msgs, n=4, seeds=[5, 6, 7, 8])])
+        [(_, alone)] = eng.generate([GenerationRequest(msgs, n=1, seeds=[7])])
+        assert alone[0].text == together[2].text
+        srv.received.clear()
+        [(_, split)] = eng.generate([GenerationRequest(msgs, n=3, seeds=[5, 6, 8])])
+        assert sorted((b.get("n", 1), b["seed"]) for b in srv.received) == [(1, 8), (2, 5)]
+        assert [c.text for c in split] == [together[j].text for j in (0, 1, 3)]
 
 
 def test_n_in_one_request_when_server_honours_it():
@@ -191,7 +206,7 @@ def test_n_in_one_request_when_server_honours_it():
     with FaultServer() as srv, HTTPEngine("fake-model", [srv.url], price_completion_per_1m=1e6) as eng:
         [(_, cs)] = eng.generate([GenerationRequest(msgs, n=4, seeds=[5, 6, 7, 8])])
         assert len(srv.received) == 1 and srv.received[0]["n"] == 4 and srv.received[0]["seed"] == 5
-    assert [c.text for c in cs] == [fake_reply(msgs, "", 5, j) for j in range(4)]
+    assert [c.text for c in cs] == [fake_reply(msgs, "", 5 + j, 0) for j in range(4)]
     assert sum(c.completion_tokens for c in cs) == 16  # usage split, total exact
     assert sum(c.cost for c in cs) == pytest.approx(16.0)
 

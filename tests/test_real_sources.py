@@ -179,7 +179,7 @@ def test_local_jsonl_rows_get_the_published_labels():
     ok = [d for d in docs if d.metadata["format"] == "item"]
     bad = [d for d in docs if d.metadata["format"] == "error"]
     assert len(ok) == 5 and len(bad) == 1 and bad[0].metadata["raw_error"].startswith("missing_field")
-    assert bad[0].metadata["locator"] == f"{AOPS}#L4"
+    assert bad[0].metadata["locator"] == f"{AOPS.name}#L4"  # shown relative to the source as given
     by = {d.metadata["locator"].rsplit("/", 1)[-1]: d.metadata for d in ok}
     assert {m["source"] for m in by.values()} == {"aops", "olympiads"}
     assert by["olympiads_sample.jsonl#L1"]["competition"] == "IMO" and by["olympiads_sample.jsonl#L1"]["year"] == 2015

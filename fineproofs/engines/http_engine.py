@@ -11,10 +11,13 @@ Behaviour, in the order a request meets it:
   fewest sent so far). An endpoint that just failed with a connection error or a
   5xx is avoided for a short while when another one is free.
 * **Samples.** ``n`` samples are asked for in one call (``n``, ``seed=seeds[0]``), so
-  vLLM shares the prefix. What came back is checked: a server that ignores ``n``
-  (``transformers serve``) returns one choice; the missing samples are then asked
-  for one per call, each with its own seed (``seeds[j]``), and from then on this
-  engine fans ``n > 1`` requests out that way from the start.
+  vLLM shares the prefix; vLLM samples choice ``i`` with seed ``seed + i``, so one call
+  covers only samples whose seeds are consecutive (the generator's always are; other
+  seed lists go as one call per consecutive run), and a sample is the same draw
+  whether it is asked for alone or with its siblings. What came back is checked: a
+  server that ignores ``n`` (``transformers serve``) returns one choice; the missing
+  samples are then asked for one per call, each with its own seed (``seeds[j]``), and
+  from then on this engine fans ``n > 1`` requests out that way from the start.
 * **Prefill.** ``GenerationRequest.prefill`` is sent as a final assistant message
   with vLLM's ``continue_final_message: true, add_generation_prompt: false``; the
   returned text is ``prefill + continuation`` (not doubled when a server echoes
@@ -379,9 +382,21 @@ class HTTPEngine(Engine):
                 results[j] = c
             return len(got)
 
+        def runs(js: list[int]) -> list[list[int]]:
+            """``js`` cut where seeds stop being consecutive: a server gives choice ``i`` of a
+            call seeded ``s`` the seed ``s + i`` (vLLM), so one call covers one such run."""
+            out: list[list[int]] = []
+            for j in js:
+                if out and seeds[j] == seeds[out[-1][-1]] + 1:
+                    out[-1].append(j)
+                else:
+                    out.append([j])
+            return out
+
         if n > 1 and not self.n_ignored:
-            got = await one(list(range(n)))
-            if got == 1:
+            rs = runs(list(range(n)))
+            got = await asyncio.gather(*(one(r) for r in rs))
+            if any(len(r) > 1 and g == 1 for r, g in zip(rs, got)):
                 if not self.n_ignored:
                     log.info("server returned 1 choice for n=%d: asking for samples one per call", n)
                 self.n_ignored = True
@@ -390,7 +405,7 @@ class HTTPEngine(Engine):
             if self.n_ignored or len(missing) == 1:
                 await asyncio.gather(*(one([j]) for j in missing))
             else:  # fewer than asked but more than one: a server cap on n; ask for the rest
-                await one(missing)
+                await asyncio.gather(*(one(r) for r in runs(missing)))
             still = [j for j in range(n) if results[j] is None]
             if still == missing:  # a reply with no choices at all
                 for j in still:

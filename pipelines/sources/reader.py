@@ -20,7 +20,9 @@ sharded over tasks by position in the sorted list of files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -84,14 +86,19 @@ def resolve_sources(paths: list) -> list[SourceFile]:
             if f.name == CRAWL_INDEX or f.name.lower() == "readme.md":
                 continue
             if kind := _kind(f):
-                shown = "demo/" + f.relative_to(root).as_posix() if demo else str(f)
+                # shown relative to the source as given (never the absolute path: urls reach the
+                # screener's prompt and dedup's tie-break, so the same files elsewhere build the same rows)
+                rel = f.relative_to(root).as_posix() if root.is_dir() else ""
+                shown = "demo/" + rel if demo else f"{root.name}/{rel}" if rel else root.name
                 out.append(SourceFile(str(f), kind, demo, shown, settings))
     seen, uniq = set(), []
     for s in out:
         if s.path not in seen:
             seen.add(s.path)
             uniq.append(s)
-    return uniq
+    shown = Counter(s.display for s in uniq)
+    # two files shown alike (same name in two source directories): their full paths tell them apart
+    return [dataclasses.replace(s, display=s.path) if shown[s.display] > 1 else s for s in uniq]
 
 
 class SourceReader(PipelineStep):
