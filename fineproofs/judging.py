@@ -9,9 +9,12 @@ Contract:
   ``<score>N</score>`` with N a whole number 0..7, otherwise the reply is
   unparseable. Reasoning, inline (``<think>``) or returned apart by the server, is
   never read; a reply that ends inside its reasoning has no answer (retried).
-- An unparseable reply or an engine failure is retried (a new sample index, so
-  the store keeps every attempt) up to ``max_attempts``; after that the sample is
-  quarantined with the reason. It is never scored 0.
+- An unparseable reply is retried (a new sample index, so the store keeps every
+  attempt) up to ``max_attempts``; after that the sample is quarantined with the
+  reason. It is never scored 0. An engine failure (the server never answered within
+  the engine's retry budget) is not an attempt: the slot fails with
+  ``judge_failure`` for this run, and the next run asks again under the same sample
+  index, so a transient fault never changes which reply a grade is read from.
 - Ensembles: ``judges`` independent judge samples per proof, aggregated by
   mean (rounded half up), median (rounded half up) or majority (ties to the lower).
 - Proofs that contain score tags, grading instructions or "award full marks"
@@ -223,9 +226,8 @@ def judge_with_retries(
             reqs = [GenerationRequest(msgs[i], 1, sp, prefill) for i, _ in slots]
             replies = generator.run(reqs, stage=stage, prompt_version=prompt_version, first_sample=sample_index)
             for slot, (r,) in zip(slots, replies):
-                if not r.ok:
+                if not r.ok:  # no new attempt: the next run asks again under this sample index
                     reasons[slot] = f"judge_failure: {r.reason}"
-                    still.append(slot)
                     continue
                 answer = answer_of(r.text, r.reasoning)
                 if answer is None:  # cut inside its reasoning: no verdict at all (retried, never a 0)
@@ -255,9 +257,12 @@ def collect(
     quorum = getattr(cfg, "quorum", 1)
     for i in range(n):
         valid = [scores[(i, j)] for j in range(cfg.judges) if (i, j) in scores]
+        engine = next((reasons[(i, j)] for j in range(cfg.judges) if reasons.get((i, j), "").startswith("judge_")), "")
         if valid and len(valid) >= quorum:
             agg = aggregate(valid, cfg.aggregate)
             out.append((snap(agg) if snap else agg, ""))
+        elif engine:  # a judge never answered: transient, for the next run to finish (not a quorum verdict)
+            out.append((None, engine))
         elif valid:
             why = next((reasons[(i, j)] for j in range(cfg.judges) if (i, j) in reasons), "no judge reply")
             out.append(

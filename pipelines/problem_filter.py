@@ -249,7 +249,8 @@ class ProblemFilter(LLMStage):
                     out.verdict, out.failure = self._verdict(r), ""
                 except VerdictError as e:
                     out.failure = str(e)
-                    still.append(p)
+                    if r.ok:  # an engine failure is no new attempt: the next run asks under this index again
+                        still.append(p)
             pending = still
         for p in pending:
             outcomes[p.id].failure += f" (after {self.cfg.max_attempts} attempts)"

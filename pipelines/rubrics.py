@@ -87,9 +87,8 @@ class RubricWriter(LLMStage):
             still = []
             for w, (r,) in zip(pending, replies):
                 w.rubric_attempts = attempt + 1
-                if not r.ok:
+                if not r.ok:  # not a new attempt: the next run asks again under this sample index
                     failures[w.id] = f"engine_failure: {r.reason}"
-                    still.append(w)
                     continue
                 answer = answer_of(r.text, r.reasoning)
                 try:

@@ -127,10 +127,23 @@ def test_unparseable_then_valid_retries(tmp_path):
 
 
 def test_exhausted_judge_is_quarantined_not_zero(tmp_path):
-    judge = ScriptedJudge(["nope", Completion("", "error", status="failed", reason="http_503 after 4 retries"), "??"])
+    judge = ScriptedJudge(["nope", "still no score", "??"])
     (g,) = _grader(judge, tmp_path, max_attempts=3).run([_job()])
     assert g.score is None and g.status == "failed"
-    assert "after 3 attempts" in g.reason
+    assert "after 3 attempts" in g.reason and g.reason.startswith("unparseable")
+
+
+def test_engine_failure_is_no_attempt_the_next_run_asks_the_same_sample(tmp_path):
+    """A judge that never answered fails the slot for this run (judge_failure, never a
+    0) without moving on to the next attempt's sample index; the next run asks that
+    same sample again, so the grade is read from the reply a fault-free run reads."""
+    judge = ScriptedJudge(["nope", Completion("", "error", status="failed", reason="http_503 after 4 retries")])
+    grader = _grader(judge, tmp_path, max_attempts=3)
+    (g,) = grader.run([_job()])
+    assert g.score is None and g.reason == "judge_failure: http_503 after 4 retries" and judge.calls == 2
+    judge.replies = ["<score>5</score>"]
+    (g,) = grader.run([_job()])
+    assert g.score == 5 and judge.calls == 3  # attempt 1 again, from the store's failed entry
 
 
 def test_rerun_uses_store(tmp_path):

@@ -191,9 +191,7 @@ def test_unparseable_is_retried_then_valid(tmp_path):
 
 @pytest.mark.parametrize("on_failure, dropped", [("keep", False), ("drop", True)])
 def test_exhausted_screening_is_a_failure_handled_by_on_failure(tmp_path, on_failure, dropped):
-    engine = Scripted(
-        ["nope", Completion("", "error", status="failed", reason="http_503 after 4 retries"), verdict(difficulty=12)]
-    )
+    engine = Scripted(["nope", "still no verdict", verdict(difficulty=12)])
     st = stage(engine, tmp_path, max_attempts=3, on_failure=on_failure)
     (w,), (f,) = run(st, [problem()])
     assert engine.calls == 3
@@ -204,6 +202,20 @@ def test_exhausted_screening_is_a_failure_handled_by_on_failure(tmp_path, on_fai
     rec = st.records(w)[0]
     assert rec["verdict"] is None and rec["failure"] == f.reason and rec["attempts"] == 3
     assert st.tally["failed_dropped" if dropped else "failed_kept"] == 1
+
+
+def test_engine_failure_is_no_attempt_the_next_run_asks_the_same_sample(tmp_path):
+    """A server that never answered fails the screening for this run (engine_failure,
+    a transient reason) without moving on to the next attempt; the next run asks the
+    same sample index again and reads the verdict a fault-free run reads."""
+    engine = Scripted(["nope", Completion("", "error", status="failed", reason="http_503 after 4 retries")])
+    st = stage(engine, tmp_path, max_attempts=3)
+    (w,), (f,) = run(st, [problem()])
+    assert engine.calls == 2 and f.kind == "engine_failure" and "attempts" not in f.reason
+    engine.replies = [verdict()]
+    (w,), failed = run(st, [problem()])
+    assert not failed and engine.calls == 3 and not screened_out(w)
+    assert st.records(w)[0]["attempts"] == 2
 
 
 def test_screening_again_replaces_the_verdict(tmp_path):
