@@ -36,13 +36,16 @@ def run_sft(
     resume: bool | str = True,
     callbacks: list | None = None,
     check_hardware: bool = True,
+    policy=None,
 ):
+    """Train; ``policy`` = ``(model, tokenizer)`` already in memory replaces loading
+    ``cfg.model`` (benchmarks on randomly initialised models of a given shape)."""
     from trl import SFTTrainer
 
     cfg, out = prepare_run(cfg, output_dir, model, check_hardware)
     args = build_trl_args("sft", cfg.trainer, out)  # validate before anything heavy is loaded
     ds = sft_dataset(load_rows(cfg.data, "sft", data))
-    policy, tok = load_policy(cfg.model)
+    policy, tok = policy or load_policy(cfg.model)
     if args.assistant_only_loss:
         tok.chat_template = training_chat_template(tok, cfg.model.chat_template)
     ds, overlong = drop_overlong(ds, tok, args.max_length)
