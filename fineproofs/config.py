@@ -261,6 +261,10 @@ SOURCE_PRESETS: dict[str, dict] = {
             "solution": "solution",
             "competition": "tags[2] | segment(metadata.path, -2)",
             "year": "year(tags[1]) | year(metadata.path)",
+            # the other posts of the thread and where it lives: the problem filter reads
+            # both, as QED-Nano's filtering prompt does ({comments}, {path})
+            "candidates": "candidates",
+            "path": "metadata.path",
         },
     },
     "olympiads": {
@@ -384,8 +388,19 @@ class DecontamConfig(_Strict):
 class RubricConfig(_Strict):
     max_attempts: int = Field(3, gt=0)
     # start the writer's reply with this text (e.g. "1. (" for small models that
-    # otherwise ignore the format); empty for capable writers
+    # otherwise ignore the format); empty for capable writers; not used when structured
     prefill: str = ""
+    # structured outputs: the writer answers a JSON rubric under a schema whose
+    # checkpoints can only add up to 7 (fineproofs.rubric.rubric_schema; HTTP:
+    # response_format, falling back to text on servers that reject it; transformers:
+    # llguidance); the reply is still parsed and validated in code
+    structured: bool = False
+    max_checkpoints: int = Field(5, ge=2, le=7)  # structured: checkpoints of the main chain
+    description_chars: int = Field(100, ge=10)  # structured: longest description
+    # keep what the writer wrote before its "Checkpoints" section (a lead-in such as "Here is
+    # the marking scheme:"); false cuts the stored rubric there, as QED-Nano's
+    # scheme_generation.py does (a reply without the word is kept whole)
+    keep_lead_in: bool = True
 
 
 class CalibrationConfig(_Strict):
@@ -478,6 +493,9 @@ class SFTSplitConfig(_Strict):
     correct_grade: int = Field(7, ge=0, le=7)  # grade from which a proof counts as correct
     keep_incomplete: bool = True  # keep proofs graded in [min_grade, correct_grade)
     keep_truncated: bool = False  # keep samples cut at max_tokens
+    # config `default`, one row per problem: "best" = the best-graded kept sample (ties: an
+    # untruncated one, then the lowest sample index); "first" = the kept sample of lowest index
+    default_pick: Literal["best", "first"] = "best"
     max_rows_per_shard: int = Field(100_000, gt=0)  # parquet shards: data/<config>/train-XXXXX-of-YYYYY
 
     @model_validator(mode="after")
@@ -600,6 +618,29 @@ class ProblemFilterConfig(_Strict):
         return self
 
 
+class CategoryConfig(_Strict):
+    """FineProofs-SFT's ``category`` column: the ``category`` stage of SFT builds
+    (:mod:`fineproofs.pipelines.category`).
+
+    Every problem gets one of ``labels`` (the published problem types by default):
+    from the source's own subject tag when ``use_source_tags`` and the tag maps onto a
+    label; else by ``classifier``: ``llm`` asks the profile's ``role`` (the ``category``
+    prompt, answer ``{"category": ...}``; with ``structured`` under that JSON schema),
+    retried up to ``max_attempts`` times; ``rule`` uses the keyword rule. After the last
+    failed attempt, ``on_failure: rule`` falls back to the keyword rule (recorded and
+    counted), ``quarantine`` quarantines the problem and the split drops its samples."""
+
+    classifier: Literal["llm", "rule"] = "rule"
+    role: Literal["rubric_writer", "grader", "judge", "teacher", "student"] = "rubric_writer"
+    labels: list[str] = Field(
+        default_factory=lambda: ["Algebra", "Combinatorics", "Geometry", "Number Theory"], min_length=1
+    )
+    use_source_tags: bool = True
+    structured: bool = True
+    max_attempts: int = Field(3, gt=0, le=100)
+    on_failure: Literal["rule", "quarantine"] = "rule"
+
+
 class Profile(_Strict):
     """A whole build configuration."""
 
@@ -627,6 +668,7 @@ class Profile(_Strict):
     build: BuildConfig = Field(default_factory=BuildConfig)
     problem_filter: ProblemFilterConfig = Field(default_factory=ProblemFilterConfig)
     screener: RoleConfig | None = None  # the problem filter's model; None: the rubric_writer screens
+    category: CategoryConfig = Field(default_factory=CategoryConfig)  # the SFT category column
 
     @model_validator(mode="after")
     def _check_prompts(self) -> Profile:

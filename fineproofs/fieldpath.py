@@ -39,6 +39,8 @@ PROBLEM_FIELDS = (
     "year",
     "url",
     "licence",
+    "candidates",
+    "path",
 )
 FUNCTIONS = {"year": 1, "segment": 2}  # name -> number of arguments
 YEAR_RE = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")

@@ -31,6 +31,9 @@ from fineproofs.rubric import Rubric, RubricItem  # noqa: F401  (re-exported: re
 PUBLISHED_GRADER_LABEL = "gemini-3-pro"
 PUBLISHED_STUDENT_LABEL = "qwen3-4b-thinking"
 PUBLISHED_K = 128
+# FineProofs-SFT's ``category`` values: the problem types its card names ("Algebra,
+# Combinatorics, Number Theory, Geometry"). Every SFT row carries one of them.
+PUBLISHED_CATEGORIES = ("Algebra", "Combinatorics", "Geometry", "Number Theory")
 
 # ---------------------------------------------------------------------------
 # features from type hints
@@ -144,6 +147,11 @@ class Problem:
     question_type: str = "proof"  # "proof" | "answer"
     licence: str = ""
     decisions: list[FilterDecision] = field(default_factory=list)
+    # what a forum source posts beside the chosen solution (AI-MO/aops ``candidates``: other
+    # solutions and comments) and where it was posted (``metadata.path``): the problem
+    # filter reads both, as QED-Nano's filtering prompt does
+    candidates: list[str] = field(default_factory=list)
+    path: str = ""
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -28,8 +28,19 @@ from dataclasses import dataclass
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 
+# Where a self-evaluation starts; it runs to the end of the text. Two kinds of line:
+# - a Markdown heading naming an evaluation, the form QED-Nano's evaluation code strips
+#   (eval/src/imobench/evaluation.py remove_self_evaluation): one or more ``#``, bold
+#   markers or spaces, up to two of "Self" / "Final", then the word "Evaluation":
+#   ``# Evaluation``, ``## Self Evaluation``, ``### Final Evaluation``, ``## **Self
+#   Evaluation**``, ``# Final Self Evaluation``. Matched case-blind and with a hyphen
+#   allowed (``## Self-Evaluation``), a superset of the release's case-sensitive pattern;
+# - a line (optionally a heading or bold) opening with "Self-evaluation", "Here is my evaluation of the
+#   solution/proof" or "Evaluation of the (above) solution/proof", as DeepSeek-Math-V2
+#   also writes it without a heading (never at the very start of the text).
 _SELF_EVAL = re.compile(
-    r"\n\s*(?:#+\s*|\*\*)?\s*(?:self[- ]evaluation|here is my evaluation of the (?:solution|proof)|"
+    r"(?:^|\n)[ \t]*#+\s*[*\s]*(?:(?:self|final)[\s*-]*){0,2}evaluation\b.*\Z"
+    r"|\n[ \t]*(?:#+\s*|\*\*)?\s*(?:self[- ]evaluation|here is my evaluation of the (?:solution|proof)|"
     r"evaluation of the (?:above )?(?:solution|proof))\b.*\Z",
     re.I | re.S,
 )
@@ -84,4 +95,6 @@ def _split_inline(text: str) -> SplitReply:
 
 
 def strip_self_evaluation(proof: str) -> str:
-    return _SELF_EVAL.sub("", proof).rstrip()
+    """``proof`` without its self-evaluation section: from the first line that opens one
+    (see :data:`_SELF_EVAL`) to the end, as QED-Nano's evaluation code cuts it."""
+    return _SELF_EVAL.sub("", proof, count=1).rstrip()

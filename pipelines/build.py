@@ -38,6 +38,7 @@ from fineproofs.engines import EnginePool
 from fineproofs.errors import ConfigError, DataError, EngineError
 from fineproofs.generation import CachedGenerator
 from fineproofs.judging import Grader
+from fineproofs.pipelines.category import CategoryStage
 from fineproofs.pipelines.difficulty import DifficultyStage
 from fineproofs.pipelines.distill import ProofGenerator
 from fineproofs.pipelines.grade import GradeStage
@@ -160,6 +161,7 @@ class Build:
         ]  # fmt: skip
         if self.split == "sft":
             rl += [
+                CategoryStage.from_profile(p, gen),
                 ProofGenerator("teacher", p.teacher, "distill", gen("teacher"), p.teacher_samples, prompt_files=files),
                 GradeStage(Grader("grader", p.grader, p.grading, gen("grader"), prompt_files=files), "proofs",
                            zero_no_answer=False),
@@ -355,6 +357,8 @@ def finish(out_dir: Path, profile: Profile, split: str, work_dirs: list[Path], r
             out_dir,
             rename_of(profile, split),
             inputs.texts,
+            inputs.categories,
+            inputs.uncategorised,
         )
     res.rows = result.rows
     res.counts["split"] = result.rows["default"]

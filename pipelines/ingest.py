@@ -177,6 +177,8 @@ def _to_problem(d: dict) -> Problem:
         question_type=m.get("question_type", "proof"),
         licence=m.get("licence", "") or "",
         decisions=[FilterDecision(x["step"], bool(x["kept"]), x.get("reason", "")) for x in m.get("decisions", [])],
+        candidates=list(m.get("candidates", [])),
+        path=m.get("path", "") or "",
     )
 
 

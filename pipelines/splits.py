@@ -4,6 +4,8 @@ SFT (:class:`~fineproofs.config.SFTSplitConfig`), per graded teacher sample, in 
 order (the first rule that applies is the recorded drop reason):
 
 1. ``unknown_problem``: the sample's problem is not in the problem set;
+   ``no_category``: the ``category`` stage quarantined the problem (``on_failure:
+   quarantine``): a row never has an empty ``category``;
 2. ``no_valid_grade``: no grade, or the grader failed (quarantined, never a 0);
 3. ``injection_flagged``: the grader flagged the proof (e.g. a prompt injection);
 4. ``truncated``: cut at ``max_tokens``, unless ``keep_truncated``;
@@ -12,8 +14,14 @@ order (the first rule that applies is the recorded drop reason):
 7. ``incomplete_not_kept``: graded in [``min_grade``, ``correct_grade``) while
    ``keep_incomplete`` is off. FineProofs keeps correct *and* incomplete proofs.
 
-Config ``all`` holds every kept sample; ``default`` one row per problem: the best
-grade, ties broken by (untruncated first, lowest sample index). Rows follow the
+Config ``all`` holds every kept sample; ``default`` one row per problem: with
+``default_pick: best`` the best grade, ties broken by (untruncated first, lowest sample
+index); with ``first`` the kept sample of lowest index.
+
+``category`` is the ``category`` stage's label (``stages/category.jsonl``); a problem
+the stage never saw (a run from before it) gets the rule's label
+(:func:`fineproofs.pipelines.category.from_tags`, else
+:func:`~fineproofs.pipelines.category.from_keywords`), so it is never empty. Rows follow the
 problem order of the problem set, then grade (best first) and sample index.
 ``messages`` is what the student's chat template (Qwen3-Thinking) renders for an
 assistant turn with ``reasoning_content``: user = problem, assistant =
@@ -57,9 +65,11 @@ import polars as pl
 
 from fineproofs.config import RLSplitConfig, SFTSplitConfig
 from fineproofs.errors import DataError
+from fineproofs.pipelines.category import from_keywords, from_tags
 from fineproofs.pipelines.difficulty import Difficulty
 from fineproofs.pipelines.stage import reward_std
 from fineproofs.records import (
+    PUBLISHED_CATEGORIES,
     RL_FEATURES,
     Grade,
     Message,
@@ -178,9 +188,11 @@ def select_sft(
     grades: list[Grade],
     cfg: SFTSplitConfig,
     texts: TextIndex | None = None,
+    uncategorised: set[str] = frozenset(),
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
-    """The SFT policy: (kept samples = config ``all``, best per problem = ``default``, drops).
-    With ``texts`` the samples carry no text: it is read from the stage files."""
+    """The SFT policy: (kept samples = config ``all``, one per problem = ``default``, drops).
+    With ``texts`` the samples carry no text: it is read from the stage files.
+    ``uncategorised``: problems the category stage quarantined."""
     empty = texts.empty if texts else {s.key for s in samples if not s.proof.strip()}
     sample_frame = pl.DataFrame(
         [
@@ -190,6 +202,7 @@ def select_sft(
                 "sample_index": s.sample_index,
                 "truncated": bool(s.truncated),
                 "empty": s.key in empty,
+                "no_category": s.problem_id in uncategorised,
                 "pos": i,
             }
             for i, s in enumerate(samples)
@@ -200,6 +213,7 @@ def select_sft(
             "sample_index": pl.Int64,
             "truncated": pl.Boolean,
             "empty": pl.Boolean,
+            "no_category": pl.Boolean,
             "pos": pl.Int64,
         },
     )
@@ -213,6 +227,8 @@ def select_sft(
     reason = (
         pl.when(pl.col("order").is_null())
         .then(pl.lit("unknown_problem"))
+        .when(pl.col("no_category"))
+        .then(pl.lit("no_category"))
         .when(pl.col("grade").is_null())
         .then(pl.lit("no_valid_grade"))
         .when(pl.col("flagged"))
@@ -232,7 +248,8 @@ def select_sft(
     kept = joined.filter(pl.col("reason").is_null()).sort(
         ["order", "grade", "truncated", "sample_index", "pos"], descending=[False, True, False, False, False]
     )
-    best = kept.unique(subset="problem_id", keep="first", maintain_order=True)
+    pick = kept if cfg.default_pick == "best" else kept.sort(["order", "sample_index", "pos"])
+    best = pick.unique(subset="problem_id", keep="first", maintain_order=True)
     return kept, best, dropped
 
 
@@ -245,12 +262,15 @@ def build_sft(
     out_dir: Path,
     rename: dict[str, str],
     texts: TextIndex | None = None,
+    categories: dict[str, str] | None = None,
+    uncategorised: set[str] = frozenset(),
 ) -> SplitResult:
     """Both SFT configs; with ``texts`` the proofs are read from the stage files row by
-    row, so no config is ever held in memory."""
+    row, so no config is ever held in memory. ``categories``: the category stage's label
+    per problem; ``uncategorised``: problems it quarantined (their samples are dropped)."""
     probs = {p.id: p for p in problems}
     by_key = {s.key: s for s in samples}
-    kept, best, dropped = select_sft(problems, samples, grades, cfg, texts)
+    kept, best, dropped = select_sft(problems, samples, grades, cfg, texts, uncategorised)
     features = features_of(SFTRow, rename)
 
     def rows_of(df: pl.DataFrame) -> Iterator[dict]:
@@ -262,7 +282,7 @@ def build_sft(
                 problem=p.statement,
                 reasoning_content=reasoning,
                 proof=proof,
-                category=p.category,
+                category=(categories or {}).get(p.id) or category_rule(p),
                 competition=competition_label(p),
                 grade=r["grade"],
                 reward=d.reward_mean if d and d.num_rewards else None,
@@ -378,6 +398,12 @@ def build_rl(
     return SplitResult({"default": shards[0]}, {"default": len(rows)}, dropped, {"default": shards})
 
 
+def category_rule(p: Problem) -> str:
+    """The published category of a problem no category stage decided: its source's tag
+    mapped onto the published labels, else the keyword rule (never empty)."""
+    return from_tags(p.category, PUBLISHED_CATEGORIES) or from_keywords(p.statement, PUBLISHED_CATEGORIES)
+
+
 def competition_label(p: Problem) -> str:
     """The SFT ``competition`` column as FineProofs-SFT writes it, competition and year
     together (``IMO-2023``): the year is appended when the competition name lacks it."""
@@ -428,6 +454,8 @@ class SplitInputs:
     grades: list[Grade] = field(default_factory=list)  # valid grades of the teacher samples (SFT)
     texts: TextIndex = field(default_factory=TextIndex)  # where the teacher samples' text is
     screened: set[str] = field(default_factory=set)  # problems the problem filter dropped
+    categories: dict[str, str] = field(default_factory=dict)  # problem id -> SFT category (category stage)
+    uncategorised: set[str] = field(default_factory=set)  # problems the category stage quarantined
 
 
 def iter_jsonl(path: Path, offsets: bool = False):
@@ -457,6 +485,12 @@ def read_inputs(problems_path: Path, stage_dirs: list[Path], split: str) -> Spli
         for d in iter_jsonl(st / "difficulty.jsonl"):
             out.difficulty[d["problem_id"]] = Difficulty(d["problem_id"], list(d["scores"]), d.get("failed", 0))
         if split == "sft":
+            for d in iter_jsonl(st / "category.jsonl"):
+                if d.get("category"):
+                    out.categories[d["problem_id"]] = d["category"]
+                    out.uncategorised.discard(d["problem_id"])
+                else:
+                    out.uncategorised.add(d["problem_id"])
             for at, d in iter_jsonl(st / "distill.jsonl", offsets=True):
                 s = ProofSample(**{**d, "reasoning_content": "", "proof": ""})
                 out.texts.add(s.key, st / "distill.jsonl", at, d["proof"])

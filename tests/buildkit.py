@@ -16,7 +16,13 @@ import yaml
 from fineproofs.config import profile_text
 from fineproofs.store import ResponseStore
 
-PAPER_MODELS = ("deepseek-ai/DeepSeek-Math-V2", "Qwen/Qwen3-4B-Thinking-2507", "openai/gpt-oss-20b", "gemini-3-pro")
+PAPER_MODELS = (
+    "deepseek-ai/DeepSeek-Math-V2",
+    "Qwen/Qwen3-4B-Thinking-2507",
+    "openai/gpt-oss-20b",
+    "gemini-3-pro-preview",  # the paper profile's Gemini id (the release's API id)
+    "gemini-3-pro",  # eval_paper's judge
+)
 
 
 def paper_profile_file(

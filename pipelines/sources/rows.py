@@ -35,6 +35,8 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "year": ("year",),
     "url": ("url", "link"),
     "licence": ("licence", "license"),
+    "candidates": ("candidates", "comments"),  # a forum's other posts (AI-MO/aops)
+    "path": ("path",),  # where a forum post lives (AI-MO/aops: metadata.path)
 }
 assert tuple(DEFAULT_COLUMNS) == fieldpath.PROBLEM_FIELDS
 
@@ -105,6 +107,14 @@ def _solutions(v: Any) -> list[str]:
     return [s for s in (_text(x, "solution", numbers=False) for x in items) if s]
 
 
+def _posts(v: Any) -> list[str]:
+    """A forum's other posts: a list of texts (or one text); empty texts are left out."""
+    if v is None:
+        return []
+    items = v if isinstance(v, (list, tuple)) else [v]
+    return [s for s in (_text(x, "candidates", numbers=False) for x in items) if s]
+
+
 def map_row(row: dict[str, Any], mapping: dict[str, str] | None = None) -> dict[str, Any]:
     """A dataset row → raw problem fields (``problem``, ``solutions`` list, ...);
     :class:`ParseError` (``bad_field``) when a field has the wrong type, ``missing_field``
@@ -138,4 +148,6 @@ def map_row(row: dict[str, Any], mapping: dict[str, str] | None = None) -> dict[
         "category": meta["category"],
         "url": meta["url"],
         "licence": meta["licence"],
+        "candidates": _posts(get("candidates")),
+        "path": sanitize_field(_text(get("path"), "path")),
     }
