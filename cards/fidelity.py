@@ -51,6 +51,7 @@ def _norm(v: Any) -> Any:
 CARD_SFT = "lm-provers/FineProofs-SFT card"
 CARD_RL = "lm-provers/FineProofs-RL card"
 RL_CONF = "training/conf/qed_nano_rl.yaml"
+GEMINI = "eval/configs/models/google/gemini-3-pro.yaml"
 VERIFIER = "training/pipelinerl/domains/math/verifier_api.py"
 
 KNOBS: list[Knob] = [
@@ -85,13 +86,33 @@ KNOBS: list[Knob] = [
         "the screening prompt was released; its keep rule and model were not (ours: see problem_filter)",
     ),
     Knob(
+        "sources.paths (forum posts to the problem filter)",
+        ["candidates", "metadata.path"],
+        "eval/scripts/filtering.py (row['candidates'] as comments, row['path'])",
+        "the aops preset maps the thread's other posts and its path; the screener sees them beside the solution",
+        extract=lambda p: sorted(
+            {c for e in p.sources.paths for k, c in getattr(e, "columns", {}).items() if k in ("candidates", "path")}
+        ),
+    ),
+    Knob(
         "problem_filter.drop_computational",
         UNKNOWN,
         "eval/configs/prompts/filtering.txt",
         "the prompt calls computational problems excluded, yet the published set keeps answer-type rows: off in paper",
     ),
     # rubrics
-    Knob("rubric_writer.engine.model", "gemini-3-pro", "eval/scripts/scheme_generation.py"),
+    Knob(
+        "rubric_writer.engine.model",
+        "gemini-3-pro-preview",
+        "eval/scripts/scheme_generation.py (--model-config gemini-3-pro), eval/configs/models/google/gemini-3-pro.yaml",
+    ),
+    Knob(
+        "rubrics.keep_lead_in",
+        False,
+        "eval/scripts/scheme_generation.py (the scheme is kept from 'Checkpoints' on)",
+        "the release cuts at the word, we at the start of its line, so a heading such as '1. **Checkpoints' stays "
+        "whole; keep_lead_in: true keeps what the writer wrote before it",
+    ),
     Knob("rubric_writer.sampling.max_tokens", 130000, "eval/configs/models/google/gemini-3-pro.yaml"),
     Knob(
         "rubric_writer.sampling.temperature",
@@ -137,12 +158,14 @@ KNOBS: list[Knob] = [
     Knob("teacher.sampling.max_tokens", 124928, "data/slurm/data_gen/sglang_generate.slurm"),
     Knob(
         "teacher_samples",
-        1,
-        "data/slurm/data_gen/sglang_generate.slurm (requests-per-prompt)",
-        "the published `all` config has 7,777 samples of ~4,300 problems: how the extra samples came about "
-        "was not released",
+        UNKNOWN,
+        "data/slurm/data_gen/sglang_generate.slurm (requests-per-prompt 1); FineProofs-SFT `all` 7,777 rows, "
+        "`default` 4,281",
+        "the released script sends 1 request per prompt, yet `all` holds 1.82 samples a problem and how the rest "
+        "came about was not released; paper: 2 samples, truncated ones left out (splits.sft.keep_truncated), "
+        "which gives 1.82 when about 9 % are cut (tests/test_sft_shape.py, stand-in teacher)",
     ),
-    Knob("grader.engine.model", "gemini-3-pro", f"{CARD_SFT}"),
+    Knob("grader.engine.model", "gemini-3-pro-preview", f"{CARD_SFT} (Gemini-3-Pro); API id: {GEMINI}"),
     Knob(
         "grading.grader_scale",
         "proofbench",
@@ -152,6 +175,27 @@ KNOBS: list[Knob] = [
     Knob("splits.sft.min_grade", 0, f"{CARD_SFT} (unfiltered teacher distillation)"),
     Knob("splits.sft.keep_incomplete", True, f"{CARD_SFT}"),
     Knob("splits.sft.keep_truncated", UNKNOWN, f"{CARD_SFT}", "not said: truncated proofs are left out"),
+    Knob(
+        "splits.sft.default_pick",
+        UNKNOWN,
+        f"{CARD_SFT} (`default`: one row per problem)",
+        "which sample `default` keeps was not released; ours: the best-graded one (ties: untruncated, then the "
+        "lowest sample index); `first` keeps the lowest sample index",
+    ),
+    Knob(
+        "category.classifier",
+        UNKNOWN,
+        f"{CARD_SFT} (category: problem type)",
+        "how `category` was set was not released; paper: the source's own tag where it has one (olympiads' "
+        "problem_type), else the rubric writer classifies the statement (structured output, 3 attempts, then "
+        "the keyword rule: category.on_failure); `rule`: tags, then keywords, no model",
+    ),
+    Knob(
+        "category.labels",
+        UNKNOWN,
+        f"{CARD_SFT} ('e.g., Algebra, Combinatorics, Number Theory, Geometry')",
+        "the card names these four as examples and publishes no full list; ours: exactly these four",
+    ),
     # student rollouts and difficulty
     Knob("student.engine.model", "Qwen/Qwen3-4B-Thinking-2507", f"{CARD_RL}"),
     Knob("student_samples", 128, f"{CARD_RL} (num_rewards 62-256 in the data)"),
@@ -182,6 +226,13 @@ BEHAVIOURS: list[tuple[str, str, str]] = [
         "ignored: the score is read from the final answer only",
     ),
     ("SFT `messages` struct", "{content, role}", "{content, role}"),
+    (
+        "a self-evaluation section after the proof",
+        "cut from a '# ... Evaluation' heading on (# Evaluation, ## Self Evaluation, ### Final Evaluation; "
+        "eval/src/imobench/evaluation.py)",
+        "cut from the same headings (any case, 'Self-Evaluation' too) and from an unheaded 'Here is my evaluation "
+        "of the solution' line, before grading and in `proof`",
+    ),
     (
         "prompts (filter, rubric, judge, teacher, student)",
         "the release's files (eval/configs/prompts, training/prompts)",
