@@ -276,6 +276,7 @@ _PHRASES = [
     (r"whole numbers?", "integer"),
     (r"(?:is|are) (?:a )?multiples? of", "divisible by"),
     (r"greatest common divisor", "gcd"),
+    (r"acute[- ]angled", "acute"),
     (r"at least", "least"),
     (r"no(?:t)? (?:more|greater) than", "most"),
     (r"at most", "most"),
@@ -376,26 +377,119 @@ def _add_formula(toks: list[str], out: Canonical, compact: list[str]) -> None:
 
 
 _OPEN, _CLOSE = {"(", "[", "{"}, {")", "]", "}"}
-_SPLIT = {"+", "-", "=", "<", ">", "le", "ge", "ne", "|", ",", ";", ":", "to", "in", "approx", "equiv", "pm", "mp"}
-_TRIVIAL_TERMS = {"", "v", "0", "1", "2", "dots", "v v"}
+_RELATIONS = {"=", "<", ">", "le", "ge", "ne", "|", ",", ";", ":", "to", "in", "approx", "equiv", "sim", "cong"}
+_SIGNS = {"+", "-", "pm", "mp"}
+_TRIVIAL_TERMS = {"", "v", "0", "1", "2", "dots", "( v )", "( v , v )"}
+_NAME_RUN = re.compile(r"(?:(?:angle|triangle|overline|arc|odot) )?v(?: v)*")
+
+
+def _tree(toks: list[str]) -> list:
+    """Tokens as nested lists: every bracket group (braces included) is a sub-list."""
+    stack: list[list] = [[]]
+    for x in toks:
+        if x in _OPEN:
+            stack.append([])
+        elif x in _CLOSE:
+            if len(stack) > 1:
+                g = stack.pop()
+                stack[-1].append(g)
+        else:
+            stack[-1].append("v" if len(x) == 1 and x.isalpha() else x)
+    while len(stack) > 1:  # an unclosed group closes at the end
+        g = stack.pop()
+        stack[-1].append(g)
+    return _fracs(stack[0])
+
+
+def _fracs(items: list) -> list:
+    """``frac A B`` → ``A / B`` (groups kept), recursively."""
+    out: list = []
+    i = 0
+    while i < len(items):
+        x = items[i]
+        if x == "frac" and i + 2 < len(items):
+            out += [_fracs(items[i + 1]) if isinstance(items[i + 1], list) else items[i + 1], "/"]
+            out.append(_fracs(items[i + 2]) if isinstance(items[i + 2], list) else items[i + 2])
+            i += 3
+            continue
+        out.append(_fracs(x) if isinstance(x, list) else x)
+        i += 1
+    return out
+
+
+def _render(items: list) -> str:
+    parts = []
+    for x in items:
+        if isinstance(x, list):
+            inner = _render(x)
+            # brackets only where they group a sum or a relation: a_{n}, \\frac{1}{a_n} and 1/a_n agree
+            grouped = any(isinstance(y, str) and (y in _SIGNS or y in _RELATIONS) for y in x)
+            parts.append(f"( {inner} )" if grouped else inner)
+        else:
+            parts.append(x)
+    return " ".join(parts)
+
+
+def _split(items: list, at: set) -> list[tuple[str, list]]:
+    """Top-level pieces of ``items`` cut at the tokens of ``at``, each with the token before it."""
+    out, cur, sep = [], [], ""
+    for x in items:
+        if isinstance(x, str) and x in at:
+            out.append((sep, cur))
+            cur, sep = [], x
+        else:
+            cur.append(x)
+    out.append((sep, cur))
+    return [(s, c) for s, c in out if c]
+
+
+def _signed(side: list) -> list[str]:
+    return [("-" if sign in ("-", "mp") else "+") + _render(term) for sign, term in _split(side, _SIGNS)]
+
+
+def _operand(side: list) -> str:
+    grouped = any(isinstance(y, str) and y in _SIGNS for y in side)
+    return f"( {_render(side)} )" if grouped else _render(side)
+
+
+def _flip(t: str) -> str:
+    return ("-" if t[0] == "+" else "+") + t[1:]
+
+
+def _expression(items: list, out: list[str], depth: int = 0) -> None:
+    sides = _split(items, _RELATIONS)
+    for k, (rel, side) in enumerate(sides):
+        rendered = _signed(side)
+        for _sign, term in _split(side, _SIGNS):
+            t = _render(term)
+            if t not in _TRIVIAL_TERMS and not _NAME_RUN.fullmatch(t):
+                out.append(t)
+            if depth < 2:
+                for g in term:
+                    if isinstance(g, list) and any(isinstance(y, str) and y in _SIGNS | _RELATIONS for y in g):
+                        _expression(g, out, depth + 1)
+        if len(rendered) > 1:  # the side up to the order of its summands
+            out.append(" ".join(sorted(rendered)))
+        if k == 0:
+            continue
+        prev = sides[k - 1][1]
+        if rel == "=":  # an equation up to moving summands across and swapping its sides
+            lhs = _signed(prev) + [_flip(t) for t in rendered]
+            a, b = sorted(lhs), sorted(_flip(t) for t in lhs)
+            out.append("eq " + " ".join(min(a, b)))
+        elif rel == "|":  # a | b is b / a an integer
+            out.append(_operand(side) + " / " + _operand(prev))
 
 
 def formula_terms(toks: list[str]) -> list[str]:
-    """The top-level terms of one formula's tokens (see :attr:`Canonical.terms`)."""
-    out, cur, depth = [], [], 0
-    for x in toks:
-        if x in _OPEN:
-            depth += 1
-        elif x in _CLOSE:
-            depth = max(0, depth - 1)
-        if depth == 0 and x in _SPLIT:
-            out.append(cur)
-            cur = []
-            continue
-        cur.append("v" if len(x) == 1 and x.isalpha() else x)
-    out.append(cur)
-    terms = (" ".join(t).replace("{ ", "{").replace(" }", "}") for t in out)
-    return [t for t in terms if t not in _TRIVIAL_TERMS]
+    """The terms of one formula's tokens (see :attr:`Canonical.terms`): every summand of
+    every side (relations ``= < ≤ | ,`` cut sides, ``+ -`` cut summands), every side with
+    two summands or more as the sorted list of its signed summands, and the same inside
+    bracket groups (two levels deep). Letters are anonymised, ``\\frac{a}{b}`` is
+    ``a / b``; summands that are only names (``AB``, ``∠ABC``) or trivial are left out."""
+    out: list[str] = []
+    _expression(_tree(toks), out)
+    return out
 
 
 def _mathy_word(tok: str, part: str, m: re.Match) -> bool:

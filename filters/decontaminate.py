@@ -154,6 +154,7 @@ class _Feats:
     prose3: set  # prose word 3-grams
     math: set  # anonymised formula 4-grams
     numbers: set  # numeric constants other than 0, 1, 2
+    terms: set  # formula terms with an operator or a letter (canonical.terms, no bare numbers)
 
 
 class Decontaminator:
@@ -171,15 +172,17 @@ class Decontaminator:
         paraphrase_words: float = 0.3,
         max_df: float = 0.05,
         retrieval: bool = True,
-        retrieval_terms: float = 0.8,
+        retrieval_threshold: float = 0.55,
+        formula_weight: float = 0.6,
+        formula_mass: float = 4.0,
         retrieval_math: float = 0.3,
-        retrieval_words: float = 0.3,
         neighbours: int = 3,
         embedder=None,
     ):
         self.problems = problems
         self.use_retrieval = retrieval
-        self.t_terms, self.t_rmath, self.t_rwords = retrieval_terms, retrieval_math, retrieval_words
+        self.t_retrieval, self.w_formula, self.formula_mass = retrieval_threshold, formula_weight, formula_mass
+        self.t_rmath = retrieval_math
         self.top_k = neighbours
         self.retriever = Retriever([p.text for p in problems], embedder=embedder) if retrieval else None
         self.n, self.k = ngram, shingle_size
@@ -189,17 +192,24 @@ class Decontaminator:
         # IDF over the benchmark problems; small user benchmarks are smoothed as if
         # among ~460 problems (IMO-Bench size) so the absolute thresholds keep meaning
         n = max(460, len(problems))
+        scale = n / max(1, len(problems))
         self.idf: dict[str, dict] = {}
+        self.df: dict[str, Counter] = {}
         for kind in ("prose", "prose3", "math"):
-            df = Counter(g for f in self.feats for g in getattr(f, kind))
-            self.idf[kind] = {g: math.log((n + 1) / (c + 0.5)) for g, c in df.items()}
+            df = self.df[kind] = Counter(g for f in self.feats for g in getattr(f, kind))
+            # document frequencies scaled to the smoothed size: a word in 2/3 of a small
+            # index is as common as in 2/3 of a large one (template words weigh little)
+            self.idf[kind] = {g: math.log((n + 1) / (c * scale + 0.5)) for g, c in df.items()}
         self.default_idf = math.log((n + 1) / 0.5)
+        # the IDF of a word found once, relative to a full-size index: the unit in which the
+        # absolute prose/formula masses of :meth:`decide` are written (1 from 460 problems up)
+        self.unit = math.log((n + 1) / (scale + 0.5)) / math.log((n + 1) / 1.5)
         max_count = max(2, int(max_df * len(problems)))
         self.index: dict = defaultdict(list)
         for i, f in enumerate(self.feats):
             for kind in ("prose", "prose3", "math"):
                 for g in getattr(f, kind):
-                    if self.idf[kind][g] >= math.log((n + 1) / (max_count + 0.5)):
+                    if self.df[kind][g] <= max_count:
                         self.index[(kind, g)].append(i)
 
     def _feats(self, text: str) -> _Feats:
@@ -211,6 +221,7 @@ class Decontaminator:
             ngrams(c.prose, 3),
             {g for g in ngrams(c.anon, 4) if sum(t not in _TRIVIAL for t in g) >= 2},
             c.numbers,
+            {t for t in c.terms if not t.isdigit()},
         )
 
     def _w(self, kind: str, b: set, c: set) -> float:
@@ -237,6 +248,10 @@ class Decontaminator:
             "math": self._w("math", b.math, c.math) if b.math else 0.0,
             "numbers": len(b.numbers & c.numbers) / len(b.numbers) if b.numbers else -1.0,
             "chars": float(len(b.shingles)),
+            # formulas of the candidate the benchmark problem lacks; constants it adds
+            "extra_math": self._mass("math", c.math - b.math),
+            "extra_terms": float(len(c.terms - b.terms)),
+            "terms": float(len(b.terms)),
         }
 
     def decide(self, b: _Feats, s: dict[str, float]) -> tuple[str, float] | None:
@@ -247,7 +262,11 @@ class Decontaminator:
           mere template (little prose information) the formulas must match;
         - paraphrase with formulas: formulas match and enough distinctive words;
         - paraphrase in words: rich prose mostly shared and the same constants.
-        Constants (numbers ≥ 3) of the benchmark problem must all be present.
+        Constants (numbers ≥ 3) of the benchmark problem must all be present. A candidate
+        that adds formulas of its own (more than half the benchmark problem's formula mass
+        and ten rare 4-grams' worth) is a longer problem on the same template, not a copy;
+        a words-only paraphrase may add few formula terms of its own either (at most half as
+        many as the benchmark problem has: none to a problem stated in words).
         """
         p1 = s["p1m"] / s["p1t"] if s["p1t"] else 0.0
         p3 = s["pm"] / s["pt"] if s["pt"] else 0.0
@@ -256,16 +275,30 @@ class Decontaminator:
             return None
         hits = []
         backed = s["ngram"] >= self.t_ngram or s["shingle"] >= 0.75 * self.t_shingle or s["math"] >= self.t_math
-        if s["shingle"] >= 0.95 and s["ngram"] >= self.t_ngram and s["chars"] >= 60:
+        if s["shingle"] >= 0.95 and s["ngram"] >= self.t_ngram and s["chars"] >= 40:
             # verbatim (every character shingle of a statement of some length is there): a copy
             # however much of it is template; catches copies whose math lost its delimiters
             hits.append(("shingle", s["shingle"]))
-        if p3 >= self.t_weighted and backed and (s["p1t"] >= 12 or s["math"] >= self.t_math):
+        own_math = s["extra_math"] > 0.5 * s["mt"] + 10 * self.unit * self.default_idf
+        own_terms = s["extra_terms"] > max(2.0, s["terms"])
+        if (
+            p3 >= self.t_weighted
+            and backed
+            and not own_math
+            and not own_terms
+            and (s["p1t"] >= 12 * self.unit or s["math"] >= self.t_math)
+        ):
             method = max(("ngram", s["ngram"]), ("shingle", s["shingle"]), ("weighted", p3), key=lambda x: x[1])
             hits.append(method)
         if s["math"] >= self.t_math and p1 >= self.t_para and s["math"] + p1 >= 1.2:
             hits.append(("math+words", (s["math"] + p1) / 2))
-        if p1 >= 0.5 and s["p1t"] >= 30 and (s["math"] >= 0.5 or s["mt"] < 30):
+        if (
+            p1 >= 0.5
+            and s["p1t"] >= 30 * self.unit
+            and (s["math"] >= 0.5 or s["mt"] < 30 * self.unit)
+            and not own_math
+            and s["extra_terms"] <= 0.5 * s["terms"]
+        ):
             hits.append(("weighted", p1))
         return max(hits, key=lambda h: h[1]) if hits else None
 
@@ -305,23 +338,35 @@ class Decontaminator:
         for line, row, err in rows:
             yield RowVerdict(line, None, error=err) if err else self.check_row(row, text_field, line)
 
+    def paraphrase_score(self, views: dict[str, float]) -> float:
+        """How surely a retrieved neighbour is the same problem reworded, from its views
+        (:meth:`~fineproofs.filters.retrieval.Retriever.views`), 0 when it cannot be:
+
+        - every constant of the benchmark problem must be there, and it must have formula
+          terms, whose 3-gram structure is shared at least ``retrieval_math``;
+        - the formula evidence is the terms' Dice overlap, discounted when the shared terms
+          weigh less than ``formula_mass`` terms seen once (a few generic terms such as
+          ``v^2`` prove nothing);
+        - the score is ``formula_weight`` × formula evidence + the rest × the share of the
+          benchmark problem's distinctive words found; or, when the terms match at least
+          0.75 and 0.4 of the words are there, the larger of the two.
+
+        A problem without formulas scores 0: words alone cannot tell a reworded copy from
+        another question on the same setup offline; that is the verifier's work."""
+        n, m, t = views.get("numbers", -1.0), views.get("math", -1.0), views.get("terms", -1.0)
+        if 0 <= n < 0.99 or 0 <= m < self.t_rmath or t < 0:
+            return 0.0
+        words = max(0.0, views.get("words", 0.0))
+        if t >= 0.75 and words >= 0.4:  # every formula term there and many of the words
+            return max(t, words)
+        formula = t * min(1.0, views.get("terms_mass", 0.0) / self.formula_mass)
+        return self.w_formula * formula + (1 - self.w_formula) * words
+
     def paraphrase(self, views: dict[str, float]) -> bool:
-        """The offline verdict on a retrieved neighbour: "same problem up to rewording" when
-        all its constants are there and its formula terms match (Dice ≥ ``retrieval_terms``)
-        with the formula 3-grams (≥ ``retrieval_math``) and some of its distinctive words
-        (≥ ``retrieval_words``). A problem without formulas is never decided on words alone
-        offline (a shared setup with another question reads the same): that is the
-        verifier's work. Thresholds chosen on the project's probe set
-        (``fineproofs/data/decontam/probes.json``, ``bench/bench_decontam.py``)."""
-        n = views.get("numbers", -1.0)
-        if 0 <= n < 0.99:
-            return False
-        m = views.get("math", -1.0)
-        return (
-            views.get("terms", -1.0) >= self.t_terms
-            and (m < 0 or m >= self.t_rmath)
-            and views.get("words", -1.0) >= self.t_rwords
-        )
+        """The offline verdict on a retrieved neighbour: :meth:`paraphrase_score` at least
+        ``retrieval_threshold`` (chosen on the project's probe set, see
+        ``bench/bench_decontam.py``)."""
+        return self.paraphrase_score(views) >= self.t_retrieval
 
     def neighbours(self, text: str, k: int | None = None) -> list[tuple[BenchmarkProblem, Neighbour]]:
         """The ``k`` (default ``neighbours``) benchmark problems nearest to ``text`` by the
@@ -338,7 +383,7 @@ class Decontaminator:
             return best
         for p, n in self.neighbours(text):
             if self.paraphrase(n.views):
-                return Match(p.benchmark, p.id, "retrieval", n.score, n.views)
+                return Match(p.benchmark, p.id, "retrieval", self.paraphrase_score(n.views), n.views)
         return None
 
     def _match_lexical(self, text: str) -> Match | None:

@@ -86,8 +86,10 @@ class Retriever:
         for d in self.docs:
             for f in d.feats:
                 df[f] += 1
-        self.idf = {f: math.log((n + 1) / (c + 0.5)) * _size(f) for f, c in df.items()}
+        scale = n / max(1, len(self.docs))  # frequencies as shares: a small index weighs like a large one
+        self.idf = {f: math.log((n + 1) / (c * scale + 0.5)) * _size(f) for f, c in df.items()}
         self.default_idf = math.log((n + 1) / 0.5)
+        self.once = math.log((n + 1) / (scale + 0.5))
         # the inverted index holds the features rarer than 5% of the index (at least 3 problems)
         cap = max(3, len(self.docs) // 20)
         self.postings: dict = defaultdict(list)
@@ -119,7 +121,9 @@ class Retriever:
             if f[0] in _SYMMETRIC:
                 qmass[f[0]] += self.idf.get(f, self.default_idf * _size(f))
         tot = self.mass[i]
-        out = {}
+        # the shared formula terms in units of a term seen once in the index: how much
+        # distinctive mathematics the two statements have in common, not just its share
+        out = {"terms_mass": shared["terms"] / self.once}
         for v in VIEWS:
             if not tot.get(v):
                 out[v] = -1.0
