@@ -37,6 +37,9 @@ What each asks for and what is parsed from the reply:
   -> a fenced JSON verdict with six keys (``incomplete``, ``difficulty`` 1-10, ``gaps``,
   ``wrong``, ``disagreement``, ``computational``), parsed strictly by
   :mod:`fineproofs.pipelines.problem_filter`.
+- ``category``: the statement (``{{problem}}``) and the labels to choose from
+  (``{{labels}}``) -> one JSON object ``{"category": "<label>"}`` (under that JSON schema
+  when ``category.structured``), parsed strictly by :mod:`fineproofs.pipelines.category`.
 - ``rubric`` / ``rubric_retry``: a 7-point marking scheme from problem + reference
   solution (``{{problem}}``, ``{{solution}}``) in the published Markdown form: sections
   "Checkpoints (7 pts total)" (``* (P pts) ...`` bullets, optional "Chain A/B" chains
