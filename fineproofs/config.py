@@ -107,7 +107,14 @@ class EngineConfig(_Strict):
     endpoints: list[str] = Field(default_factory=list)
     api_key_env: str = ""  # name of the env var holding the key; never the key itself
     max_concurrency: int = Field(16, gt=0)  # per endpoint (http)
-    max_retries: int = Field(4, ge=0)
+    # http retries: a call retries (backoff + jitter) while its time budget lasts, and at
+    # most max_retries times when that is set; after the budget its samples fail for this
+    # run (engine_failure: the build ends incomplete and the next run asks again)
+    max_retries: int | None = Field(None, ge=0)
+    retry_budget_s: float = Field(600.0, gt=0)
+    # http circuit breaker: this many failed attempts in a row, with no success for
+    # retry_budget_s (or none ever), stop the build with one line (0: never)
+    breaker_failures: int = Field(50, ge=0)
     request_timeout_s: float = Field(3600.0, gt=0)  # sized for 100k-token generations
     # http: price per 1M tokens, recorded as each completion's cost (0 = not tracked)
     price_prompt_per_1m: float = Field(0.0, ge=0)

@@ -42,6 +42,41 @@ class CardError(FineproofsError, ValueError):
     """A dataset card is invalid (missing metadata, wrong features, unrendered placeholders)."""
 
 
+class IncompleteBuild(FineproofsError):
+    """A build that lost work to transient failures (a server that did not answer within
+    the retry budget): nothing was published; the same command finishes it."""
+
+    exit_code = 3
+
+
+#: failure kinds that say nothing about the data: the server did not answer (in time, or
+#: with content). A build with any of them is incomplete, never a finished dataset.
+TRANSIENT_KINDS = frozenset({"engine_failure", "judge_failure", "breaker_open", "empty_reply"})
+
+
+def incomplete_counts(dropped: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Per stage, the failures of ``dropped`` (stage -> kind -> count) of a transient kind."""
+    out: dict[str, dict[str, int]] = {}
+    for stage, kinds in dropped.items():
+        got = {k: n for k, n in kinds.items() if k in TRANSIENT_KINDS and n}
+        if got:
+            out[stage] = got
+    return out
+
+
+def incomplete_message(transient: dict[str, dict[str, int]], where: str) -> str:
+    """The one line a build that lost work ends with."""
+    total = sum(n for kinds in transient.values() for n in kinds.values())
+    parts = "; ".join(
+        f"{st}: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) for st, kinds in transient.items()
+    )
+    return (
+        f"build incomplete: {total} item(s) failed for transient reasons ({parts}); no split, card or push was "
+        f"written from it. Re-run the same command to finish: {where} keeps every completion, only the failed "
+        "ones are asked again"
+    )
+
+
 class Submitted(FineproofsError):
     """Work was submitted to a scheduler (Slurm, Ray); re-run the command to collect it."""
 

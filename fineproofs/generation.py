@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from fineproofs.engines.base import Engine, GenerationRequest
+from fineproofs.errors import EngineError
 from fineproofs.store import ResponseStore, StoredResponse, request_key
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,17 @@ class GenerationStats:
 
 
 class CachedGenerator:
-    def __init__(self, engine: Engine, store: ResponseStore, *, retry_failed: bool = True, progress: bool = True):
+    def __init__(
+        self,
+        engine: Engine,
+        store: ResponseStore,
+        *,
+        retry_failed: bool = True,
+        progress: bool = True,
+        role: str = "",
+    ):
         self.engine = engine
+        self.role = role  # named in an engine error (a tripped breaker, a server that is gone)
         self.store = store
         self.retry_failed = retry_failed
         self.progress = progress
@@ -78,27 +88,35 @@ class CachedGenerator:
             return [[have[k] for k in ks] for ks in keys]
         log.info("%s: %d of %d samples in the store, generating %d", stage, total - n_missing, total, n_missing)
         bar = tqdm(total=n_missing, desc=stage, unit="sample", disable=not self.progress, leave=False)
-        for t, completions in self.engine.generate(todo):
-            i, missing = owners[t]
-            batch = []
-            for j, c in zip(missing, completions):
-                resp = StoredResponse.from_completion(c, key=keys[i][j], stage=stage, model=self.engine.model_id)
-                audit = {
-                    "messages": requests[i].messages,
-                    "prefill": requests[i].prefill,
-                    "sampling": requests[i].sampling.to_dict(),
-                    "prompt_version": prompt_version,
-                    "sample_index": first_sample + j,
-                }
-                batch.append((resp, audit))
-                have[resp.key] = resp
-                self.stats.generated += 1
-                self.stats.completion_tokens += c.completion_tokens
-                self.stats.failed += not c.ok
-            self.store.put_many(batch)  # the samples of one request: all stored or none
-            bar.update(len(completions))
-        bar.close()
+        try:
+            for t, completions in self.engine.generate(todo):
+                self._commit(t, completions, owners, keys, requests, have, prompt_version, first_sample, stage)
+                bar.update(len(completions))
+        except EngineError as e:
+            raise EngineError(f"{self.role or stage}: {e}") from None
+        finally:
+            bar.close()
         return [[have[k] for k in ks] for ks in keys]
+
+    def _commit(self, t, completions, owners, keys, requests, have, prompt_version, first_sample, stage) -> None:
+        """Store the completions of engine request ``t`` (one transaction) and note them in ``have``."""
+        i, missing = owners[t]
+        batch = []
+        for j, c in zip(missing, completions):
+            resp = StoredResponse.from_completion(c, key=keys[i][j], stage=stage, model=self.engine.model_id)
+            audit = {
+                "messages": requests[i].messages,
+                "prefill": requests[i].prefill,
+                "sampling": requests[i].sampling.to_dict(),
+                "prompt_version": prompt_version,
+                "sample_index": first_sample + j,
+            }
+            batch.append((resp, audit))
+            have[resp.key] = resp
+            self.stats.generated += 1
+            self.stats.completion_tokens += c.completion_tokens
+            self.stats.failed += not c.ok
+        self.store.put_many(batch)  # the samples of one request: all stored or none
 
     def _missing(
         self,

@@ -35,7 +35,14 @@ from fineproofs import rundir
 from fineproofs.calibration import calibrate_roles
 from fineproofs.config import Profile, public_yaml
 from fineproofs.engines import EnginePool
-from fineproofs.errors import ConfigError, DataError, EngineError
+from fineproofs.errors import (
+    ConfigError,
+    DataError,
+    EngineError,
+    IncompleteBuild,
+    incomplete_counts,
+    incomplete_message,
+)
 from fineproofs.generation import CachedGenerator
 from fineproofs.judging import Grader
 from fineproofs.pipelines.category import CategoryStage
@@ -217,6 +224,9 @@ class Build:
             pool.close()
         res.generated = sum(g.stats.generated for g in self._gens)
         res.cached = sum(g.stats.cached for g in self._gens)
+        # the exit contract: work lost to a server that did not answer is no finished dataset
+        if transient := incomplete_counts(res.dropped):
+            raise IncompleteBuild(incomplete_message(transient, str(self.work_dir / rundir.STORE)))
         if self.shard:
             res.seconds = time.time() - t0
             rundir.write_json(self.work_dir / rundir.MANIFEST, _shard_manifest(self, res, len(problems)))
@@ -245,7 +255,8 @@ class Build:
         p = self.profile
 
         def gen(role: str) -> CachedGenerator:  # one per stage (stages may run in threads); engines shared
-            self._gens.append(CachedGenerator(pool.get(getattr(p, role).engine), store, progress=self.progress))
+            engine = pool.get(getattr(p, role).engine)
+            self._gens.append(CachedGenerator(engine, store, progress=self.progress, role=role))
             return self._gens[-1]
 
         depth = p.build.chunk_problems * p.build.prefetch_chunks

@@ -40,14 +40,26 @@ Behaviour, in the order a request meets it:
   vLLM do), it is kept apart in ``Completion.reasoning`` and ``Completion.text`` is the
   answer (``content``) only: a ``<score>`` or draft in the analysis never reaches the
   answer. ``finish_reason`` (``length`` for a truncated reply) is kept as sent.
-* **Retries.** 408/409/425/429/5xx, connection errors and resets, read timeouts and
-  truncated or invalid JSON are retried up to ``max_retries`` times with jittered
-  exponential backoff (``Retry-After`` honoured, up to ``max_retry_after_s``); other
-  4xx fail at once. A call that still fails yields ``Completion(status="failed",
-  reason="http_503 after 4 retries")`` (or ``timeout``, ``connection_error``,
-  ``invalid_json``, ``http_400: <message>``) for its samples; nothing is raised.
-* **Timeouts.** ``request_timeout_s`` bounds the wait for the reply bytes
-  (aiohttp ``sock_read``), not the total, and is sized for 100k-token generations.
+* **Retries.** 408/409/425/429/5xx, connection errors and resets, read timeouts,
+  truncated or invalid JSON and a 200 whose choice has no content at all (empty or
+  whitespace answer and no reasoning: ``empty_reply``) are retried with jittered
+  exponential backoff (``Retry-After`` honoured, up to ``max_retry_after_s``) for as
+  long as the call's **time budget** ``retry_budget_s`` lasts (and at most
+  ``max_retries`` times when that is set); other 4xx fail at once. A call that still
+  fails yields ``Completion(status="failed", reason="http_503 after 7
+  retries")`` (or ``timeout``, ``connection_error``, ``invalid_json``, ``empty_reply``,
+  ``http_400: <message>``) for its samples; nothing is raised. A sample whose reply
+  was empty is asked for again alone, with its own seed.
+* **Circuit breaker.** When ``breaker_failures`` attempts in a row have failed and no
+  call has succeeded for ``retry_budget_s`` (or none ever has, in this engine's life),
+  the server is taken for dead: ``generate`` raises an
+  :class:`~fineproofs.errors.EngineError` naming the model, the endpoints and the last
+  error, instead of spending the budget of every remaining call.
+* **Timeouts and watchdog.** ``request_timeout_s`` bounds the wait for the reply bytes
+  (aiohttp ``sock_read``), not the total, and is sized for 100k-token generations; a
+  hung server therefore costs at most that per attempt. While calls wait, a line
+  "waiting on MODEL at URL: N calls without an answer, the oldest for T s" is logged
+  every ``watch_s`` seconds.
 * **Accounting.** ``finish_reason``, token usage and a cost (``price_prompt_per_1m``
   / ``price_completion_per_1m``) on every completion. When one reply carries several
   choices, each completion records the reply's full ``prompt_tokens`` (the context it
@@ -138,8 +150,11 @@ class HTTPEngine(Engine):
         revision: str = "",
         api_key_env: str = "",
         max_concurrency: int = 16,
-        max_retries: int = 4,
+        max_retries: int | None = None,
         request_timeout_s: float = 3600.0,
+        retry_budget_s: float = 600.0,
+        breaker_failures: int = 50,
+        watch_s: float = 60.0,
         connect_timeout_s: float = 30.0,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
@@ -160,6 +175,15 @@ class HTTPEngine(Engine):
         self.endpoints = [_Endpoint(e.rstrip("/"), max_concurrency) for e in endpoints]
         self.api_key_env = api_key_env
         self.max_retries = max_retries
+        self.retry_budget_s = retry_budget_s
+        self.breaker_failures = breaker_failures
+        self.watch_s = watch_s
+        self._failed_in_row = 0  # attempts failed in a row (any call)
+        self._last_ok: float | None = None  # monotonic time of the last successful attempt
+        self._born = time.monotonic()
+        self._last_error = ""
+        self.tripped = ""  # set when the breaker opened: the one-line reason
+        self._waiting: dict[int, tuple[float, str]] = {}  # id -> (monotonic start, endpoint) of calls in flight
         self.request_timeout_s = request_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.backoff_base_s = backoff_base_s
@@ -188,6 +212,8 @@ class HTTPEngine(Engine):
             max_concurrency=cfg.max_concurrency,
             max_retries=cfg.max_retries,
             request_timeout_s=cfg.request_timeout_s,
+            retry_budget_s=getattr(cfg, "retry_budget_s", 600.0),
+            breaker_failures=getattr(cfg, "breaker_failures", 50),
             chat_template_kwargs=cfg.chat_template_kwargs,
             price_prompt_per_1m=cfg.price_prompt_per_1m,
             price_completion_per_1m=cfg.price_completion_per_1m,
@@ -340,10 +366,13 @@ class HTTPEngine(Engine):
         finally:
             if not fut.done():
                 fut.cancel()
+        if self.tripped:
+            raise EngineError(self.tripped)
 
     async def _run_all(self, requests, headers, out: queue.Queue) -> None:
         todo = iter(range(len(requests)))
         cap = sum(e.cap for e in self.endpoints)
+        watchdog = asyncio.ensure_future(self._watch())
 
         async def worker():
             for i in todo:  # shared iterator: requests start in order
@@ -363,15 +392,61 @@ class HTTPEngine(Engine):
                 out.put((i, comps))
 
         # more workers than slots, so calls sleeping in backoff don't leave slots idle
-        await asyncio.gather(*(worker() for _ in range(min(len(requests), 2 * cap + 8))))
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(len(requests), 2 * cap + 8))))
+        finally:
+            watchdog.cancel()
+
+    async def _watch(self) -> None:
+        """Every ``watch_s``: say which calls have been waiting for an answer, and for how long."""
+        while True:
+            await asyncio.sleep(self.watch_s)
+            now = time.monotonic()
+            late = [(t, url) for t, url in self._waiting.values() if now - t >= self.watch_s]
+            if late:
+                t, url = min(late)
+                log.warning(
+                    "waiting on %s at %s: %d call(s) without an answer, the oldest for %.0f s (request timeout %.0f s)",
+                    self.model_id,
+                    redact(url),
+                    len(late),
+                    now - t,
+                    self.request_timeout_s,
+                )
+
+    def _note(self, ok: bool, error: str = "") -> None:
+        """Count an attempt for the circuit breaker; open it when the server looks dead."""
+        if ok:
+            self._failed_in_row, self._last_ok = 0, time.monotonic()
+            return
+        self._failed_in_row += 1
+        self._last_error = error
+        if self.tripped or not self.breaker_failures or self._failed_in_row < self.breaker_failures:
+            return
+        quiet = time.monotonic() - (self._last_ok if self._last_ok is not None else self._born)
+        if self._last_ok is None or quiet >= self.retry_budget_s:
+            since = "no call has succeeded yet" if self._last_ok is None else f"none has succeeded for {quiet:.0f} s"
+            self.tripped = redact(
+                f"{self.model_id} at {', '.join(e.url for e in self.endpoints)}: the last {self._failed_in_row} "
+                f"calls all failed ({error}) and {since}: stopped. Check the server, then re-run the same "
+                "command (every completion so far is kept)"
+            )
+            log.error("%s", self.tripped)
 
     async def _request(self, req: GenerationRequest, headers) -> list[Completion]:
         n = req.n
         seeds = list(req.seeds) if len(req.seeds) == n else [req.sampling.seed + j for j in range(n)]
         results: list[Completion | None] = [None] * n
 
+        empties = [0] * n  # empty replies per sample, re-asked alone within the budget
+        t0 = time.monotonic()
+
         async def one(js: list[int]) -> int:
             """One call for samples ``js``; fills what came back, returns how many."""
+            if self.tripped:
+                for j in js:
+                    results[j] = _failed(f"breaker_open: {self.tripped}")
+                return len(js)
             try:
                 got = await self._call(req, len(js), seeds[js[0]], headers)
             except _Fatal as e:
@@ -379,7 +454,17 @@ class HTTPEngine(Engine):
                     results[j] = _failed(str(e))
                 return len(js)
             for j, c in zip(js, got):
-                results[j] = c
+                answer = c.text[len(req.prefill) :] if req.prefill and c.text.startswith(req.prefill) else c.text
+                if answer.strip() or c.reasoning.strip():
+                    results[j] = c
+                    continue
+                empties[j] += 1  # a 200 with nothing in it: a failure to retry, never an answer
+                spent = time.monotonic() - t0
+                if spent >= self.retry_budget_s or (self.max_retries is not None and empties[j] > self.max_retries):
+                    results[j] = _failed(f"empty_reply: the server answered {empties[j]} time(s) with no content")
+                else:
+                    self.stats["retries"] += 1
+                    await asyncio.sleep(self._delay(empties[j]))
             return len(got)
 
         def runs(js: list[int]) -> list[list[int]]:
@@ -402,12 +487,12 @@ class HTTPEngine(Engine):
                 self.n_ignored = True
         missing = [j for j in range(n) if results[j] is None]
         while missing:
-            if self.n_ignored or len(missing) == 1:
+            if self.n_ignored or len(missing) == 1 or any(empties[j] for j in missing):
                 await asyncio.gather(*(one([j]) for j in missing))
             else:  # fewer than asked but more than one: a server cap on n; ask for the rest
                 await asyncio.gather(*(one(r) for r in runs(missing)))
             still = [j for j in range(n) if results[j] is None]
-            if still == missing:  # a reply with no choices at all
+            if still == missing and not any(empties[j] for j in still):  # a reply with no choices at all
                 for j in still:
                     results[j] = _failed("empty_choices")
             missing = [j for j in range(n) if results[j] is None]
@@ -462,18 +547,27 @@ class HTTPEngine(Engine):
     async def _call(self, req: GenerationRequest, n: int, seed: int, headers) -> list[Completion]:
         """One chat-completions call with retries; raises _Fatal when it gives up."""
         retries = 0
+        t0 = time.monotonic()
         while True:
             ep = await self._acquire()
+            if self.tripped:  # opened while this call waited for a slot
+                await self._release(ep)
+                raise _Fatal(f"breaker_open: {self.tripped}")
             body = self._body(req, n, seed, ep)
+            token = object()
+            self._waiting[id(token)] = (time.monotonic(), ep.url)
             try:
                 self.stats["calls"] += 1
                 data = await self._post(ep, body, headers)
                 try:
-                    return self._parse(req, data)
+                    out = self._parse(req, data)
                 except (AttributeError, KeyError, TypeError, ValueError) as e:  # malformed choices
                     raise _Retryable("invalid_response", detail=f"{type(e).__name__}: {e}") from e
+                self._note(True)
+                return out
             except _Retryable as e:
                 err = e
+                self._note(False, e.kind)
                 if e.kind.startswith("http_5") or e.kind in ("connection_error", "timeout"):
                     ep.avoid_until = time.monotonic() + min(self.backoff_max_s, self.backoff_base_s * 4)
             except _Fatal as e:
@@ -497,18 +591,25 @@ class HTTPEngine(Engine):
                 self.stats["failed_calls"] += 1
                 raise
             finally:
+                self._waiting.pop(id(token), None)
                 await self._release(ep)
-            if retries >= self.max_retries:
+            spent = time.monotonic() - t0
+            delay = self._delay(retries + 1)
+            if err.retry_after is not None:
+                delay = max(delay, min(err.retry_after, self.max_retry_after_s))
+            out_of_time = spent + delay > self.retry_budget_s
+            if out_of_time or (self.max_retries is not None and retries >= self.max_retries) or self.tripped:
                 self.stats["failed_calls"] += 1
                 detail = f": {redact(err.detail)}" if err.detail else ""
                 raise _Fatal(f"{err.kind} after {retries} retries{detail}")
             retries += 1
             self.stats["retries"] += 1
-            delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** (retries - 1)) * random.uniform(0.5, 1.0)
-            if err.retry_after is not None:
-                delay = max(delay, min(err.retry_after, self.max_retry_after_s))
             log.debug("%s on %s, retry %d in %.2fs", err.kind, redact(ep.url), retries, delay)
             await asyncio.sleep(delay)
+
+    def _delay(self, retry: int) -> float:
+        """Backoff before retry number ``retry`` (1-based): exponential, capped, jittered."""
+        return min(self.backoff_max_s, self.backoff_base_s * 2 ** (retry - 1)) * random.uniform(0.5, 1.0)
 
     async def _post(self, ep: _Endpoint, body: dict, headers) -> dict:
         import aiohttp

@@ -1,0 +1,159 @@
+"""The exit contract: a build ends whole (exit 0), or incomplete (non-zero, counts by
+reason, "re-run the same command", nothing written from it, nothing pushed), or whole
+with deliberate drops. Faults come from :class:`faultproxy.FaultServer` on loopback,
+whose replies (:func:`oracle.oracle_reply`) are a function of the request, so a build
+that survived a fault can be compared row for row with a fault-free one.
+
+* a server outage mid-build, longer than the retry budget: exit 3 with one line, no
+  split, no card, no push; the same command after the outage writes the fault-free rows;
+* a judge that answers every call with 503: the breaker stops the build after N
+  failed calls with one line naming the role, the endpoint and the error;
+* a 200 whose content is empty is a failure, retried alone, never an answer;
+* a call left waiting is reported while it waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+from buildkit import PAPER_MODELS, paper_profile_file, rows
+from faultproxy import FaultServer, fake_reply
+from oracle import oracle_reply
+
+from fineproofs.cli import cli
+from fineproofs.engines.base import GenerationRequest
+from fineproofs.engines.http_engine import HTTPEngine
+from fineproofs.generation import CachedGenerator
+from fineproofs.store import ResponseStore
+
+ROLES = ("student", "judge", "rubric_writer", "teacher", "grader")
+LIMIT = 4
+FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "preflight": False}
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key-not-secret")
+
+
+def _profile(tmp: Path, urls: dict[str, str], engine: dict, judge: dict | None = None) -> Path:
+    overrides = {
+        "decontamination": {"benchmarks": [], "required": False},
+        **{r: {"engine": dict(engine)} for r in ROLES},
+    }
+    if judge:
+        overrides["judge"]["engine"].update(judge)
+    tmp.mkdir(parents=True, exist_ok=True)
+    return paper_profile_file(tmp, urls["student"], student_samples=4, role_urls=urls, overrides=overrides)
+
+
+def _build(profile: Path, out: Path, *extra: str):
+    args = ["build", "--split", "rl", "--profile", profile, "--limit", LIMIT, "--output", out, "--no-progress"]
+    return CliRunner().invoke(cli, [str(a) for a in [*args, *extra]])
+
+
+def _outage_after(n: int, server: list[FaultServer]):
+    """Oracle replies; once ``n`` chat requests have come in, every later one is a 503."""
+    lock = threading.Lock()
+
+    def reply(messages, prefill, seed, index):
+        with lock:
+            if len(server[0].received) >= n:
+                server[0].fault_rate = 1.0
+        return oracle_reply(messages, prefill, seed, index)
+
+    return reply
+
+
+def test_an_outage_ends_incomplete_and_the_same_command_then_writes_the_fault_free_rows(tmp_path):
+    engine = {"retry_budget_s": 0.3, "breaker_failures": 0}  # the outage outlasts the budget; no breaker
+    with FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply) as clean_srv:
+        clean = tmp_path / "clean"
+        res = _build(_profile(tmp_path / "p0", dict.fromkeys(ROLES, clean_srv.url), engine), clean)
+        assert res.exit_code == 0, res.output
+    ref: list[FaultServer] = []
+    srv = FaultServer(model=PAPER_MODELS, reply_fn=_outage_after(12, ref), faults=("http_503",))
+    ref.append(srv)
+    with srv:
+        profile = _profile(tmp_path / "p1", dict.fromkeys(ROLES, srv.url), engine)
+        out = tmp_path / "run"
+        res = _build(profile, out, "--push-to", "someone/fineproofs-rl")
+        assert res.exit_code == 3, res.output
+        lines = [x for x in res.output.strip().splitlines() if x.startswith("fineproofs: ")]
+        assert len(lines) == 1 and "Traceback" not in res.output, res.output
+        line = lines[0]
+        assert "build incomplete" in line and "re-run the same command" in line.lower()
+        assert "engine_failure" in line or "judge_failure" in line
+        assert "pushed" not in res.output
+        assert not (out / "data").exists() and not (out / "README.md").exists() and not (out / "build.json").exists()
+        assert srv.injected["http_503"] > 0
+
+        srv.fault_rate = 0.0  # the server is back: the same command finishes the build
+        srv.reply_fn = oracle_reply
+        res = _build(profile, out)
+        assert res.exit_code == 0, res.output
+    assert rows(out) == rows(clean) and rows(out)
+
+
+def test_a_dead_judge_trips_the_breaker_with_one_line(tmp_path):
+    with (
+        FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply) as ok,
+        FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply, fault_rate=1.0, faults=("http_503",)) as dead,
+    ):
+        urls = dict.fromkeys(ROLES, ok.url) | {"judge": dead.url}
+        profile = _profile(
+            tmp_path, urls, {"retry_budget_s": 600.0}, judge={"breaker_failures": 6, "max_concurrency": 2}
+        )
+        res = _build(profile, tmp_path / "run")
+    assert res.exit_code == 1, res.output
+    lines = [x for x in res.output.strip().splitlines() if x.startswith("fineproofs: ")]
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert "judge" in lines[0] and dead.url in lines[0] and "http_503" in lines[0] and "re-run" in lines[0]
+    # stopped after the breaker's 6 failures (plus what was in flight), not after every call's budget
+    assert len(dead.received) <= 6 + 2
+    assert not (tmp_path / "run" / "data").exists()
+
+
+def test_an_empty_200_is_a_failure_retried_alone_never_an_answer(tmp_path):
+    calls = {"n": 0}
+
+    def first_two_empty(messages, prefill, seed, index):
+        calls["n"] += 1
+        return "" if calls["n"] <= 2 else fake_reply(messages, prefill, seed, index)
+
+    msgs = [{"role": "user", "content": "prove it"}]
+    with FaultServer(reply_fn=first_two_empty) as srv, HTTPEngine("fake-model", [srv.url], **FAST) as eng:
+        [(_, cs)] = eng.generate([GenerationRequest(msgs, n=3, seeds=[40, 41, 42])])
+        assert all(c.ok for c in cs)
+        assert [c.text for c in cs] == [fake_reply(msgs, "", s, 0) for s in (40, 41, 42)]
+        # the two empty choices were asked for again, each alone with its own seed
+        assert sorted((b.get("n", 1), b["seed"]) for b in srv.received[1:]) == [(1, 40), (1, 41)]
+
+    with (
+        FaultServer(reply_fn=lambda *a: "  \n") as srv,
+        HTTPEngine("fake-model", [srv.url], retry_budget_s=0.3, **FAST) as eng,
+        ResponseStore(tmp_path / "s.sqlite") as store,
+    ):
+        gen = CachedGenerator(eng, store, progress=False)
+        ((r,),) = gen.run([GenerationRequest(msgs, n=1)], stage="rollouts", prompt_version="v")
+        assert not r.ok and r.reason.startswith("empty_reply")
+        assert store.get_many([r.key])[r.key].status == "failed"  # the next run asks again
+
+
+def test_a_call_left_waiting_is_reported_while_it_waits(caplog):
+    msgs = [{"role": "user", "content": "prove it"}]
+    with (
+        FaultServer(latency=0.5) as srv,
+        HTTPEngine("fake-model", [srv.url], watch_s=0.1, **FAST) as eng,
+        caplog.at_level(logging.WARNING, logger="fineproofs.engines.http_engine"),
+    ):
+        [(_, cs)] = eng.generate([GenerationRequest(msgs)])
+        assert cs[0].ok
+    assert any("waiting on fake-model at " in r.getMessage() for r in caplog.records)
