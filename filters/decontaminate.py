@@ -43,8 +43,8 @@ from datatrove.data import Document
 
 from fineproofs.errors import DataError
 from fineproofs.filters.base import ProblemFilter
-from fineproofs.filters.canonical import canonical, ngrams, shingles
-from fineproofs.filters.retrieval import Neighbour, Retriever
+from fineproofs.filters.canonical import Canonical, canonical, ngrams, shingles
+from fineproofs.filters.retrieval import Features, Neighbour, Retriever
 from fineproofs.tables import TableRow, iter_table
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,18 @@ class Match:
     method: str
     score: float
     signals: dict[str, float] = field(default_factory=dict)
+    reason: str = ""  # the verifier's short reason (method "verifier"), or why it could not answer
 
     def as_dict(self) -> dict:
-        return {
+        d = {
             "benchmark": self.benchmark,
             "benchmark_id": self.benchmark_id,
             "method": self.method,
             "score": round(self.score, 4),
         }
+        if self.reason:
+            d["reason"] = self.reason
+        return d
 
 
 def _benchmark_rows(path: str) -> list[tuple[int, dict]]:
@@ -184,11 +188,12 @@ class Decontaminator:
         self.t_retrieval, self.w_formula, self.formula_mass = retrieval_threshold, formula_weight, formula_mass
         self.t_rmath = retrieval_math
         self.top_k = neighbours
-        self.retriever = Retriever([p.text for p in problems], embedder=embedder) if retrieval else None
         self.n, self.k = ngram, shingle_size
         self.t_ngram, self.t_shingle, self.t_weighted = ngram_overlap, shingle_similarity, weighted_overlap
         self.t_math, self.t_para = math_overlap, paraphrase_words
-        self.feats = [self._feats(p.text) for p in problems]
+        canon = [canonical(p.text) for p in problems]
+        self.feats = [self._feats(c) for c in canon]
+        self.retriever = Retriever([p.text for p in problems], embedder=embedder, canon=canon) if retrieval else None
         # IDF over the benchmark problems; small user benchmarks are smoothed as if
         # among ~460 problems (IMO-Bench size) so the absolute thresholds keep meaning
         n = max(460, len(problems))
@@ -212,8 +217,8 @@ class Decontaminator:
                     if self.df[kind][g] <= max_count:
                         self.index[(kind, g)].append(i)
 
-    def _feats(self, text: str) -> _Feats:
-        c = canonical(text)
+    def _feats(self, text: str | Canonical) -> _Feats:
+        c = canonical(text) if isinstance(text, str) else text
         return _Feats(
             ngrams(c.words, self.n),
             shingles(c.compact, self.k),
@@ -368,25 +373,62 @@ class Decontaminator:
         ``bench/bench_decontam.py``)."""
         return self.paraphrase_score(views) >= self.t_retrieval
 
-    def neighbours(self, text: str, k: int | None = None) -> list[tuple[BenchmarkProblem, Neighbour]]:
+    def neighbours(self, text: str | Canonical, k: int | None = None) -> list[tuple[BenchmarkProblem, Neighbour]]:
         """The ``k`` (default ``neighbours``) benchmark problems nearest to ``text`` by the
         retrieval views, best first: the candidates a verifier is asked about."""
         if self.retriever is None or not self.problems or not text:
             return []
-        return [(self.problems[n.index], n) for n in self.retriever.search(text, k or self.top_k)]
+        q = Features.of(canonical(text) if isinstance(text, str) else text)
+        vector = None
+        if self.retriever.embedder is not None:
+            vector = self.retriever.embedder.embed([text if isinstance(text, str) else " ".join(text.words)])[0]
+        found = self.retriever.search(q, k or self.top_k, vector=vector)
+        return [(self.problems[n.index], n) for n in found]
 
     def match(self, text: str) -> Match | None:
         if not self.problems or not text:
             return None
-        best = self._match_lexical(text)
+        c = canonical(text)
+        best = self._match_lexical(c)
         if best is not None or self.retriever is None:
             return best
-        for p, n in self.neighbours(text):
+        for p, n in self.neighbours(c if self.retriever.embedder is None else text):
             if self.paraphrase(n.views):
                 return Match(p.benchmark, p.id, "retrieval", self.paraphrase_score(n.views), n.views)
         return None
 
-    def _match_lexical(self, text: str) -> Match | None:
+    def match_many(self, texts: list[str], verifier=None, floor: float = 0.2) -> list[Match | None]:
+        """:meth:`match` for every text; with a ``verifier``
+        (:class:`~fineproofs.filters.verify.SameProblemVerifier`), every text left
+        unmatched sends its retrieved neighbours (at most ``neighbours``, blended score at
+        least ``floor``) to it, all pairs in one batch. A pair judged the same problem is a
+        match of method ``verifier`` carrying the model's reason; a pair the model could not
+        judge (after its retries) is a match of method ``undecided`` carrying why, so a
+        problem nobody cleared is never taken for clean."""
+        out = [self.match(t) if isinstance(t, str) else None for t in texts]
+        if verifier is None:
+            return out
+        pairs: list[tuple[str, str]] = []
+        owners: list[tuple[int, BenchmarkProblem, Neighbour]] = []
+        for i, (t, m) in enumerate(zip(texts, out)):
+            if m is None and isinstance(t, str) and t:
+                for p, n in self.neighbours(t):
+                    if n.score >= floor:
+                        pairs.append((t, p.text))
+                        owners.append((i, p, n))
+        verdicts = verifier.verify(pairs) if pairs else []
+        undecided: dict[int, Match] = {}
+        for (i, p, n), v in zip(owners, verdicts):
+            if v.same and (out[i] is None or n.score > out[i].score):
+                out[i] = Match(p.benchmark, p.id, "verifier", n.score, n.views, reason=v.reason)
+            elif v.same is None and i not in undecided:
+                undecided[i] = Match(p.benchmark, p.id, "undecided", n.score, n.views, reason=v.failure)
+        for i, m in undecided.items():
+            if out[i] is None:
+                out[i] = m
+        return out
+
+    def _match_lexical(self, text: str | Canonical) -> Match | None:
         c = self._feats(text)
         best: Match | None = None
         for i in self.candidates(c):

@@ -78,9 +78,16 @@ class Neighbour:
 class Retriever:
     """IDF-weighted containment search over an index of statements."""
 
-    def __init__(self, texts: Sequence[str], weights: dict[str, float] | None = None, embedder=None):
+    def __init__(
+        self,
+        texts: Sequence[str],
+        weights: dict[str, float] | None = None,
+        embedder=None,
+        canon: Sequence[Canonical] | None = None,
+    ):
+        """``canon``: the canonical forms of ``texts`` when the caller has them already."""
         self.weights = dict(weights or WEIGHTS)
-        self.docs = [Features.of(canonical(t)) for t in texts]
+        self.docs = [Features.of(c) for c in (canon if canon is not None else map(canonical, texts))]
         n = max(MIN_DOCS, len(self.docs))
         df: dict = defaultdict(int)
         for d in self.docs:
@@ -152,7 +159,7 @@ class Retriever:
                 mass[i] += self.idf[f]
         return sorted(mass, key=lambda i: (-mass[i], i))[:top]
 
-    def search(self, text: str | Features, k: int = 3, pool: int = 32, vector=None) -> list[Neighbour]:
+    def search(self, text: str | Features, k: int = 3, pool: int = 12, vector=None) -> list[Neighbour]:
         """The ``k`` index problems nearest to ``text``, best first (ties by position)."""
         q = text if isinstance(text, Features) else self.features(text)
         pool_ids = set(self.candidates(q, pool))
