@@ -20,12 +20,37 @@ L, S = 24, 16  # tokens per reasoning turn, tokens per summary
 
 
 def test_state_prompts():
-    from fineproofs.train.data import rollout_messages
-    from fineproofs.train.rc import state_messages
+    """The release's structure: one user turn, problem, summary section (empty at s_0 in
+    training, a note at test time), instructions; the summariser's prompt relates the new
+    attempt to the earlier summary; the release's placeholder names work in a file."""
+    from fineproofs.train.rc import NO_SUMMARY_EVAL, state_messages, summarize_messages
 
-    assert state_messages(PROBLEMS[0]) == rollout_messages(PROBLEMS[0])  # s_0 is the RL prompt
+    s0 = state_messages(PROBLEMS[0])
+    assert len(s0) == 1 and s0[0]["role"] == "user"
+    body = s0[0]["content"]
+    assert body.index(PROBLEMS[0]) < body.index("## Summary of the earlier attempt") < body.index("## What to do")
+    between = body.split("## Summary of the earlier attempt")[1].split("## What to do")[0]
+    assert between.strip() == ""  # s_0: the section is there and empty
     msgs = state_messages(PROBLEMS[0], "I proved the base case.")
-    assert "<summary>\nI proved the base case.\n</summary>" in msgs[-1]["content"]
+    assert "## Summary of the earlier attempt\nI proved the base case.\n" in msgs[-1]["content"]
+    assert NO_SUMMARY_EVAL in state_messages(PROBLEMS[0], empty=NO_SUMMARY_EVAL)[-1]["content"]
+    summ = summarize_messages(PROBLEMS[0], "", "I tried induction.")[-1]["content"]
+    assert "two paragraphs" in summ and "words long" not in summ and "I tried induction." in summ
+    assert "at most 50 words long" in summarize_messages(PROBLEMS[0], "", "x", 50)[-1]["content"]
+
+
+def test_rc_prompt_files_with_the_release_placeholders(tmp_path):
+    from fineproofs import prompts
+    from fineproofs.train.rc import state_messages, summarize_messages
+
+    (tmp_path / "reason.txt").write_text("P: {problem}\nS: {curr_summary}\nKeep \\boxed{{}} as is.")
+    (tmp_path / "summ.txt").write_text("P: {problem}\nOld: {existing_summary}\nNew: {reasoning}")
+    r = prompts.load("rc_reason", tmp_path / "reason.txt")
+    assert state_messages("Prove x.", "so far", prompt=r)[-1]["content"] == (
+        "P: Prove x.\nS: so far\nKeep \\boxed{{}} as is."
+    )
+    s = prompts.load("rc_summarize", tmp_path / "summ.txt")
+    assert summarize_messages("Prove x.", "old", "new", prompt=s)[-1]["content"] == "P: Prove x.\nOld: old\nNew: new"
 
 
 def test_context_stays_bounded_while_reasoning_grows(tiny, tmp_path):

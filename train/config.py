@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from fineproofs.config import ConfigError, GradingConfig, RoleConfig, Section, invalid, load_yaml
 
@@ -64,12 +64,75 @@ class DataSpec(Section):
 
 
 class RewardSpec(Section):
-    """How a rollout becomes a reward (see :mod:`fineproofs.train.reward`)."""
+    """How a rollout becomes a reward (see :mod:`fineproofs.train.reward`).
 
-    # a completion that hit the length limit (no EOS) is unterminated: reward 0, judge not called
+    The judge's reply is read with ``grading.score_parse`` (``strict`` by default; ``first``
+    = the first ``<score>`` tag, the release's reading); the judge is sampled with
+    ``judge.sampling`` (``reasoning_effort`` included); the judge prompt is ``prompts.grade``
+    when a config names one.
+    """
+
+    # true: a completion that hit the length limit (no EOS) is unterminated: reward 0, judge
+    # not called. false (the release): it is graded like any other, on the text after
+    # </think> it reached (nothing after </think> = 0 without a judge call)
     require_eos: bool = True
     # grade the text after the thinking block; a reply with an unclosed <think> is unterminated
     # (0). Models without thinking tags (SmolLM2) have their whole reply graded.
+
+
+class UpdateSpec(Section):
+    """How graded rollouts become a gradient (see :mod:`fineproofs.train.rl`).
+
+    ``loss``: ``release`` = QED-Nano's objective (:func:`fineproofs.train.rl.release_policy_loss`):
+    advantage = reward - group mean, a per-token ratio against the logprobs of the weights that
+    generated the rollout (the actor), clipped at 1 +/- ``trainer.epsilon``, token losses and
+    the entropy bonus (``trainer.entropy_coef`` per token) summed and divided by the sequences
+    of the optimizer step, no KL. ``trl`` = TRL's loss as ``trainer.loss_type`` defines it.
+
+    ``generation_lag``: optimizer steps a rollout may trail the weights being updated. One
+    generation serves ``generation_lag + 1`` optimizer steps (TRL's ``steps_per_generation``
+    = (lag + 1) x ``gradient_accumulation_steps``), so the rollouts of the later steps come
+    from weights 1..lag updates old and the ratio (and its clip) acts, as with the release's
+    asynchronous actors. 0 = synchronous.
+    """
+
+    loss: Literal["release", "trl"] = "trl"
+    generation_lag: int = Field(0, ge=0)
+
+
+# trl.GRPOConfig settings the release objective does not have: refused rather than ignored
+# under `update.loss: release` (key, the value it must have, TRL's default, why)
+_RELEASE_LOSS_FIXED = (
+    ("scale_rewards", "none", "group", "the release's advantage is reward - group mean, not divided by the std"),
+    ("beta", 0.0, 0.0, "the release has no KL term (kl_coef 0)"),
+    ("top_entropy_quantile", 1.0, 1.0, "the release trains on every token"),
+    ("importance_sampling_level", "token", "token", "the release's ratio is per token"),
+    ("off_policy_mask_threshold", None, None, "the release masks no sequence"),
+    ("delta", None, None, "the release clips the ratio only at 1 +/- epsilon"),
+    ("use_adaptive_entropy", False, False, "the release's entropy bonus is a constant"),
+)
+
+
+def release_loss_conflicts(update: UpdateSpec, trainer: dict[str, Any]) -> list[str]:
+    """Why ``trainer`` cannot run with ``update`` (empty when it can)."""
+    out = []
+    if update.generation_lag and ({"steps_per_generation", "generation_batch_size"} & set(trainer)):
+        out.append(
+            "update.generation_lag sets trainer.steps_per_generation itself: drop "
+            "trainer.steps_per_generation / trainer.generation_batch_size"
+        )
+    if update.loss != "release":
+        return out
+    for key, want, default, why in _RELEASE_LOSS_FIXED:
+        got = trainer.get(key, default)
+        if got != want:
+            out.append(f"update.loss=release needs trainer.{key}={want!r} ({why}); got {got!r}")
+    if trainer.get("use_vllm") and trainer.get("vllm_importance_sampling_correction", True):
+        out.append(
+            "update.loss=release takes its ratio against the generating (vLLM) logprobs itself: set "
+            "trainer.vllm_importance_sampling_correction=false (TRL's correction would apply a second ratio)"
+        )
+    return out
 
 
 class RCSpec(Section):
@@ -77,8 +140,25 @@ class RCSpec(Section):
 
     turns: int = Field(3, ge=1)  # reasoning/summarisation cycles per rollout chain
     states_per_problem: int = Field(2, ge=1)  # states trained per problem (of turns + 1)
-    summary_max_words: int = Field(400, ge=10)
+    # a word cap written into the summariser's prompt; None = none (the release asks for at
+    # most two paragraphs and bounds the summary by the summariser's max_tokens only)
+    summary_max_words: int | None = Field(None, ge=10)
     summarizer: RoleConfig = Field(default_factory=RoleConfig)
+
+
+# prompts a stage uses, by stage: `prompts: {name: file or packaged name}` may replace these
+STAGE_PROMPTS = {
+    "rl": ("grade",),
+    "rc": ("grade", "rc_reason", "rc_summarize"),
+    "eval": ("eval_grade", "rc_reason", "rc_summarize"),
+}
+
+
+def _check_prompts(stage: str, names) -> None:
+    allowed = STAGE_PROMPTS[stage]
+    bad = sorted(set(names) - set(allowed))
+    if bad:
+        raise ValueError(f"prompts: {bad} are not prompts the {stage} stage uses; use names from {list(allowed)}")
 
 
 class _StageBase(Section):
@@ -101,6 +181,19 @@ class RLRunConfig(_StageBase):
     judge: RoleConfig = Field(default_factory=RoleConfig)
     grading: GradingConfig = Field(default_factory=GradingConfig)
     reward: RewardSpec = Field(default_factory=RewardSpec)
+    update: UpdateSpec = Field(default_factory=UpdateSpec)
+    # replace a prompt of this stage: {name: template file, or another packaged prompt's name}
+    # (fineproofs.prompts documents the format; a file with the release's {problem},
+    # {marking_scheme}, {solution} placeholders works as the judge prompt too)
+    prompts: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_update(self):
+        _check_prompts(self.stage, self.prompts)
+        problems = release_loss_conflicts(self.update, self.trainer)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class RCRunConfig(RLRunConfig):
@@ -128,7 +221,14 @@ class EvalRunConfig(Section):
     samples: int = Field(1, ge=1)  # proofs per problem per mode (scores are averaged)
     modes: list[Literal["single", "rc"]] = Field(default_factory=lambda: ["single", "rc"])
     rc_turns: int = Field(3, ge=1)
-    summary_max_words: int = Field(400, ge=10)
+    summary_max_words: int | None = Field(None, ge=10)  # None: no word cap (the harness has none)
+    # replace a prompt: {eval_grade | rc_reason | rc_summarize: template file or packaged name}
+    prompts: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_prompts(self):
+        _check_prompts("eval", self.prompts)
+        return self
 
 
 STAGE_MODELS: dict[str, type[Section]] = {

@@ -3,10 +3,15 @@
 * Benchmark: a CSV with the IMO-ProofBench columns (``Problem ID, Problem, Solution,
   Grading guidelines, Category, Level, Short Answer, Source``; ids ``PB-Basic-xxx`` /
   ``PB-Advanced-xxx``) or a Hub dataset with the same columns.
-* Modes: ``single`` (one proof from the ``rollout`` prompt) and ``rc`` (the reasoning
-  cache at test time, ``rc_turns`` turns; :mod:`fineproofs.train.rc`). RC turn 1 *is*
-  the single-pass generation (same prompt, same store key), and every RC turn's
-  proof is graded, so the results also give the score after each turn.
+* Modes, as the released harness runs them: ``single`` (one proof from the ``rollout``
+  prompt, "Generate a rigorous proof to the following question:" + problem) and ``rc``
+  (the reasoning cache at test time, ``rc_turns`` turns; :mod:`fineproofs.train.rc`): turn
+  1 already uses the ``rc_reason`` prompt, its summary section holding
+  :data:`~fineproofs.train.rc.NO_SUMMARY_EVAL`, so ``rc@1`` is its own generation, not
+  the single pass. The summariser (the paper config: the policy itself, with its own
+  sampling) reads each turn's thinking; every RC turn's proof is graded, so the results
+  give the score after each turn. ``prompts:`` replaces ``eval_grade``, ``rc_reason`` or
+  ``rc_summarize`` with a file.
 * Judge: the ``eval_grade`` prompt (problem, reference solution, the benchmark's
   grading guidelines, the proof fenced as data after
   :func:`~fineproofs.judging.neutralise`). The reply must contain exactly
@@ -41,7 +46,7 @@ from fineproofs.judging import ScoreParseError, collect, injection_flags, judge_
 from fineproofs.store import ResponseStore
 from fineproofs.tables import iter_hub, iter_table
 from fineproofs.train.config import EvalRunConfig
-from fineproofs.train.rc import Summarizer, engine_generate, run_chains
+from fineproofs.train.rc import NO_SUMMARY_EVAL, Summarizer, engine_generate, run_chains
 from fineproofs.train.reward import proof_or_none
 
 log = logging.getLogger(__name__)
@@ -115,9 +120,11 @@ class Verdict:
 class ProofBenchGrader:
     """The judge on the 0/1/6/7 scale, with fineproofs' guard and strict parsing."""
 
-    def __init__(self, role: RoleConfig, cfg: GradingConfig, generator: CachedGenerator):
+    def __init__(
+        self, role: RoleConfig, cfg: GradingConfig, generator: CachedGenerator, prompt_files: dict | None = None
+    ):
         self.role, self.cfg, self.generator = role, cfg, generator
-        self.prompt = prompts.load("eval_grade")
+        self.prompt = prompts.pick("eval_grade", prompt_files)
 
     def messages(self, p: BenchProblem, proof: str):
         return self.prompt.render(
@@ -233,21 +240,35 @@ def run_eval(
     try:
         gen = CachedGenerator(pool.get(policy.engine), store, progress=False)
         judge = ProofBenchGrader(
-            cfg.judge, cfg.grading, CachedGenerator(pool.get(cfg.judge.engine), store, progress=False)
+            cfg.judge, cfg.grading, CachedGenerator(pool.get(cfg.judge.engine), store, progress=False), cfg.prompts
         )
-        summarizer = Summarizer(cfg.summarizer, pool.get(cfg.summarizer.engine), store, cfg.summary_max_words)
-        turns = cfg.rc_turns if "rc" in cfg.modes else 1
+        summarizer = Summarizer(
+            cfg.summarizer,
+            pool.get(cfg.summarizer.engine),
+            store,
+            cfg.summary_max_words,
+            prompt=prompts.pick("rc_summarize", cfg.prompts),
+            empty=NO_SUMMARY_EVAL,
+        )
+        single_prompt = prompts.load("rollout")
+        rc_prompt = prompts.pick("rc_reason", cfg.prompts)
+        turns = cfg.rc_turns if "rc" in cfg.modes else 0
+        statements = [p.problem for p in problems]
         rows = []
         for s in range(cfg.samples):
             summarizer.sample_index = s
-            chains = run_chains(
-                [p.problem for p in problems],
-                turns,
-                engine_generate(gen, policy, sample_index=s),
-                summarizer,
-                summarize_last=False,
-            )
-            rows += _sample_rows(cfg, problems, chains, judge, s)
+            if "single" in cfg.modes:
+                single = engine_generate(
+                    gen, policy, sample_index=s, stage="eval_single", prompt_version=single_prompt.version
+                )
+                chains = run_chains(statements, 1, single, summarizer, summarize_last=False, prompt=single_prompt)
+                rows += _sample_rows(problems, chains, judge, s, single=True)
+            if turns:
+                rc_gen = engine_generate(gen, policy, sample_index=s, prompt_version=rc_prompt.version)
+                chains = run_chains(
+                    statements, turns, rc_gen, summarizer, summarize_last=False, prompt=rc_prompt, empty=NO_SUMMARY_EVAL
+                )
+                rows += _sample_rows(problems, chains, judge, s, single=False)
         table = summarise(rows)
         failures = _failures(rows)
         result = {
@@ -256,7 +277,7 @@ def run_eval(
             "judge": cfg.judge.engine.model,
             "problems": len(problems),
             "samples": cfg.samples,
-            "rc_turns": turns,
+            "rc_turns": turns or None,
             "table": table,
             "judge_failures": failures,
             "config": cfg.model_dump(),
@@ -280,9 +301,10 @@ def run_eval(
 __all__ = ["BenchProblem", "ProofBenchGrader", "Verdict", "load_benchmark", "run_eval", "summarise"]
 
 
-def _sample_rows(cfg: EvalRunConfig, problems: list, chains: list, judge: ProofBenchGrader, s: int) -> list[dict]:
-    """One row per problem x turn x mode of sample ``s``: the judge's verdict on every turn's
-    proof (a turn the policy could not generate is a failure, excluded and reported, never a 0)."""
+def _sample_rows(problems: list, chains: list, judge: ProofBenchGrader, s: int, single: bool) -> list[dict]:
+    """One row per problem x turn of sample ``s`` (mode ``single``, or ``rc@<turn>``): the
+    judge's verdict on every turn's proof (a turn the policy could not generate is a failure,
+    excluded and reported, never a 0)."""
     items, meta = [], []
     for p, c in zip(problems, chains):
         for t in c.turns:
@@ -295,10 +317,7 @@ def _sample_rows(cfg: EvalRunConfig, problems: list, chains: list, judge: ProofB
     rows = []
     for k, ((p, c, t), v) in enumerate(zip(meta, verdicts)):
         upto = c.turns[: t.turn]
-        modes = (["single"] if t.turn == 1 and "single" in cfg.modes else []) + (
-            [f"rc@{t.turn}"] if "rc" in cfg.modes else []
-        )
-        for mode in modes:
+        for mode in ["single"] if single else [f"rc@{t.turn}"]:
             rows.append({
                 "mode": mode, "problem_id": p.id, "split": p.split, "level": p.level, "category": p.category,
                 "sample": s, "turn": t.turn, "score": v.score, "status": v.status, "reason": v.reason,

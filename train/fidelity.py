@@ -2,11 +2,15 @@
 every objective knob, QED-Nano's value and the file it comes from (the dataset-building
 knobs are in :mod:`fineproofs.cards.fidelity`; ``docs/fidelity.md`` shows both).
 
-``key`` is ``<stage>:<dotted path>`` into the stage config (``train/configs/<stage>_paper.yaml``).
+``key`` is ``<stage>:<dotted path>`` into the stage config (``train/configs/<stage>_paper.yaml``);
+``extract`` reads a value that is not one setting. :data:`BEHAVIOURS` are the differences
+that are not a knob of ours; :data:`EVAL_NOTE` says which evaluation figures are
+comparable with the paper's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +18,15 @@ UNKNOWN = "not released"
 RL = "training/conf/qed_nano_rl.yaml"
 RC = "training/conf/qed_nano_rc.yaml"
 BASE = "training/conf/finetune/base.yaml"
+GRPO = "training/conf/finetune/grpo.yaml"
+LOSS = "training/pipelinerl/finetune/rl/__init__.py rl_step"
+LOOP = "training/pipelinerl/finetune_loop.py"
+ROLLOUTS = "training/pipelinerl/domains/math/rollouts.py"
+VERIFIER = "training/pipelinerl/domains/math/verifier_api.py"
+RC_ACTOR = "training/pipelinerl/rc_actor.py"
 EVAL = "eval/configs/models/workflows/vllm_agent.yaml"
+EVAL_RC = "eval/configs/agents/reasoning_cache.yaml, eval/src/imobench/agents/reasoning_cache.py"
+TRAIN_GPUS = 8  # the paper configs train on 8 of their 32 GPUs
 
 
 @dataclass(frozen=True)
@@ -23,21 +35,48 @@ class TrainKnob:
     release: Any
     source: str
     why: str = ""
+    extract: Callable[[dict[str, Any]], Any] | None = None
+    ours_for_release: Any = None  # the release's value as our config writes it, where they differ in form
 
     def value(self, configs: dict[str, Any]) -> Any:
         stage, _, path = self.key.partition(":")
+        if self.extract is not None:
+            return self.extract(configs[stage])
         node: Any = configs[stage]
         for part in path.split("."):
             node = node.get(part) if isinstance(node, dict) else getattr(node, part)
         return node
 
 
-_SCALED = (
-    "TRL's dr_grpo loss is the release's (token sum / sequences) divided by max_completion_length "
-    "(49,152); clipping and Adam epsilon are divided by the same constant, so updates match"
+def _prompt(name: str) -> Callable[[Any], str]:
+    def get(cfg) -> str:
+        from fineproofs import prompts
+
+        given = cfg.prompts.get(name)
+        return given or f"packaged {name} ({prompts.load(name).version})"
+
+    return get
+
+
+def _sequences_per_step(cfg) -> int:
+    t = cfg.trainer
+    return int(t["per_device_train_batch_size"]) * int(t["gradient_accumulation_steps"]) * TRAIN_GPUS
+
+
+_LAG = (
+    "TRL generates synchronously; with lag L one generation feeds L + 1 optimizer steps, so a step's "
+    "rollouts are 0..L updates old (L/2 on average) and the ratio and its clip act. The release's actors "
+    "run beside the trainer and take new weights after every step, with no bound (max_lag: null): its lag "
+    "follows generation throughput and is not a number of the release. 0 = on-policy (ratio 1, the clip "
+    "never acts)"
+)
+_PROMPT_WHY = (
+    "this project's own words carrying the release's structure and every rule; `prompts: {{{name}: FILE}}` in "
+    "the config plugs in the release's file ({placeholders} are filled)"
 )
 
 KNOBS: list[TrainKnob] = [
+    # SFT
     TrainKnob("sft:model.name", "Qwen/Qwen3-4B-Thinking-2507", f"{RL} (init checkpoint ...-SFT)"),
     TrainKnob("sft:trainer.learning_rate", UNKNOWN, "no SFT config in the release", "ours: 1e-5 cosine, 5 epochs"),
     TrainKnob(
@@ -46,33 +85,144 @@ KNOBS: list[TrainKnob] = [
         "no SFT config in the release",
         "ours: 49,152; longer samples are left out and counted, never truncated",
     ),
+    # RL: start, data, sampling
+    TrainKnob(
+        "rl:model.name",
+        "hf-imo-colab/Qwen3-4B-Thinking-2507-SFT@v08.00-step-000000372",
+        f"{RL} model_path, model_revision",
+        "the release's SFT checkpoint is internal; ours starts from the published SFT model "
+        "(or --model runs/sft/final)",
+    ),
+    TrainKnob("rl:data.source", "lm-provers/FineProofs-RL", f"{RL} train_dataset_names"),
     TrainKnob("rl:trainer.num_generations", 16, f"{RL} finetune.attempts"),
-    TrainKnob("rl:trainer.learning_rate", 1e-6, f"{RL}"),
-    TrainKnob("rl:trainer.lr_scheduler_type", "constant", f"{RL} (constant_with_warmup, 0 warmup)"),
-    TrainKnob("rl:trainer.beta", 0.0, f"{BASE} kl_coef"),
+    TrainKnob(
+        "rl:sequences per optimizer step",
+        1024,
+        f"{LOOP} (samples_per_step: train_batch_size 32 x 32 passes / 4 lead trainers)",
+        "ours: per_device_train_batch_size x gradient_accumulation_steps x 8 training GPUs",
+        extract=_sequences_per_step,
+    ),
     TrainKnob("rl:trainer.temperature", 0.8, f"{RL} llm.parameters"),
+    TrainKnob("rl:trainer.top_p", 1.0, f"{RL} llm.parameters (none set)"),
     TrainKnob("rl:trainer.max_completion_length", 49152, f"{RL} llm.parameters.max_tokens"),
+    # RL: the update
+    TrainKnob(
+        "rl:update.loss",
+        "PPO clip on the ratio to the actor's logprobs; token sum / sequences of the step; entropy per token",
+        f"{LOSS}, {GRPO} (policy_loss: ppo)",
+        "fineproofs.train.rl.release_policy_loss, equal to a plain-torch reference of rl_step in loss and "
+        "gradient (tests/test_train_loss_reference.py); `trl` uses TRL's loss_type instead",
+        ours_for_release="release",
+    ),
     TrainKnob("rl:trainer.scale_rewards", "none", f"{BASE} divide_advantage_by_std: false"),
-    TrainKnob("rl:trainer.epsilon", 4.0, "training/conf/finetune/grpo.yaml (ppo, epsilon 4)"),
+    TrainKnob("rl:trainer.epsilon", 4.0, f"{BASE} epsilon: 4"),
+    TrainKnob("rl:trainer.beta", 0.0, f"{BASE} kl_coef"),
     TrainKnob(
         "rl:trainer.entropy_coef",
         1e-4,
-        f"{RL}",
-        "TRL adds the mean token entropy; the release's aggregation of the bonus may differ",
+        f"{RL} finetune.rl.entropy_bonus",
+        "per token, weighted 1 / (sequences of the step) like the policy term (update.loss: release)",
     ),
+    TrainKnob(
+        "rl:trainer.vllm_importance_sampling_correction",
+        "none: the ratio to the actor's (vLLM's) logprobs is the correction, clipped at 1 ± 4",
+        LOSS,
+        "TRL's correction would multiply a second ratio in",
+        ours_for_release=False,
+    ),
+    TrainKnob(
+        "rl:update.generation_lag",
+        "asynchronous actors, max_lag: null",
+        f"training/conf/base.yaml max_lag, {LOOP}",
+        _LAG,
+    ),
+    TrainKnob("rl:trainer.num_iterations", 1, f"{LOOP} (each rollout trained on once)"),
+    TrainKnob("rl:trainer.learning_rate", 1e-6, f"{RL}"),
+    TrainKnob("rl:trainer.lr_scheduler_type", "constant", f"{RL} (constant_with_warmup, 0 warmup)"),
     TrainKnob("rl:trainer.weight_decay", 0.01, f"{BASE}"),
     TrainKnob(
-        "rl:trainer.loss_type", "token sum / 1,024 sequences", "training/pipelinerl/finetune/rl/__init__.py", _SCALED
+        "rl:trainer.max_grad_norm",
+        0.3,
+        f"{BASE} gradient_clipping_threshold",
+        "same number on the same objective (token sum / sequences of the step). The release hands it to "
+        "DeepSpeed, whose backward by default also divides each micro-batch by its accumulation steps "
+        "(8 per GPU here) and averages over the 8 ranks: if so, the release clips a gradient 1/64 of ours "
+        "(RC: 1/256) and clips less often; trainer.max_grad_norm=19.2 (RC: 76.8) reproduces that",
     ),
-    TrainKnob("rl:trainer.max_grad_norm", 0.3, f"{BASE} gradient_clipping_threshold", _SCALED),
+    TrainKnob("rl:trainer.adam_epsilon", 1e-8, f"{BASE} optim: adamw_torch (default eps)"),
+    TrainKnob("rl:trainer.mask_truncated_completions", False, f"{RL} finetune.rl.overlong_filtering: false"),
+    # RL: the reward
+    TrainKnob(
+        "rl:reward.require_eos",
+        False,
+        f"{ROLLOUTS} (the proof branch grades finished and cut rollouts alike)",
+        "true: a completion cut at the length limit gets 0 without a judge call",
+    ),
+    TrainKnob(
+        "rl:grading.require_thinking_close",
+        True,
+        f"{ROLLOUTS} remove_reasoning (no </think>: empty answer, score 0)",
+    ),
+    TrainKnob("rl:grading.score_parse", "first", f"{VERIFIER} (first <score>N</score>)", "strict is the default"),
+    TrainKnob("rl:judge.engine.model", "openai/gpt-oss-20b", f"{RL} llm_grader.name"),
+    TrainKnob("rl:judge.sampling.temperature", 1.0, f"{RL} llm_grader.sampling_kwargs"),
     TrainKnob("rl:judge.sampling.max_tokens", 81920, f"{RL} llm_grader.sampling_kwargs"),
+    TrainKnob("rl:judge.sampling.reasoning_effort", "medium", f"{RL} llm_grader.sampling_kwargs.reasoning.effort"),
     TrainKnob("rl:grading.with_reference", False, "training/prompts/evaluator_prompts/v1.md"),
+    TrainKnob(
+        "rl:grading.max_attempts",
+        3,
+        VERIFIER,
+        "the release retries API errors 3 times and scores a reply without a tag 0 at once; ours retries every "
+        "failure with a fresh sample, then masks the rollout out of the update (never a 0)",
+    ),
+    TrainKnob(
+        "rl:prompts.grade",
+        "training/prompts/evaluator_prompts/v1.md",
+        f"{RL} llm_grader.prompt_name: v1",
+        _PROMPT_WHY.format(name="grade", placeholders="{problem}, {marking_scheme}, {solution}"),
+        extract=_prompt("grade"),
+    ),
+    # RC
+    TrainKnob("rc:model.name", "Qwen/Qwen3-4B-Thinking-2507", f"{RC} model_path"),
     TrainKnob("rc:rc.turns", 3, f"{RC} num_reasoning_steps"),
     TrainKnob("rc:rc.states_per_problem", 2, f"{RC} rc_stream_samples_per_batch"),
+    TrainKnob(
+        "rc:sequences per optimizer step",
+        1024,
+        f"{LOOP} (train_batch_size 16 x 64 passes / 2 lead trainers)",
+        "32 problems x 2 states x 16 attempts",
+        extract=_sequences_per_step,
+    ),
+    TrainKnob("rc:update.loss", "as RL", f"{RC} finetune: grpo", ours_for_release="release"),
+    TrainKnob("rc:update.generation_lag", "asynchronous actors, max_lag: null", f"{RC} max_lag", _LAG),
+    TrainKnob("rc:reward.require_eos", False, ROLLOUTS),
+    TrainKnob("rc:grading.score_parse", "first", VERIFIER),
+    TrainKnob("rc:judge.sampling.reasoning_effort", "medium", f"{RC} llm_grader.sampling_kwargs"),
     TrainKnob("rc:rc.summarizer.engine.model", "Qwen/Qwen3-4B-Instruct-2507", f"{RC} summarization_model_path"),
     TrainKnob("rc:rc.summarizer.sampling.max_tokens", 2048, f"{RC} summarization_llm"),
+    TrainKnob("rc:rc.summarizer.sampling.temperature", 0.7, f"{RC} summarization_llm"),
+    TrainKnob("rc:rc.summarizer.sampling.top_p", 0.8, f"{RC} summarization_llm"),
     TrainKnob("rc:rc.summarizer.sampling.top_k", 20, f"{RC} summarization_llm"),
+    TrainKnob("rc:rc.summary_max_words", None, "training/prompts/sum_e2e_complete_summarization_prompt.txt"),
+    TrainKnob(
+        "rc:prompts.rc_reason",
+        "training/prompts/sum_e2e_complete_reasoning_prompt.txt",
+        f"{RC} rc_actor.reasoning_prompt_file",
+        _PROMPT_WHY.format(name="rc_reason", placeholders="{problem}, {curr_summary}"),
+        extract=_prompt("rc_reason"),
+    ),
+    TrainKnob(
+        "rc:prompts.rc_summarize",
+        "training/prompts/sum_e2e_complete_summarization_prompt.txt",
+        f"{RC} rc_actor.summarization_prompt_file",
+        _PROMPT_WHY.format(name="rc_summarize", placeholders="{problem}, {existing_summary}, {reasoning}"),
+        extract=_prompt("rc_summarize"),
+    ),
     TrainKnob("rc:trainer.scale_rewards", "none", f"{BASE}"),
+    TrainKnob("rc:trainer.epsilon", 4.0, f"{BASE}"),
+    TrainKnob("rc:trainer.entropy_coef", 1e-4, f"{RC} finetune.rl.entropy_bonus"),
+    # evaluation
     TrainKnob("eval:policy.sampling.max_tokens", 229376, EVAL),
     TrainKnob("eval:policy.sampling.temperature", 0.8, EVAL),
     TrainKnob("eval:policy.sampling.top_p", 1.0, EVAL),
@@ -82,25 +232,102 @@ KNOBS: list[TrainKnob] = [
         "eval/slurm/README.md (--judge default)",
         "the grading prompt is ours (0/1/6/7, <score> tag), in our words",
     ),
-    TrainKnob("eval:rc_turns", 3, "eval/configs/agents/reasoning_cache.yaml n_iterations"),
+    TrainKnob("eval:rc_turns", 3, f"{EVAL_RC} n_iterations"),
     TrainKnob(
-        "eval:samples",
-        UNKNOWN,
-        "eval/scripts/run.py --n",
-        "the number behind the paper's figures is not in the code; ours: 4",
+        "eval:summarizer.engine.model",
+        "the policy itself",
+        f"{EVAL_RC} (no summarizer_model: the model config's)",
+        extract=lambda cfg: (
+            "the policy itself"
+            if (cfg.summarizer.engine.model, cfg.summarizer.sampling) == (cfg.policy.engine.model, cfg.policy.sampling)
+            else cfg.summarizer.engine.model
+        ),
     ),
+    TrainKnob("eval:summarizer.sampling.max_tokens", 229376, f"{EVAL_RC} (the policy's sampling)"),
+    TrainKnob("eval:summary_max_words", None, f"{EVAL_RC} summarization_prompt (two paragraphs)"),
+    TrainKnob(
+        "eval:prompts.rc_reason",
+        "eval/configs/agents/reasoning_cache.yaml solve_prompt",
+        EVAL_RC,
+        "the training prompt's words are used at test time too: the harness's solve prompt is the training "
+        "one without its last line ('reason step by step') and writes '[No previous summary]' into the empty "
+        "section (ours: '(no earlier attempt)'); `prompts: {rc_reason: FILE}` in the eval config restores it",
+        extract=_prompt("rc_reason"),
+    ),
+    TrainKnob("eval:samples", 1, "eval/scripts/run.py --n (default 1)", "more samples lower the variance only"),
 ]
-
-# the release's value as our config writes it, where the two are written differently
-_OURS_FOR_RELEASE = {"rl:trainer.loss_type": "dr_grpo", "rl:trainer.max_grad_norm": 0.3 / 49152}
 
 
 def differs(k: TrainKnob, configs: dict[str, Any]) -> bool:
     if k.release == UNKNOWN:
         return False
-    want = _OURS_FOR_RELEASE.get(k.key, k.release)
+    want = k.ours_for_release if k.ours_for_release is not None else k.release
     got = k.value(configs)
     return not (got == want or (isinstance(got, float) and isinstance(want, float) and abs(got - want) < 1e-12))
+
+
+# training and evaluation behaviour that is not a knob: (what, QED-Nano, fineproofs, knob or "-")
+BEHAVIOURS: list[tuple[str, str, str, str]] = [
+    (
+        "a judge call that fails, or a reply without a valid score (RL/RC reward)",
+        "reward 0",
+        "retried (grading.max_attempts), then the rollout is masked out of the update: out of the group "
+        "baseline, advantage 0, no tokens in the loss",
+        "-",
+    ),
+    (
+        "a judge score outside 0..7 (e.g. <score>9</score>)",
+        "taken as read (reward 9/7)",
+        "unparseable: retried, then masked",
+        "-",
+    ),
+    (
+        "how the judge is called",
+        "OpenAI Responses API, the filled prompt as one input",
+        "chat completions (system + user turn), the proof fenced as data and score tags in it neutralised",
+        "judge.engine (any OpenAI-compatible server)",
+    ),
+    (
+        "what the judge sees of a rollout",
+        "the text after the last </think>",
+        "the same, as written",
+        "-",
+    ),
+    (
+        "loss normaliser under data parallelism",
+        "each rank divides its token sum by the step's sequences; DeepSpeed then scales (see max_grad_norm)",
+        "the step's token sum / its sequences exactly, whatever the ranks and accumulation",
+        "trainer.max_grad_norm",
+    ),
+    (
+        "evaluation during training",
+        "FineProofs-RL-test every 12,800 samples (eval_every_n_versions)",
+        "none inside the run: `fineproofs eval` on a checkpoint",
+        "-",
+    ),
+    (
+        "RC evaluation turn 1",
+        "the RC solve prompt (so rc@1 is not the single pass)",
+        "the same: `single` uses the rollout prompt, `rc@1` the rc_reason prompt",
+        "-",
+    ),
+]
+
+EVAL_NOTE = """## Which evaluation numbers are comparable with the paper's
+
+`fineproofs eval --config paper` samples as the released harness does (229,376 tokens,
+temperature 0.8, top-p 1.0; one sample per problem, its `--n` default), runs the single
+pass from the rollout prompt and RC with 3 turns from the RC prompt with the policy as its
+own summariser at the policy's own sampling (the harness's reasoning_cache agent, no
+2,048-token cap there), and grades with gemini-3-pro on IMO-ProofBench's 0/1/6/7 scale.
+Its means are comparable with the paper's IMO-ProofBench figures up to three things,
+each named in the table above: the grading prompt is this project's (same scale, same
+inputs: problem, reference solution, guidelines, proof), the RC prompts are this project's
+words for the harness's (`prompts:` takes the harness's files), and a judge failure is
+excluded and reported instead of counted as 0 (the harness counts it 0, so our mean is
+higher by at most the reported failure share × the mean). `--config embedded` and any run
+with another budget, judge or summariser are not comparable.
+"""
 
 
 def paper_configs() -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Stage 3, RL with a reasoning cache (RC), and the RC loop used at test time.
 
 **The loop.** A rollout chain is ``T`` turns. Turn ``t`` conditions only on the
-problem and the current summary ``s_{t-1}`` (``s_0`` is empty, so turn 1 is exactly
-the RL prompt); the policy reasons and writes a proof; then a frozen summariser
+problem and the current summary ``s_{t-1}`` (``s_0`` is empty: turn 1 sees the ``rc_reason``
+prompt with an empty summary section); the policy reasons and writes a proof; then a frozen summariser
 (the paper: Qwen3-4B-Instruct-2507) compresses the previous summary plus this
 turn's reasoning into a new short first-person summary ``s_t`` that *replaces*
 ``s_{t-1}``. The context of any turn is therefore bounded by
@@ -27,16 +27,21 @@ summariser is any fineproofs engine (``rc.summarizer``), its replies kept in
 of its own prompt slice; keep ``per_device_train_batch_size`` a multiple of
 ``num_generations`` so no group is split across processes.
 
-**Prompts** (``fineproofs/prompts``):
+**Prompts** (``fineproofs/prompts``; the release's structure, this project's words;
+``prompts: {rc_reason: FILE, rc_summarize: FILE}`` in a config replaces either):
 
-- ``rc_reason``: "Generate a rigorous proof to the following question:" + problem,
-  then, when a summary exists, :data:`SUMMARY_BLOCK` (the summary fenced in
-  ``<summary>`` tags and the instruction to continue from it). The reply is split at
-  ``</think>`` like any rollout: the text after it is the turn's proof.
-- ``rc_summarize``: problem, previous summary and the latest reasoning (fenced as
-  data) -> a first-person summary of at most ``summary_max_words`` words. The reply
-  is the summary (a thinking block, if the summariser emits one, is dropped); an
-  empty reply or a summariser failure keeps the previous summary.
+- ``rc_reason``: one user turn with the problem, a "summary of the earlier attempt"
+  section (empty at the first turn: state ``s_0`` uses the same prompt with nothing in
+  it, as the release's RC actor does) and the instructions (solve from scratch without
+  a summary; with one, improve on it: check it, prove it another way, try another
+  strategy, or continue it). The reply is split at ``</think>`` like any rollout: the
+  text after it is the turn's proof.
+- ``rc_summarize``: problem, the earlier summary and the latest turn's reasoning ->
+  a detailed first-person summary of at most two paragraphs (plus a word cap when
+  ``summary_max_words`` is set; the release has none) that relates the new attempt to
+  the earlier summary and adds no reasoning of its own. The reply is the summary (a
+  thinking block, if the summariser emits one, is dropped); an empty reply or a
+  summariser failure keeps the previous summary.
 """
 
 from __future__ import annotations
@@ -52,31 +57,44 @@ from fineproofs.config import RoleConfig
 from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.errors import ConfigError
 from fineproofs.generation import CachedGenerator
+from fineproofs.prompts import Prompt
 from fineproofs.replies import join_reasoning, split_reasoning
 from fineproofs.store import ResponseStore
 
 log = logging.getLogger(__name__)
 
-# Part of the rc_reason prompt (bump rc_reason's version when editing it).
-SUMMARY_BLOCK = (
-    "\n\nBelow is a summary of my own earlier work on this problem, written in the first person. "
-    "Continue from it: keep what is established, repair what is wrong, and finish with a complete, "
-    "rigorous proof.\n<summary>\n{summary}\n</summary>"
-)
+# What the summary section holds before any summary exists: empty in training (the
+# release's RC actor), a short note at test time (the release's RC agent writes one too)
+NO_SUMMARY_TRAIN = ""
+NO_SUMMARY_EVAL = "(no earlier attempt)"
 
 
-def state_messages(problem: str, summary: str = "") -> list[dict[str, str]]:
-    """The policy's prompt at a state (problem + current summary)."""
-    block = SUMMARY_BLOCK.format(summary=summary.strip()) if summary.strip() else ""
-    msgs = prompts.load("rc_reason").render(problem=problem, summary_block=block)
+def state_messages(
+    problem: str, summary: str = "", *, prompt: Prompt | None = None, empty: str = NO_SUMMARY_TRAIN
+) -> list[dict[str, str]]:
+    """The policy's prompt at a state (problem + current summary). ``prompt`` replaces the
+    packaged ``rc_reason``; a file may name the summary ``{summary}`` or, as the release's
+    files do, ``{curr_summary}``."""
+    text = summary.strip() or empty
+    msgs = (prompt or prompts.load("rc_reason")).render(problem=problem, summary=text, curr_summary=text)
     msgs[-1]["content"] = msgs[-1]["content"].rstrip()
     return msgs
 
 
-def summarize_messages(problem: str, previous: str, reasoning: str, max_words: int) -> list[dict[str, str]]:
-    work = reasoning.replace("<<<WORK>>>", "[marker removed]").replace("<<<END WORK>>>", "[marker removed]")
-    return prompts.load("rc_summarize").render(
-        problem=problem, previous_summary=previous.strip() or "(none yet)", reasoning=work, max_words=str(max_words)
+def summarize_messages(
+    problem: str,
+    previous: str,
+    reasoning: str,
+    max_words: int | None = None,
+    *,
+    prompt: Prompt | None = None,
+    empty: str = NO_SUMMARY_TRAIN,
+) -> list[dict[str, str]]:
+    """The summariser's prompt; ``{existing_summary}`` (the release's name) is filled too."""
+    rule = f", and at most {max_words} words long" if max_words else ""
+    prev = previous.strip() or empty
+    return (prompt or prompts.load("rc_summarize")).render(
+        problem=problem, previous_summary=prev, existing_summary=prev, reasoning=reasoning.strip(), length_rule=rule
     )
 
 
@@ -131,13 +149,24 @@ SummarizeFn = Callable[[list[tuple[str, str, str]]], list[str | None]]
 
 
 def run_chains(
-    problems: list[str], turns: int, generate: GenerateFn, summarize: SummarizeFn, summarize_last: bool = True
+    problems: list[str],
+    turns: int,
+    generate: GenerateFn,
+    summarize: SummarizeFn,
+    summarize_last: bool = True,
+    *,
+    prompt: Prompt | None = None,
+    empty: str = NO_SUMMARY_TRAIN,
 ) -> list[Chain]:
-    """One RC chain per problem, all problems batched turn by turn."""
+    """One RC chain per problem, all problems batched turn by turn (``prompt``: the
+    ``rc_reason`` template, packaged by default; ``empty``: the summary section's text
+    before any summary exists)."""
     chains = [Chain(p) for p in problems]
     for t in range(1, turns + 1):
         current = [c.summaries[-1] for c in chains]
-        gens = generate([state_messages(c.problem, s) for c, s in zip(chains, current)], turn=t)
+        gens = generate(
+            [state_messages(c.problem, s, prompt=prompt, empty=empty) for c, s in zip(chains, current)], turn=t
+        )
         for c, s, (text, pt, ct, *failed) in zip(chains, current, gens):
             c.turns.append(Turn(t, s, text, pt, ct, failed[0] if failed else ""))
         if t == turns and not summarize_last:
@@ -178,16 +207,31 @@ def context_figures(chains: list[Chain]) -> dict[str, float]:
 class Summarizer:
     """The frozen summariser behind any fineproofs engine, with a response store."""
 
-    def __init__(self, role: RoleConfig, engine, store: ResponseStore, max_words: int):
+    def __init__(
+        self,
+        role: RoleConfig,
+        engine,
+        store: ResponseStore,
+        max_words: int | None = None,
+        *,
+        prompt: Prompt | None = None,
+        empty: str = NO_SUMMARY_TRAIN,
+    ):
         self.role = role
         self.generator = CachedGenerator(engine, store, progress=False)
-        self.prompt = prompts.load("rc_summarize")
+        self.prompt = prompt or prompts.load("rc_summarize")
         self.max_words = max_words
+        self.empty = empty
         self.sample_index = 0
 
     def __call__(self, items: list[tuple[str, str, str]]) -> list[str | None]:
         sp = sampling_of(self.role)
-        reqs = [GenerationRequest(summarize_messages(p, prev, r, self.max_words), 1, sp) for p, prev, r in items]
+        reqs = [
+            GenerationRequest(
+                summarize_messages(p, prev, r, self.max_words, prompt=self.prompt, empty=self.empty), 1, sp
+            )
+            for p, prev, r in items
+        ]
         replies = self.generator.run(
             reqs, stage="rc_summarize", prompt_version=self.prompt.version, first_sample=self.sample_index
         )
@@ -198,10 +242,16 @@ class Summarizer:
 
 
 def engine_generate(
-    generator: CachedGenerator, role: RoleConfig, *, sample_index: int = 0, stage: str = "rc_reason"
+    generator: CachedGenerator,
+    role: RoleConfig,
+    *,
+    sample_index: int = 0,
+    stage: str = "rc_reason",
+    prompt_version: str | None = None,
 ) -> GenerateFn:
-    """A :data:`GenerateFn` over a fineproofs engine (test-time RC, benchmarks)."""
-    version = prompts.load("rc_reason").version
+    """A :data:`GenerateFn` over a fineproofs engine (test-time RC, benchmarks);
+    ``prompt_version`` (the store key) defaults to the packaged ``rc_reason``'s."""
+    version = prompt_version or prompts.load("rc_reason").version
     sp = sampling_of(role)
 
     def generate(msgs_list, turn: int = 1):
@@ -239,7 +289,9 @@ class ReasoningCacheRollout:
         turns: int,
         states_per_problem: int,
         seed: int = 42,
+        prompt: Prompt | None = None,
     ):
+        self.prompt = prompt or prompts.load("rc_reason")
         self.prompt_to_problem = prompt_to_problem
         self.tok = tokenizer
         self.summarizer = summarizer
@@ -278,7 +330,7 @@ class ReasoningCacheRollout:
             ids, comp, _ = self._generate(trainer, msgs, 1)
             return [(self.tok.decode(c, skip_special_tokens=True), len(p), len(c)) for p, c in zip(ids, comp)]
 
-        chains = dict(zip(unique, run_chains(unique, self.turns, generate, self.summarizer)))
+        chains = dict(zip(unique, run_chains(unique, self.turns, generate, self.summarizer, prompt=self.prompt)))
         self.chains.extend(chains.values())
         rng = random.Random(hash((self.seed, trainer.state.global_step)) & 0xFFFFFFFF)
         pools: dict[str, list[int]] = {}
@@ -288,7 +340,7 @@ class ReasoningCacheRollout:
             if not pool:
                 pool = pools[p] = rng.sample(range(self.turns + 1), self.turns + 1)
             chosen.append((p, pool.pop()))
-        state_msgs = [state_messages(p, chains[p].summaries[k]) for p, k in chosen]
+        state_msgs = [state_messages(p, chains[p].summaries[k], prompt=self.prompt) for p, k in chosen]
         prompt_ids, completion_ids, logprobs = self._generate(trainer, state_msgs, g)
         turns = [k for _, k in chosen for _ in range(g)]
         self.state_turns.extend(k for _, k in chosen)
@@ -333,15 +385,27 @@ def rc_rollout_builder(cfg, ds, tok, pool, out: Path):
     check_trl()
     rc = cfg.rc
     prompt_to_problem = {row["prompt"][-1]["content"]: row["problem"] for row in ds}
-    # the state-0 prompt is the RL prompt: the dataset's prompt column is unchanged
+    # the dataset's prompt column (the RL prompt) only keys the problem: the rollout builds
+    # every state's prompt, s_0 included, from rc_reason
     k = rc.states_per_problem
     if k > rc.turns + 1:
         raise ConfigError(f"rc.states_per_problem={k} exceeds the {rc.turns + 1} states of a {rc.turns}-turn chain")
     ds = ds.select([i for i in range(len(ds)) for _ in range(k)])
     engine = pool.get(rc.summarizer.engine)
     store = ResponseStore(out / "rc_store.sqlite")
-    summarizer = Summarizer(rc.summarizer, engine, store, rc.summary_max_words)
-    return ds, ReasoningCacheRollout(prompt_to_problem, tok, summarizer, rc.turns, k, seed=cfg.data.seed)
+    summarizer = Summarizer(
+        rc.summarizer, engine, store, rc.summary_max_words, prompt=prompts.pick("rc_summarize", cfg.prompts)
+    )
+    rollout = ReasoningCacheRollout(
+        prompt_to_problem,
+        tok,
+        summarizer,
+        rc.turns,
+        k,
+        seed=cfg.data.seed,
+        prompt=prompts.pick("rc_reason", cfg.prompts),
+    )
+    return ds, rollout
 
 
 def run_rc(cfg, output_dir, **kw):

@@ -3,15 +3,19 @@
 :class:`RubricReward` is a TRL reward function (``reward_funcs=[RubricReward(...)]``).
 For each completion of a GRPO batch:
 
-1. the text after the thinking block is the proof
-   (:func:`fineproofs.replies.split_reasoning`); a completion that is
-   empty, whose ``<think>`` block never closes, or (``require_eos``) that hit the
-   length limit without an end-of-sequence token is **unterminated: reward 0.0**,
-   and the judge is not asked;
+1. the text after the last ``</think>`` is the proof, as written (the release's
+   ``remove_reasoning``); a completion that is empty, whose ``<think>`` block never
+   closes (with ``grading.require_thinking_close``, the chat template opened it: no
+   ``</think>`` at all), or (``require_eos``) that hit the length limit without an
+   end-of-sequence token is **unterminated: reward 0.0**, and the judge is not asked.
+   ``require_eos: false`` (the release) grades a completion cut at the length limit on
+   the answer it reached;
 2. every other proof of the batch goes to :class:`fineproofs.judging.Grader`
-   in **one call**: the same ``grade`` prompt, the same injection guard (proof fenced
-   as data, score tags neutralised, flags recorded) and the same strict
-   ``<score>N</score>`` parsing as the dataset build. The engine does the fan-out
+   in **one call**: the ``grade`` prompt (or ``prompts.grade`` of the config), the same
+   injection guard (proof fenced as data, score tags neutralised, flags recorded) and
+   the build's ``<score>N</score>`` parsing (``grading.score_parse``: ``strict``, or
+   ``first`` as the release reads it); the judge is sampled with ``judge.sampling``,
+   ``reasoning_effort`` included. The engine does the fan-out
    (an OpenAI-compatible vLLM/SGLang server: concurrent requests; in process:
    batched generation), and the reward function is ``async`` (run on TRL's event
    loop in a worker thread), so grading never serialises the batch;
@@ -42,8 +46,9 @@ from fineproofs.config import GradingConfig, RoleConfig
 from fineproofs.engines.base import Engine
 from fineproofs.generation import CachedGenerator
 from fineproofs.judging import GradeJob, Grader
+from fineproofs.prompts import Prompt
 from fineproofs.records import Problem, ProofSample, Rubric
-from fineproofs.replies import split_reasoning
+from fineproofs.replies import THINK_CLOSE, answer_of
 from fineproofs.rubric import RubricError, parse_rubric
 from fineproofs.store import ResponseStore
 
@@ -78,12 +83,28 @@ def completion_text(completion) -> str:
     return completion or ""
 
 
-def proof_or_none(text: str) -> str | None:
-    """The gradable proof of a reply, or None when it is empty or unterminated."""
-    split = split_reasoning(text)
-    if split.unterminated or not split.proof.strip():
+def proof_or_none(text: str, think_opened: bool = False) -> str | None:
+    """The gradable proof of a reply (the text after its last ``</think>``, as written), or
+    None when it is empty or unterminated. ``think_opened``: the prompt opened the thinking
+    block, so a reply without ``</think>`` ended inside it."""
+    if think_opened and THINK_CLOSE not in text:
         return None
-    return split.proof
+    answer = answer_of(text)
+    return answer or None
+
+
+class ReleaseNamedPrompt(Prompt):
+    """A judge prompt that also fills the placeholder names of the release's evaluator
+    prompts (``{marking_scheme}``, ``{solution}``, ``{human_solution}``), so a config's
+    ``prompts: {grade: <the release's v1.md>}`` renders as the release renders it."""
+
+    def render(self, **values: str) -> list[dict[str, str]]:
+        extra = {
+            "marking_scheme": values.get("rubric", ""),
+            "solution": values.get("proof", ""),
+            "human_solution": values.get("reference", "").strip(),
+        }
+        return super().render(**{**extra, **values})
 
 
 class RubricReward:
@@ -100,6 +121,7 @@ class RubricReward:
         require_eos: bool = True,
         engine: Engine | None = None,
         policy_label: str = "policy",
+        prompt_files: dict[str, str] | None = None,
     ):
         if engine is None:
             from fineproofs.engines import make_engine
@@ -108,7 +130,10 @@ class RubricReward:
         self.engine = engine
         self.store = ResponseStore(store_path)
         self.generator = CachedGenerator(engine, self.store, progress=False)
-        self.grader = Grader("judge", judge, grading, self.generator)
+        self.grader = Grader("judge", judge, grading, self.generator, prompt_files=prompt_files)
+        if self.grader.prompt.path:  # a user file: the release's placeholder names work too
+            self.grader.prompt = ReleaseNamedPrompt(**vars(self.grader.prompt))
+        self.think_opened = grading.require_thinking_close
         self.require_eos = require_eos
         self.policy_label = policy_label
         self.eos_token_ids: set[int] = set()  # set by the runner from the trainer's tokenizer/model
@@ -138,7 +163,7 @@ class RubricReward:
         jobs, slots = [], []
         n_unterminated = 0
         for i, (text, prob, rub) in enumerate(zip(texts, problems, rubrics)):
-            proof = proof_or_none(text)
+            proof = proof_or_none(text, self.think_opened)
             if proof is None or (terminated is not None and not terminated[i]):
                 out[i] = 0.0
                 n_unterminated += 1
