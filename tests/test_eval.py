@@ -158,3 +158,51 @@ def test_eval_embedded_smollm2(tmp_path):
     cfg = load_stage_config("eval", "embedded", ["limit=2"])
     res = run_eval(cfg, tmp_path / "ev", benchmark=str(CSV))
     assert {e["mode"] for e in res["table"]} == {"single", "rc@1", "rc@2"}
+
+
+def test_single_and_rc_as_the_harness_runs_them(tmp_path):
+    """`single` is one proof from the rollout prompt; RC turn 1 already uses the RC prompt
+    (so rc@1 is its own generation); the summariser reads the turn's thinking with no word
+    cap and sees the eval's note for "no summary yet"; the paper config summarises with the
+    policy at the policy's own sampling, one sample per problem."""
+    from fineproofs.engines import EnginePool
+    from fineproofs.train.evaluate import run_eval
+    from fineproofs.train.rc import NO_SUMMARY_EVAL
+
+    paper = load_stage_config("eval", "paper", [])
+    assert paper.summarizer.engine.model == paper.policy.engine.model
+    assert paper.summarizer.sampling == paper.policy.sampling and paper.summarizer.sampling.max_tokens == 229376
+    assert paper.summary_max_words is None and paper.samples == 1
+
+    class Recorder(Engine):
+        def __init__(self, model_id, reply):
+            self.model_id, self.reply, self.seen = model_id, reply, []
+
+        def generate(self, requests):
+            for i, r in enumerate(requests):
+                self.seen.append(r.messages[-1]["content"])
+                yield i, [Completion(self.reply)] * r.n
+
+    cfg = load_stage_config(
+        "eval",
+        "embedded",
+        ["limit=1", "rc_turns=2", "summarizer.engine.model=summ", "policy.engine.model=pol", "summary_max_words=null"],
+    )
+    policy = Recorder("pol", "<think>I tried induction.</think>\n\nProof by induction.")
+    summ = Recorder("summ", "I tried induction.")
+    judge = ScriptedJudge(["<score>7</score>"])
+    pool = EnginePool()
+    for role, eng in ((cfg.policy, policy), (cfg.summarizer, summ), (cfg.judge, judge)):
+        pool._engines[role.engine.model_dump_json(exclude={"label"})] = eng
+    try:
+        res = run_eval(cfg, tmp_path / "ev", benchmark=str(CSV), pool=pool, print_results=False)
+    finally:
+        pool.close()
+    assert [e["mode"] for e in res["table"]] == ["single", "rc@1", "rc@2"]
+    single, rc1, rc2 = policy.seen
+    assert single.startswith("Generate a rigorous proof to the following question:")
+    assert "## Summary of the earlier attempt" in rc1 and NO_SUMMARY_EVAL in rc1
+    assert "I tried induction." in rc2.split("## Summary of the earlier attempt")[1]
+    (asked,) = summ.seen
+    assert NO_SUMMARY_EVAL in asked and "I tried induction." in asked and "Proof by induction" not in asked
+    assert "words long" not in asked and "two paragraphs" in asked

@@ -142,3 +142,88 @@ def test_rl_embedded_smollm2(run_dir, tmp_path):
     res = run_rl(cfg, tmp_path / "rl", data=str(run_dir / "rl"))
     print("\n" + res.summary(), res.metrics)
     assert res.global_step == 1
+
+
+def test_reward_as_released(tmp_path):
+    """The paper configs' reward: a completion cut at the length limit is graded on the answer
+    it reached (require_eos false), one with no </think> has no answer (the chat template
+    opened the block), the first score tag is read, and the judge is asked with
+    reasoning_effort medium. require_eos true (the knob) gives the cut completion 0."""
+    import asyncio
+
+    from fineproofs.train.reward import RubricReward
+
+    cfg = load_stage_config("rl", "paper", [])
+    assert cfg.reward.require_eos is False and cfg.grading.score_parse == "first"
+    seen = []
+
+    class Spy(ScriptedJudge):
+        def generate(self, requests):
+            seen.extend(requests)
+            yield from super().generate(requests)
+
+    texts = ["reasoning cut before the end", "reasoning</think>\n\nProof A.", "reasoning</think>\n\nProof B, cut"]
+    ids = [[5, 6], [5, 0], [5, 6]]  # 0 = EOS: only the second finished
+
+    def rewards(require_eos, grading, reply):
+        rw = RubricReward(cfg.judge, grading, ":memory:", require_eos=require_eos, engine=Spy(lambda n: reply))
+        rw.eos_token_ids = {0}
+        call = rw(completions=texts, completion_ids=ids, problem=["Prove x."] * 3, rubrics=[RUBRIC] * 3)
+        return asyncio.run(call)
+
+    two_tags = "<score>5</score> then, in the assessment, <score>2</score>"
+    assert rewards(False, cfg.grading, two_tags) == [0.0, 5 / 7, 5 / 7]  # cut after </think>: graded
+    assert {r.sampling.reasoning_effort for r in seen} == {"medium"}
+    assert rewards(True, cfg.grading, two_tags) == [0.0, 5 / 7, 0.0]
+    strict = cfg.grading.model_copy(update={"score_parse": "strict", "max_attempts": 1})
+    assert rewards(False, strict, two_tags) == [0.0, None, None]  # strict: two tags are unparseable
+
+
+def test_reward_prompt_from_the_config(tmp_path):
+    """`prompts: {grade: FILE}` points the reward at another file; a file written with the
+    release's placeholder names ({problem}, {marking_scheme}, {solution}) renders too."""
+    from fineproofs.config import ConfigError
+    from fineproofs.train.reward import RubricReward
+
+    mine = tmp_path / "v1-like.md"
+    mine.write_text("Problem: {problem}\nScheme: {marking_scheme}\nProof: {solution}\nAnswer <score>N</score>.")
+    cfg = load_stage_config("rl", "embedded", [f"prompts.grade={mine}"])
+    seen = []
+
+    class Spy(ScriptedJudge):
+        def generate(self, requests):
+            seen.extend(requests)
+            yield from super().generate(requests)
+
+    rw = RubricReward(
+        cfg.judge, cfg.grading, ":memory:", engine=Spy(lambda n: "<score>3</score>"), prompt_files=cfg.prompts
+    )
+    assert rw.score(["My proof."], ["Prove x."], [RUBRIC]) == [3 / 7]
+    sent = seen[0].messages[-1]["content"]
+    assert sent.startswith("Problem: Prove x.\nScheme: ") and "Proof: My proof." in sent and "{" not in sent
+    assert rw.grader.prompt.version.startswith("grade-file-")
+    with pytest.raises(ConfigError, match="not prompts the rl stage uses"):
+        load_stage_config("rl", "embedded", ["prompts.rubric=x.txt"])
+
+
+def test_grade_prompt_carries_the_release_rules():
+    """The packaged judge prompt states every rule of the release's v1.md, in this project's words."""
+    from fineproofs import prompts
+
+    p = prompts.load("grade")
+    text = (p.system + "\n" + p.user).lower()
+    for rule in (
+        "mathematically valid",  # precedence 1
+        "other orders and other techniques",  # the scheme as guidance
+        "never as the only acceptable route",  # reference as an anchor
+        "plays the same logical role",  # mapping alternative approaches
+        "really occurs",  # deductions only when they apply
+        "never count twice",  # no double counting
+        "unique final answer",  # wrong required answer
+        "merely asserts",  # justified claims only
+        "cautious partial credit",  # conservative partial credit
+        "how these add up",  # the detailed assessment
+        "<errors>",  # the list of errors
+    ):
+        assert rule in text, rule
+    assert p.version == "grade-v2"
