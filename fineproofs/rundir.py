@@ -10,14 +10,17 @@ so nothing a user keeps there is ever touched.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from fineproofs.errors import ConfigError
+from fineproofs.errors import ConfigError, DataError
 
 MARKER = ".fineproofs"
 
@@ -30,6 +33,7 @@ PROBLEMS = "problems/problems.jsonl"
 QUARANTINE = "quarantine"
 STAGES = "stages"
 DATA = "data"
+LOCK = ".lock"  # held by the one process writing the directory (its pid and command inside)
 
 
 @contextlib.contextmanager
@@ -91,6 +95,69 @@ def claim(path: str | Path, *, what: str = "output") -> Path:
     if not marker.exists():
         marker.write_text("This directory was created by fineproofs; it may remove what it wrote here.\n")
     return path
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[Path]:
+    """Hold ``path``'s writer lock (``flock`` on :data:`LOCK`, released when the process
+    ends, however it ends), or refuse in one line naming the process that holds it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    lock = path / LOCK
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{lock} is a symbolic link: remove it (fineproofs never writes through one)") from None
+        raise
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "another process"
+            raise DataError(
+                f"{path} is being written by {holder}: wait for it to finish, or use another output "
+                "directory (nothing was touched)"
+            ) from None
+        os.ftruncate(fd, 0)
+        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300] if sys.argv else "python"
+        os.pwrite(fd, f"pid {os.getpid()} ({command})\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_stale_tmp(path: str | Path, skip: tuple[str, ...] = ("shards",)) -> int:
+    """Remove the temporary files a killed writer left under ``path`` (``.NAME.*.tmp`` of
+    :func:`atomic_write`, ``*.parquet.tmp`` of the split writer); ``skip``: top-level
+    folders other processes write (the shards, each cleaned by its own writer). Call it
+    holding :func:`locked`, so no live writer's file is touched. Returns how many."""
+    path = Path(path)
+    n = 0
+    for p in path.rglob("*.tmp"):
+        rel = p.relative_to(path).parts
+        if rel[0] in skip or p.is_symlink() or not p.is_file():
+            continue
+        if (p.name.startswith(".") and p.name.count(".") >= 3) or p.name.endswith(".parquet.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                n += 1
+    return n
+
+
+def check_split(path: str | Path, split: str) -> None:
+    """Refuse to build ``split`` into a run directory that holds the other split: its data,
+    card and counts would be mixed with this one's (build each split into its own directory)."""
+    manifest = Path(path) / MANIFEST
+    try:
+        other = json.loads(manifest.read_text(encoding="utf-8")).get("split")
+    except (OSError, ValueError, AttributeError):
+        return  # no finished build here (or a damaged manifest, which the build rewrites)
+    if other and other != split:
+        raise ConfigError(
+            f"{path} holds a build of the {other} split: build the {split} split into another output directory "
+            f"(e.g. --output fineproofs-{split}); nothing was touched"
+        )
 
 
 # what a run directory written before the marker existed always holds

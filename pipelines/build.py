@@ -196,8 +196,15 @@ class Build:
                 "--benchmarks FILE (e.g. the IMO-ProofBench CSV) or set decontamination.benchmarks; "
                 "--allow-contaminated builds without (the card then says so)"
             )
-        preflight(self.profile, self.split)
         rundir.claim(self.out_dir)
+        rundir.check_split(self.out_dir, self.split)
+        with rundir.locked(self.work_dir):  # one writer per run directory (per shard directory)
+            preflight(self.profile, self.split)
+            return self._run(t0)
+
+    def _run(self, t0: float) -> BuildResult:
+        if stale := rundir.remove_stale_tmp(self.work_dir):  # a killed run's half-written files
+            log.info("removed %d temporary file(s) a previous run left in %s", stale, self.work_dir)
         rundir.write_text(self.out_dir / rundir.PROFILE, public_yaml(self.profile))
         res = BuildResult(self.out_dir, self.split)
         pool = EnginePool()
@@ -315,6 +322,12 @@ def merge_shards(profile: Profile, out_dir: str | Path, split: str, count: int) 
             f"{len(missing)} of {count} shards of {out_dir} have not finished (shard "
             f"{', '.join(missing[:10])}{'...' if len(missing) > 10 else ''}): run them first"
         )
+    rundir.check_split(out_dir, split)
+    with rundir.locked(out_dir):
+        return _merge(profile, out_dir, split, dirs)
+
+
+def _merge(profile: Profile, out_dir: Path, split: str, dirs: list[Path]) -> BuildResult:
     t0 = time.time()
     res = BuildResult(out_dir, split)
     ingest = json.loads((out_dir / "reports" / "ingest.json").read_text(encoding="utf-8"))

@@ -14,7 +14,10 @@ that survived a fault can be compared row for row with a fault-free one.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -157,3 +160,111 @@ def test_a_call_left_waiting_is_reported_while_it_waits(caplog):
         [(_, cs)] = eng.generate([GenerationRequest(msgs)])
         assert cs[0].ok
     assert any("waiting on fake-model at " in r.getMessage() for r in caplog.records)
+
+
+# ----- one writer per run directory -----
+
+
+def test_a_second_writer_is_refused_in_one_line_naming_the_holder(tmp_path):
+    from fineproofs import rundir
+
+    out = rundir.claim(tmp_path / "run")
+    with rundir.locked(out):
+        res = _build(_profile(tmp_path / "p", dict.fromkeys(ROLES, "http://127.0.0.1:9/v1"), {}), out)
+        assert res.exit_code != 0
+        lines = res.output.strip().splitlines()
+        assert len(lines) == 1 and "is being written by pid " in lines[0] and "Traceback" not in res.output, res.output
+        assert str(os.getpid()) in lines[0]
+    with rundir.locked(out):  # released: the next writer gets it
+        pass
+
+
+def test_a_lock_held_by_another_process_is_refused_and_released_when_it_dies(tmp_path):
+    import subprocess
+
+    from fineproofs import rundir
+    from fineproofs.errors import DataError
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from fineproofs import rundir\n"
+         f"with rundir.locked({str(out)!r}):\n print('held', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DataError, match=f"being written by pid {holder.pid} "):
+            with rundir.locked(out):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with rundir.locked(out):  # a killed holder leaves no stale lock
+        pass
+
+
+def test_the_other_split_into_a_finished_run_directory_is_refused(tmp_path):
+    with FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply) as srv:
+        profile = _profile(tmp_path / "p", dict.fromkeys(ROLES, srv.url), {})
+        out = tmp_path / "run"
+        assert _build(profile, out).exit_code == 0
+        before = rows(out)
+        res = CliRunner().invoke(
+            cli, ["build", "--split", "sft", "--profile", str(profile), "--output", str(out), "--limit", str(LIMIT)]
+        )
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "holds a build of the rl split" in lines[0], res.output
+    assert rows(out) == before and not (out / "data" / "all").exists()
+
+
+# ----- disk full, half-written files -----
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sqlite3.OperationalError("database or disk is full"),
+        OSError(errno.ENOSPC, "No space left on device"),
+    ],
+    ids=["sqlite", "oserror"],
+)
+def test_disk_full_is_one_line_leaves_no_temporary_file_and_the_rerun_finishes(tmp_path, monkeypatch, error):
+    from fineproofs.store import ResponseStore
+
+    with FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply) as srv:
+        profile = _profile(tmp_path / "p", dict.fromkeys(ROLES, srv.url), {})
+        clean = tmp_path / "clean"
+        assert _build(profile, clean).exit_code == 0
+        put_many, calls = ResponseStore.put_many, {"n": 0}
+
+        def full_after_some(self, items):
+            calls["n"] += 1
+            if calls["n"] > 5:  # mid-build, with stage files open
+                raise error
+            return put_many(self, items)
+
+        monkeypatch.setattr(ResponseStore, "put_many", full_after_some)
+        out = tmp_path / "run"
+        res = _build(profile, out)
+        assert res.exit_code == 1, res.output
+        lines = [x for x in res.output.strip().splitlines() if x.startswith("fineproofs: ")]
+        assert len(lines) == 1 and lines[0].startswith("fineproofs: disk full while writing"), res.output
+        assert "re-run the same command" in lines[0] and "Traceback" not in res.output
+        assert not list(out.rglob("*.tmp"))
+        monkeypatch.setattr(ResponseStore, "put_many", put_many)
+        assert _build(profile, out).exit_code == 0
+    assert rows(out) == rows(clean)
+
+
+def test_a_killed_runs_temporary_files_are_removed_at_the_next_start(tmp_path):
+    with FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply) as srv:
+        profile = _profile(tmp_path / "p", dict.fromkeys(ROLES, srv.url), {})
+        out = tmp_path / "run"
+        assert _build(profile, out).exit_code == 0
+        stale = [out / "stages" / ".rollouts.jsonl.k2j3h4.tmp", out / "data" / "default" / "train.parquet.tmp"]
+        keep = out / "notes.tmp"  # not a name fineproofs writes: left alone
+        for p in [*stale, keep]:
+            p.write_text("half a line")
+        assert _build(profile, out).exit_code == 0
+    assert not any(p.exists() for p in stale) and keep.exists()

@@ -8,7 +8,9 @@ and keeps its traceback. Messages are redacted (no URL credentials, no keys).
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 import stat
 
 import click
@@ -59,10 +61,32 @@ class _MapErrors:
             return super().invoke(ctx)  # type: ignore[misc]
         except FineproofsError as e:
             _fail(ctx, str(e), e.exit_code)
+        except sqlite3.OperationalError as e:
+            if not disk_full(e):
+                raise
+            _fail(ctx, DISK_FULL.format(what="the response store (store.sqlite)"), 1)
         except OSError as e:
+            if disk_full(e):
+                _fail(ctx, DISK_FULL.format(what=e.filename or "a file"), 1)
             if e.filename is None:  # not about a path the user gave: a bug or a crash, keep the traceback
                 raise
             _fail(ctx, f"{e.filename}: {e.strerror or e}", 1)
+
+
+DISK_FULL = (
+    "disk full while writing {what}: free space on the output directory's disk (a build needs about 3 times "
+    "its finished run directory at its peak), then re-run the same command: every completion stored so far is "
+    "kept, and half-written files were removed"
+)
+
+
+def disk_full(e: BaseException) -> bool:
+    """An error that means the disk (or the user's quota) is full: ENOSPC/EDQUOT, SQLite's
+    "database or disk is full", pyarrow's "No space left on device"."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return "disk is full" in text or "No space left on device" in text or "Disk quota exceeded" in text
 
 
 class Command(_MapErrors, click.Command):
