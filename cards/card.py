@@ -257,6 +257,8 @@ def _card_data(split: str, profile: Profile, rows: dict[str, int], facts: CardFa
         "benchmarks": report.get("benchmarks") or {},
         "methods": report.get("methods") or [],
         "by_method": dict(sorted(Counter(f.get("method", "unknown") for f in flagged).items())),
+        # the detector measured on the project's probe set with this build's benchmarks indexed
+        "probes": report.get("probes") or {},
     }
     return {
         "split": split,

@@ -19,7 +19,8 @@ Tables (``key``: content):
 - ``sources`` / ``categories``: problems and rows per source / per category (RL rows
   carry no category: it is joined from ``problems/problems.jsonl`` on the statement);
 - ``decontamination``: per benchmark, problems checked and flagged; ``decontam_methods``:
-  flags per method;
+  flags per method; ``decontam_probes``: the detector's recall per disguise kind and its
+  false positives on the project's probe set, with the build's benchmarks indexed;
 - ``provenance``: model, revision and sampling per role; ``licences``: per source.
 
 Plots (matplotlib, Agg backend) go to ``plots/*.png`` next to the card.
@@ -103,6 +104,7 @@ def _card_data_errors(data: dict[str, Any]) -> list[str]:
             ("benchmarks", lambda v: _is_map_of(v, dict)),
             ("methods", lambda v: isinstance(v, list)),
             ("by_method", lambda v: _is_map_of(v, scalar)),
+            ("probes", lambda v: isinstance(v, dict) and _is_map_of(v.get("kinds") or {}, dict, ("probes", "caught"))),
         ):
             if dec.get(k) is not None and not ok(dec[k]):
                 wrong.append(f"decontamination.{k} has the wrong shape")
@@ -272,6 +274,24 @@ def card_tables(
         "Flags per decontamination method",
         ["method", "flagged"],
         [[k, v] for k, v in (dec.get("by_method") or {}).items()],
+    )
+    probes = dec.get("probes") or {}
+    kinds = probes.get("kinds") or {}
+    t["decontam_probes"] = _table(
+        "decontam_probes",
+        "Detector on the probe set (fineproofs/data/decontam/probes.json)",
+        ["probe kind", "probes", "caught", "rate"],
+        [
+            [k, v["probes"], v["caught"], round(v["caught"] / v["probes"], 3) if v["probes"] else 0.0]
+            for k, v in kinds.items()
+        ],
+        (
+            f"recall {probes.get('disguise_recall')} on mechanical disguises, {probes.get('paraphrase_recall')} "
+            f"on paraphrases; {probes.get('false_positives')} of {probes.get('negatives')} unrelated problems "
+            "flagged (the negative row counts those)"
+        )
+        if kinds
+        else "",
     )
     t["provenance"] = _table(
         "provenance",

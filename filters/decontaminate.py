@@ -285,7 +285,8 @@ class Decontaminator:
             # however much of it is template; catches copies whose math lost its delimiters
             hits.append(("shingle", s["shingle"]))
         own_math = s["extra_math"] > 0.5 * s["mt"] + 10 * self.unit * self.default_idf
-        own_terms = s["extra_terms"] > max(2.0, s["terms"])
+        # formula terms of its own, unless the text itself is there (a disguise reflows formulas)
+        own_terms = s["extra_terms"] > max(2.0, s["terms"]) and s["shingle"] < 0.8
         if (
             p3 >= self.t_weighted
             and backed
@@ -397,15 +398,18 @@ class Decontaminator:
                 return Match(p.benchmark, p.id, "retrieval", self.paraphrase_score(n.views), n.views)
         return None
 
-    def match_many(self, texts: list[str], verifier=None, floor: float = 0.2) -> list[Match | None]:
+    def match_many(
+        self, texts: list[str], verifier=None, floor: float = 0.2, *, offline: bool = True
+    ) -> list[Match | None]:
         """:meth:`match` for every text; with a ``verifier``
         (:class:`~fineproofs.filters.verify.SameProblemVerifier`), every text left
         unmatched sends its retrieved neighbours (at most ``neighbours``, blended score at
         least ``floor``) to it, all pairs in one batch. A pair judged the same problem is a
         match of method ``verifier`` carrying the model's reason; a pair the model could not
         judge (after its retries) is a match of method ``undecided`` carrying why, so a
-        problem nobody cleared is never taken for clean."""
-        out = [self.match(t) if isinstance(t, str) else None for t in texts]
+        problem nobody cleared is never taken for clean. ``offline=False``: the texts are
+        known to have no offline match (only the verifier runs)."""
+        out = [self.match(t) if offline and isinstance(t, str) else None for t in texts]
         if verifier is None:
             return out
         pairs: list[tuple[str, str]] = []
@@ -438,6 +442,21 @@ class Decontaminator:
                 p = self.problems[i]
                 best = Match(p.benchmark, p.id, d[0], d[1], s)
         return best
+
+
+def decontam_retrieval(cfg) -> dict[str, Any]:
+    """The :class:`Decontaminator` keywords of a profile's retrieval settings
+    (:class:`~fineproofs.config.DecontamConfig`), the embedding client included."""
+    from fineproofs.filters.retrieval import EmbeddingClient
+
+    out: dict[str, Any] = {
+        "retrieval": cfg.retrieval,
+        "retrieval_threshold": cfg.retrieval_threshold,
+        "neighbours": cfg.neighbours,
+    }
+    if cfg.embeddings_url:
+        out["embedder"] = EmbeddingClient(cfg.embeddings_url, cfg.embeddings_model)
+    return out
 
 
 class DecontaminationFilter(ProblemFilter):

@@ -390,6 +390,32 @@ class DecontamConfig(_Strict):
     weighted_overlap: float = Field(0.6, gt=0, le=1)  # IDF-weighted prose 3-gram containment
     math_overlap: float = Field(0.75, gt=0, le=1)  # IDF-weighted formula 4-gram containment
     paraphrase_words: float = Field(0.3, ge=0, le=1)  # words needed alongside matching formulas
+    # retrieval (fineproofs/filters/retrieval.py): the nearest benchmark problems by formula
+    # terms (up to renaming and summand order), formula 3-grams, weighted words and
+    # constants; offline, a neighbour scoring retrieval_threshold is the same problem
+    # (threshold chosen on the project's probe set: bench/bench_decontam.py)
+    retrieval: bool = True
+    retrieval_threshold: float = Field(0.55, gt=0, le=1)
+    neighbours: int = Field(3, ge=1, le=20)  # candidates per problem: the verifier sees at most these
+    # the LLM verifier of the candidates the offline rule leaves: "" (off), "judge" (the
+    # judge role's model and server) or "verifier" (the role below); candidates scoring
+    # verify_floor or more are asked, each verdict through the response store
+    verify_with: Literal["", "judge", "verifier"] = ""
+    verifier: RoleConfig | None = None
+    verify_floor: float = Field(0.2, ge=0, le=1)
+    verify_attempts: int = Field(2, ge=1)
+    # an OpenAI-compatible /v1/embeddings endpoint (e.g. vLLM) adding a cosine view to
+    # retrieval; empty: none
+    embeddings_url: str = ""
+    embeddings_model: str = ""
+
+    @model_validator(mode="after")
+    def _verifier_named(self) -> DecontamConfig:
+        if self.verify_with == "verifier" and self.verifier is None:
+            raise ValueError("decontamination.verify_with is 'verifier' but no decontamination.verifier role is given")
+        if bool(self.embeddings_url) != bool(self.embeddings_model):
+            raise ValueError("decontamination.embeddings_url and embeddings_model go together")
+        return self
 
 
 class RubricConfig(_Strict):

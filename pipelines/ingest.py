@@ -16,6 +16,7 @@ If the configuration or the benchmark files change, the old work is discarded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -46,7 +47,7 @@ from fineproofs.filters import (
     RequireSolution,
     StatementSolutionSeparator,
 )
-from fineproofs.filters.decontaminate import load_benchmark
+from fineproofs.filters.decontaminate import decontam_retrieval, load_benchmark
 from fineproofs.filters.dedup import CanonicalMinhashSignature, DedupMerge, minhash_config
 from fineproofs.pipelines.sources import SourceReader, resolve_sources
 from fineproofs.pipelines.sources.parse import ParseFilter
@@ -216,6 +217,7 @@ _OWN = (
     rundir.PROBLEMS,
     "reports/ingest.json",
     "reports/dedup_clusters.json",
+    "reports/decontam_probes.json",
 )
 
 
@@ -297,6 +299,7 @@ def _run_pipelines(profile: Profile, out_dir: Path) -> None:
                 weighted_overlap=d.weighted_overlap,
                 math_overlap=d.math_overlap,
                 paraphrase_words=d.paraphrase_words,
+                **decontam_retrieval(d),
             )
         )
     final.append(_writer(work / "final"))
@@ -321,7 +324,7 @@ def _collect(profile: Profile, out_dir: Path) -> IngestResult:
     for st in STAGES[1:]:
         n -= sum(dropped[st].values())
         counts[st] = n
-    report = _decontam_report(benchmarks, flagged)
+    report = _decontam_report(benchmarks, flagged, profile.decontamination, reports)
     clusters_file = reports / "dedup_clusters.json"
     clusters = json.loads(clusters_file.read_text()) if clusters_file.exists() else []
     rundir.write_json(
@@ -351,10 +354,43 @@ def _drops(quarantine: Path) -> tuple[dict[str, dict[str, int]], list[dict]]:
     return dropped, flagged
 
 
-def _decontam_report(benchmarks: list[str], flagged: list[dict]) -> dict:
+def _decontam_report(benchmarks: list[str], flagged: list[dict], d=None, reports: Path | None = None) -> dict:
+    """Per benchmark, its problems and how many were flagged; the methods; the flagged
+    problems; and (``d`` given) the detector measured on the project's probe set with
+    these benchmarks indexed (:func:`fineproofs.filters.probes.measure`), kept in
+    ``reports/decontam_probes.json`` while the benchmarks and settings stay the same."""
     bench_report = {}
+    loaded = []
     for b in benchmarks:
         probs = load_benchmark(b)
+        loaded += probs
         name = probs[0].benchmark if probs else Path(b).stem
         bench_report[name] = {"problems": len(probs), "flagged": sum(1 for r in flagged if r["benchmark"] == name)}
-    return {"benchmarks": bench_report, "methods": DECONTAM_METHODS if benchmarks else [], "flagged": flagged}
+    methods = [*DECONTAM_METHODS, *(["retrieval"] if d is not None and d.retrieval else [])]
+    out = {"benchmarks": bench_report, "methods": methods if benchmarks else [], "flagged": flagged}
+    if d is not None and benchmarks:
+        out["probes"] = _probe_figures(loaded, d, reports)
+    return out
+
+
+def _probe_figures(loaded: list, d, reports: Path | None) -> dict:
+    from fineproofs.filters.probes import measure, summary
+
+    key = hashlib.sha256(
+        json.dumps([[(p.benchmark, p.id, p.text) for p in loaded], d.model_dump(mode="json")], sort_keys=True).encode()
+    ).hexdigest()
+    cache = reports / "decontam_probes.json" if reports is not None else None
+    if cache is not None and cache.exists():
+        with contextlib.suppress(ValueError, OSError):
+            old = json.loads(cache.read_text())
+            if old.get("key") == key:
+                return old["figures"]
+    params = {
+        k: getattr(d, k)
+        for k in ("ngram", "ngram_overlap", "shingle_similarity", "shingle_size", "weighted_overlap", "math_overlap")
+    }
+    params.update(paraphrase_words=d.paraphrase_words, **decontam_retrieval(d))
+    figures = summary(measure(loaded, **params))
+    if cache is not None:
+        rundir.write_json(cache, {"key": key, "figures": figures})
+    return figures

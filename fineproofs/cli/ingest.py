@@ -28,22 +28,54 @@ from fineproofs.records import reason_kind
 @click.option(
     "--output", "-o", "output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="OUT.jsonl"
 )
-def decontaminate(input_path: Path, against: tuple[str, ...], text_field: str, output: Path) -> None:
+@click.option(
+    "--verify-url",
+    default="",
+    help="OpenAI-compatible server whose model judges the retrieval's candidates (same problem up to rewording?)",
+)
+@click.option("--verify-model", default="", help="the served model for --verify-url")
+@click.option("--embeddings-url", default="", help="OpenAI-compatible /v1/embeddings server adding a view to retrieval")
+@click.option("--embeddings-model", default="", help="the served embedding model for --embeddings-url")
+@click.option(
+    "--probes/--no-probes", default=True, show_default=True, help="print the detector's figures on the probe set"
+)
+def decontaminate(
+    input_path: Path,
+    against: tuple[str, ...],
+    text_field: str,
+    output: Path,
+    verify_url: str,
+    verify_model: str,
+    embeddings_url: str,
+    embeddings_model: str,
+    probes: bool,
+) -> None:
     """Flag rows of INPUT that match a benchmark problem; every checked row is written to OUT
     with ``contaminated`` and ``contamination`` ({benchmark, benchmark_id, method, score}).
     A row that cannot be checked (unreadable, no text field) is never written as clean: it
-    goes to OUT's quarantine file (``<OUT>.quarantine.jsonl``) with its line and reason."""
+    goes to OUT's quarantine file (``<OUT>.quarantine.jsonl``) with its line and reason.
+
+    With ``--verify-url``/``--verify-model`` the retrieval's candidates that the offline
+    rule leaves are judged by that model (structured output; verdicts kept in
+    ``<OUT>.store.sqlite``, so a re-run asks nothing again); a flagged row then carries the
+    model's ``reason``. Finally the detector's recall and false positives on the project's
+    probe set, with these benchmarks indexed, are printed (``--no-probes`` skips it)."""
     import itertools
 
     from fineproofs.filters.decontaminate import Decontaminator, load_benchmarks
+    from fineproofs.filters.retrieval import EmbeddingClient
     from fineproofs.tables import iter_table
+
+    if bool(verify_url) != bool(verify_model) or bool(embeddings_url) != bool(embeddings_model):
+        raise ConfigError("--verify-url goes with --verify-model, --embeddings-url with --embeddings-model")
 
     quarantine = output.with_name(output.name + ".quarantine.jsonl")
     for written, what in ((output, "--output"), (quarantine, f"--output's quarantine file {quarantine}")):
         if written.resolve() == input_path.resolve() or (written.exists() and written.samefile(input_path)):
             raise ConfigError(f"{what} is INPUT: write the flagged rows to another file (INPUT is never overwritten)")
     benches = load_benchmarks(against)  # every file validated before any work
-    dec = Decontaminator([p for ps in benches for p in ps])
+    embedder = EmbeddingClient(embeddings_url, embeddings_model) if embeddings_url else None
+    dec = Decontaminator([p for ps in benches for p in ps], embedder=embedder)
     rows = iter_table(input_path, what="INPUT")
     first = list(itertools.islice(rows, 1))
     if first and first[0].row is not None and text_field not in first[0].row:
@@ -51,8 +83,12 @@ def decontaminate(input_path: Path, against: tuple[str, ...], text_field: str, o
     flagged: Counter = Counter()
     bad: Counter = Counter()
     n = 0
+    verdicts = dec.check_rows(itertools.chain(first, rows), text_field)
+    engine = None
+    if verify_url:
+        verdicts, engine = _verified(dec, verdicts, text_field, verify_url, verify_model, output)
     with rundir.atomic_write(output) as f, rundir.atomic_write(quarantine) as q:
-        for v in dec.check_rows(itertools.chain(first, rows), text_field):
+        for v in verdicts:
             if v.error:
                 bad[reason_kind(v.error)] += 1
                 q.write(json.dumps({"line": v.line, "reason": v.error}, ensure_ascii=False) + "\n")
@@ -75,6 +111,55 @@ def decontaminate(input_path: Path, against: tuple[str, ...], text_field: str, o
         )
     else:
         quarantine.unlink()
+    if engine is not None:
+        engine.close()  # the store closes with it (_verified)
+    if probes:
+        from fineproofs.filters.probes import measure, summary, table
+
+        res = measure([p for ps in benches for p in ps], embedder=embedder)
+        s = summary(res)
+        click.echo(
+            f"detector on the probe set with these benchmarks indexed (offline rule): recall {s['disguise_recall']} "
+            f"on disguises, {s['paraphrase_recall']} on paraphrases, {s['false_positives']}/{s['negatives']} "
+            "unrelated problems flagged"
+        )
+        for line in table(res):
+            click.echo("  " + line)
+
+
+def _verified(dec, verdicts, text_field: str, url: str, model: str, output: Path, batch: int = 256):
+    """The verdicts with the rows the offline rule left clean judged by ``model`` at ``url``
+    (in batches of ``batch`` rows), and the engine to close."""
+    import itertools
+
+    from fineproofs.config import EngineConfig
+    from fineproofs.engines.http_engine import HTTPEngine
+    from fineproofs.filters.verify import SameProblemVerifier
+    from fineproofs.generation import CachedGenerator
+    from fineproofs.store import ResponseStore
+
+    engine = HTTPEngine.from_config(EngineConfig(kind="http", model=model, endpoints=[url]))
+    engine.__enter__()
+    store = ResponseStore(output.with_name(output.name + ".store.sqlite"))
+    close = engine.close
+
+    def close_both() -> None:
+        close()
+        store.close()
+
+    engine.close = close_both
+    verifier = SameProblemVerifier(CachedGenerator(engine, store, progress=False))
+
+    def gen():
+        it = iter(verdicts)
+        while chunk := list(itertools.islice(it, batch)):
+            todo = [v for v in chunk if not v.error and v.match is None]
+            texts = [v.row[text_field] for v in todo]
+            for v, m in zip(todo, dec.match_many(texts, verifier, offline=False)):
+                v.match = m
+            yield from chunk
+
+    return gen(), engine
 
 
 @click.command("ingest", cls=Command)
