@@ -44,3 +44,32 @@ def test_differences_name_the_release_value():
     diffs = {d["key"]: d for d in differences(prof)}
     assert diffs["student_samples"]["release"] == 128 and diffs["student_samples"]["ours"] == prof.student_samples
     assert "judge.engine.model" in diffs
+
+
+def test_every_training_setting_has_a_row():
+    """Each setting of the paper training and evaluation configs is a fidelity knob (release
+    value, ours, why) or a named operational setting: nothing goes unlisted."""
+    import yaml
+
+    from fineproofs.train.config import config_text
+    from fineproofs.train.fidelity import KNOBS as TRAIN
+    from fineproofs.train.fidelity import operational
+
+    def leaves(d, pre=""):
+        for k, v in d.items():
+            if isinstance(v, dict) and v:
+                yield from leaves(v, f"{pre}{k}.")
+            else:
+                yield f"{pre}{k}"
+
+    listed = {k.key for k in TRAIN}
+    missing = []
+    for stage in ("sft", "rl", "rc", "eval"):
+        data = yaml.safe_load(config_text(stage, "paper")[0])
+        missing += [f"{stage}:{key}" for key in leaves(data) if f"{stage}:{key}" not in listed]
+    assert [m for m in missing if operational(m) is None] == []
+    # the knobs that differ from the release say why
+    from fineproofs.train.fidelity import differs, paper_configs
+
+    cfgs = paper_configs()
+    assert all(k.why for k in TRAIN if differs(k, cfgs))

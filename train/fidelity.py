@@ -43,9 +43,20 @@ class TrainKnob:
         if self.extract is not None:
             return self.extract(configs[stage])
         node: Any = configs[stage]
+        if path.startswith("trainer.") and path[8:] not in node.trainer:
+            return _trl_default(stage, path[8:])  # unset: what TRL runs with
         for part in path.split("."):
             node = node.get(part) if isinstance(node, dict) else getattr(node, part)
         return node
+
+
+def _trl_default(stage: str, key: str) -> Any:
+    import dataclasses
+
+    from fineproofs.train.config import trl_args_class
+
+    field = {f.name: f for f in dataclasses.fields(trl_args_class(stage))}[key]
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
 
 
 def _prompt(name: str) -> Callable[[Any], str]:
@@ -102,6 +113,7 @@ KNOBS: list[TrainKnob] = [
         "ours: per_device_train_batch_size x gradient_accumulation_steps x 8 training GPUs",
         extract=_sequences_per_step,
     ),
+    TrainKnob("rl:model.dtype", "bfloat16", f"{BASE} load_as_bf16, {RL} vllm_config dtype"),
     TrainKnob("rl:trainer.temperature", 0.8, f"{RL} llm.parameters"),
     TrainKnob("rl:trainer.top_p", 1.0, f"{RL} llm.parameters (none set)"),
     TrainKnob("rl:trainer.max_completion_length", 49152, f"{RL} llm.parameters.max_tokens"),
@@ -139,6 +151,7 @@ KNOBS: list[TrainKnob] = [
     TrainKnob("rl:trainer.num_iterations", 1, f"{LOOP} (each rollout trained on once)"),
     TrainKnob("rl:trainer.learning_rate", 1e-6, f"{RL}"),
     TrainKnob("rl:trainer.lr_scheduler_type", "constant", f"{RL} (constant_with_warmup, 0 warmup)"),
+    TrainKnob("rl:trainer.warmup_steps", 0, f"{RL} num_warmup_steps"),
     TrainKnob("rl:trainer.weight_decay", 0.01, f"{BASE}"),
     TrainKnob(
         "rl:trainer.max_grad_norm",
@@ -167,6 +180,9 @@ KNOBS: list[TrainKnob] = [
     TrainKnob("rl:judge.engine.model", "openai/gpt-oss-20b", f"{RL} llm_grader.name"),
     TrainKnob("rl:judge.sampling.temperature", 1.0, f"{RL} llm_grader.sampling_kwargs"),
     TrainKnob("rl:judge.sampling.max_tokens", 81920, f"{RL} llm_grader.sampling_kwargs"),
+    TrainKnob("rl:judge.sampling.top_p", 1.0, f"{RL} llm_grader.sampling_kwargs (none set)"),
+    TrainKnob("rl:grading.judges", 1, f"{RL} (one grader call per rollout)"),
+    TrainKnob("rl:grading.prefill_score_tag", False, f"{VERIFIER} (the prompt is sent as is)"),
     TrainKnob("rl:judge.sampling.reasoning_effort", "medium", f"{RL} llm_grader.sampling_kwargs.reasoning.effort"),
     TrainKnob("rl:grading.with_reference", False, "training/prompts/evaluator_prompts/v1.md"),
     TrainKnob(
@@ -227,10 +243,34 @@ KNOBS: list[TrainKnob] = [
     TrainKnob("eval:policy.sampling.temperature", 0.8, EVAL),
     TrainKnob("eval:policy.sampling.top_p", 1.0, EVAL),
     TrainKnob(
+        "eval:benchmark",
+        "lm-provers/IMOProofBench",
+        "eval/scripts/run.py (--data-path default)",
+        "ours reads a local copy of the benchmark CSV (offline); `benchmark: lm-provers/IMOProofBench` reads the Hub",
+    ),
+    TrainKnob("eval:policy.engine.model", "lm-provers/QED-Nano", EVAL, "replaced by --model"),
+    TrainKnob(
         "eval:judge.engine.model",
-        "gemini-3-pro",
-        "eval/slurm/README.md (--judge default)",
+        "gemini-3-pro-preview",
+        "eval/slurm/README.md (--judge google/gemini-3-pro), eval/configs/models/google/gemini-3-pro.yaml model",
         "the grading prompt is ours (0/1/6/7, <score> tag), in our words",
+    ),
+    TrainKnob("eval:judge.sampling.max_tokens", 130000, "eval/configs/models/google/gemini-3-pro.yaml"),
+    TrainKnob(
+        "eval:judge.sampling.temperature",
+        UNKNOWN,
+        "eval/configs/models/google/gemini-3-pro.yaml",
+        "null there (the API's default, 1.0 for Gemini 3): we send 1.0",
+    ),
+    TrainKnob(
+        "eval:judge.sampling.top_p", UNKNOWN, "eval/configs/models/google/gemini-3-pro.yaml", "null there: we send 1.0"
+    ),
+    TrainKnob("eval:grading.judges", 1, "eval/scripts/grading.py (one judge call per proof)"),
+    TrainKnob(
+        "eval:grading.max_attempts",
+        UNKNOWN,
+        "eval/scripts/grading.py",
+        "ours: an unparseable reply is retried up to 3 times, then reported and excluded (never a 0)",
     ),
     TrainKnob("eval:rc_turns", 3, f"{EVAL_RC} n_iterations"),
     TrainKnob(
@@ -244,6 +284,8 @@ KNOBS: list[TrainKnob] = [
         ),
     ),
     TrainKnob("eval:summarizer.sampling.max_tokens", 229376, f"{EVAL_RC} (the policy's sampling)"),
+    TrainKnob("eval:summarizer.sampling.temperature", 0.8, f"{EVAL_RC} (the policy's sampling)"),
+    TrainKnob("eval:summarizer.sampling.top_p", 1.0, f"{EVAL_RC} (the policy's sampling)"),
     TrainKnob("eval:summary_max_words", None, f"{EVAL_RC} summarization_prompt (two paragraphs)"),
     TrainKnob(
         "eval:prompts.rc_reason",
@@ -256,6 +298,61 @@ KNOBS: list[TrainKnob] = [
     ),
     TrainKnob("eval:samples", 1, "eval/scripts/run.py --n (default 1)", "more samples lower the variance only"),
 ]
+
+
+def _mirror_into_rc() -> list[TrainKnob]:
+    """The release's RC config shares the RL objective, sampling and judge: every RL knob
+    not listed for RC on its own holds for RC with the same value."""
+    listed = {k.key for k in KNOBS}
+    out = []
+    for k in KNOBS:
+        stage, _, path = k.key.partition(":")
+        if stage != "rl" or f"rc:{path}" in listed or path in _RL_ONLY:
+            continue
+        out.append(TrainKnob(f"rc:{path}", k.release, f"{RC} (as RL)", k.why, k.extract, k.ours_for_release))
+    return out
+
+
+_RL_ONLY = {"model.name", "sequences per optimizer step", "update.loss", "update.generation_lag"}
+KNOBS += _mirror_into_rc()
+
+# settings of the paper configs that do not change what is learned or how it is scored:
+# (key pattern, fnmatch style over `<stage>:<path>`; what it is)
+OPERATIONAL: list[tuple[str, str]] = [
+    ("*:name", "recipe metadata"),
+    ("*:description", "recipe metadata"),
+    ("*:gpus", "GPUs the recipe assumes (the release: 4 nodes x 8 H100 for RL and RC)"),
+    ("*:accelerate_config", "launcher file (the release: DeepSpeed ZeRO-3, bf16)"),
+    ("*:model.attn_implementation", "attention kernel (the release: flash_attention_2); numerics only"),
+    ("*:model.chat_template", "how the training template is built (checked to render like the model's own)"),
+    ("*:data.config", "dataset config of the source"),
+    ("sft:*", "the release ships no SFT config: every SFT setting is ours (the model above is the paper's)"),
+    ("*.engine.kind", "where a role runs (http, transformers, vllm)"),
+    ("*.engine.endpoints", "where a role runs"),
+    ("*.engine.max_concurrency", "request fan-out"),
+    ("*.engine.request_timeout_s", "request timeout"),
+    ("*.engine.label", "a short label for logs"),
+    ("*.engine.api_key_env", "where the API key is read from"),
+    ("*:trainer.loss_type", "unused under update.loss: release (TRL's loss when update.loss: trl)"),
+    ("*:trainer.per_device_train_batch_size", "see `sequences per optimizer step`"),
+    ("*:trainer.gradient_accumulation_steps", "see `sequences per optimizer step`"),
+    ("*:trainer.use_vllm", "generation backend (the release: vLLM actors)"),
+    ("*:trainer.vllm_*", "generation backend"),
+    ("*:trainer.activation_checkpointing", "memory (the release: gradient_checkpointing true)"),
+    ("*:trainer.bf16", "mixed precision (the release: DeepSpeed bf16)"),
+    ("*:trainer.logging_steps", "logging"),
+    ("*:trainer.log_completions", "logging"),
+    ("*:trainer.report_to", "logging"),
+    ("*:trainer.save_*", "checkpoints (the release: every 5 steps)"),
+    ("*:trainer.seed", "seed (the release: 42)"),
+    ("eval:modes", "which of the harness's two runs (direct, RC) to do"),
+]
+
+
+def operational(key: str) -> str | None:
+    from fnmatch import fnmatchcase
+
+    return next((why for pat, why in OPERATIONAL if fnmatchcase(key, pat)), None)
 
 
 def differs(k: TrainKnob, configs: dict[str, Any]) -> bool:

@@ -85,7 +85,7 @@ def profiles_fidelity() -> None:
     bundled profiles' values, and why they differ. docs/fidelity.md is this output."""
     from fineproofs.cards.fidelity import BEHAVIOURS, table
     from fineproofs.train.fidelity import BEHAVIOURS as TRAIN_BEHAVIOURS
-    from fineproofs.train.fidelity import EVAL_NOTE, KNOBS, differs, paper_configs
+    from fineproofs.train.fidelity import EVAL_NOTE, KNOBS, OPERATIONAL, differs, paper_configs
 
     names = [n for n in bundled_profiles() if n.startswith("paper")]
     profs = {n: load_profile(n) for n in names}
@@ -124,6 +124,15 @@ def profiles_fidelity() -> None:
         "|---|---|---|---|",
     ]
     out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in TRAIN_BEHAVIOURS]
+    out += [
+        "",
+        "Every other setting of the training and evaluation configs runs the recipe without changing what is "
+        "learned or how it is scored:",
+        "",
+        "| settings | what |",
+        "|---|---|",
+    ]
+    out += [f"| `{pat}` | {_md(why)} |" for pat, why in OPERATIONAL]
     out += ["", EVAL_NOTE]
     click.echo("\n".join(out))
 
