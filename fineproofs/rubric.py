@@ -54,11 +54,28 @@ least two checkpoints; every checkpoint is worth 1..7 whole points; every chain
 sums to exactly 7, so 7 is reachable and never exceeded (a proof is scored by its
 best chain, never by adding chains); deductions are negative and each at most 7 in
 size; each cap is a whole number from 0 to 6 out of 7 (a rubric may have several).
+
+Structured form (``rubrics.structured``): the writer answers one JSON document of
+:func:`rubric_schema` under a grammar (llguidance on the transformers engine,
+``response_format`` on HTTP servers)::
+
+    {"checkpoints": [{"points": 2, "description": "..."}, {"points": 5, "description": "..."}],
+     "zero_credit": ["..."], "deductions": [{"points": -1, "description": "..."}],
+     "caps": [{"cap": 3, "description": "..."}]}
+
+The schema itself encodes the point rules: ``checkpoints`` is one of the ordered
+compositions of 7 into 2..``max_checkpoints`` parts (an ``anyOf`` of fixed-length
+tuples whose ``points`` are constants), so a constrained decoder cannot write a sum
+other than 7, a single checkpoint or a checkpoint over 7; deductions are -7..-1 and
+caps 0..6. :func:`parse_rubric_json` reads the document (a server may ignore the
+schema), renders it in this project's form and parses and validates that text like
+any other reply, so the text the judge sees is what was validated.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -387,3 +404,151 @@ def render_rubric(r: Rubric) -> str:
 def rubric_hash(texts) -> str:
     """A short fingerprint of a set of rubric texts (order-free), for provenance."""
     return hashlib.sha256("\n\n".join(sorted(texts)).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------
+# structured (JSON) form
+# ---------------------------------------------------------------------------
+def _compositions(total: int, parts_max: int) -> list[tuple[int, ...]]:
+    """Every ordered way to write ``total`` as a sum of at most ``parts_max`` positive whole numbers."""
+    if total == 0:
+        return [()]
+    if parts_max == 0:
+        return []
+    return [(p, *rest) for p in range(1, total + 1) for rest in _compositions(total - p, parts_max - 1)]
+
+
+def rubric_schema(max_checkpoints: int = 5, description_chars: int = 100, max_lines: int = 2) -> dict:
+    """The JSON schema of a structured rubric reply (see the module docstring).
+
+    ``checkpoints``: 2..``max_checkpoints`` items whose points add up to 7, written as
+    an ``anyOf`` over the compositions of 7 (56 of them for 5 checkpoints), each a tuple
+    (``prefixItems`` of ``{"points": const}`` objects, ``items: false``); descriptions are
+    1..``description_chars`` characters. ``zero_credit``, ``deductions`` and ``caps`` hold at
+    most ``max_lines`` items each, so a complete reply fits a small token budget."""
+    if not 2 <= max_checkpoints <= 7:
+        raise ValueError(f"max_checkpoints must be 2..7, not {max_checkpoints}")
+    text = {"type": "string", "minLength": 1, "maxLength": description_chars}
+    defs = {
+        f"cp{p}": {
+            "type": "object",
+            "properties": {"points": {"const": p}, "description": text},
+            "required": ["points", "description"],
+            "additionalProperties": False,
+        }
+        for p in range(1, 8)
+    }
+    chains = [c for c in _compositions(7, max_checkpoints) if len(c) >= 2]
+    checkpoints = {
+        "anyOf": [
+            {
+                "type": "array",
+                "prefixItems": [{"$ref": f"#/$defs/cp{p}"} for p in c],
+                "items": False,
+                "minItems": len(c),
+                "maxItems": len(c),
+            }
+            for c in chains
+        ]
+    }
+
+    def listed(item: dict) -> dict:
+        return {"type": "array", "items": item, "maxItems": max_lines}
+
+    def scored(key: str, lo: int, hi: int) -> dict:
+        return {
+            "type": "object",
+            "properties": {key: {"type": "integer", "minimum": lo, "maximum": hi}, "description": text},
+            "required": [key, "description"],
+            "additionalProperties": False,
+        }
+
+    return {
+        "title": "rubric",
+        "type": "object",
+        "properties": {
+            "checkpoints": checkpoints,
+            "zero_credit": listed(text),
+            "deductions": listed(scored("points", -7, -1)),
+            "caps": listed(scored("cap", 0, 6)),
+        },
+        "required": ["checkpoints", "zero_credit", "deductions", "caps"],
+        "additionalProperties": False,
+        "$defs": defs,
+    }
+
+
+def _one_line(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise RubricError(f"{what} must be a string, not {type(value).__name__}")
+    return " ".join(value.split())
+
+
+def _whole(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RubricError(f"{what} must be a whole number, not {value!r}")
+    return value
+
+
+def parse_rubric_json(answer: str, problem_id: str = "") -> Rubric:
+    """A validated :class:`Rubric` from a structured reply (:func:`rubric_schema`).
+
+    The document is read strictly (one JSON object, nothing after it; a fenced block is
+    accepted), turned into this project's text form and parsed back by
+    :func:`parse_rubric`, so it passes the same validation as a text reply and
+    ``render()`` is the validated text. Raises :class:`RubricError` saying what is wrong
+    (a reply cut at ``max_tokens`` is unfinished JSON)."""
+    text = answer.strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.S)
+    text = fenced.group(1) if fenced else text
+    try:
+        obj, end = json.JSONDecoder().raw_decode(text)
+    except ValueError:
+        raise RubricError("the reply is not a complete JSON rubric (cut short, or not JSON)") from None
+    if text[end:].strip():
+        raise RubricError("text after the JSON rubric")
+    if not isinstance(obj, dict):
+        raise RubricError("the JSON rubric must be an object")
+    extra = sorted(set(obj) - {"checkpoints", "zero_credit", "deductions", "caps"})
+    if extra:
+        raise RubricError(f"unknown keys in the JSON rubric: {', '.join(extra)}")
+    sections: dict[str, list] = {}
+    for key in ("checkpoints", "zero_credit", "deductions", "caps"):
+        sections[key] = obj.get(key) or []
+        if not isinstance(sections[key], list):
+            raise RubricError(f'"{key}" must be a list')
+    r = Rubric(problem_id=problem_id, items=[])
+    for i, cp in enumerate(sections["checkpoints"], 1):
+        if not isinstance(cp, dict):
+            raise RubricError(f"checkpoint {i} must be an object with points and description")
+        r.items.append(RubricItem(_one_line(cp.get("description"), f"checkpoint {i}'s description"),
+                                  _whole(cp.get("points"), f"checkpoint {i}'s points")))  # fmt: skip
+    zero = [_one_line(z, "a zero-credit item") for z in sections["zero_credit"]]
+    # an empty item, or one that is only a section heading ("Zero credit:"), says nothing: left out
+    r.zero_credit = [z for z in zero if z and _heading(z) is None and not _CHAIN_ANY.match(_plain(z))]
+    for d in sections["deductions"]:
+        if not isinstance(d, dict):
+            raise RubricError("a deduction must be an object with points and description")
+        r.deductions.append(RubricItem(_one_line(d.get("description"), "a deduction's description"),
+                                       _whole(d.get("points"), "a deduction's points")))  # fmt: skip
+    for c in sections["caps"]:
+        if not isinstance(c, dict):
+            raise RubricError("a cap must be an object with cap and description")
+        r.caps.append(RubricItem(_one_line(c.get("description"), "a cap's description"), _whole(c.get("cap"), "a cap")))
+    validate_rubric(r)
+    parsed = parse_rubric(render_rubric(r), problem_id)
+    if _scores(parsed) != _scores(r):  # a description that reads as a scored line changed the rubric
+        raise RubricError(
+            f"a description reads as a heading or a scored line (read back as {_scores(parsed)}, written as "
+            f"{_scores(r)}); write points only in the points fields"
+        )
+    return parsed
+
+
+def _scores(r: Rubric) -> tuple:
+    return (
+        [(i.points, i.chain) for i in r.items],
+        [d.points for d in r.deductions],
+        [c.points for c in r.caps],
+        len(r.zero_credit),
+    )

@@ -8,23 +8,47 @@ sample index. After
 ``max_attempts`` rounds the problem is quarantined with the last error. All rounds
 of all problems are batched, and every reply is in the response store, so a
 re-run replays the same decisions without generating.
+
+``rubrics.keep_lead_in: false`` (``paper``) stores and shows the judge the rubric from
+its "Checkpoints" line on, as QED-Nano stores it (:func:`cut_lead_in`).
+
+Structured (``rubrics.structured``): the request carries the JSON schema of
+:func:`fineproofs.rubric.rubric_schema` (the engine constrains decoding to it, so the
+checkpoints can only add up to 7) and the ``rubric_json`` note asking for that JSON
+is appended to the user turn; the reply is read by
+:func:`fineproofs.rubric.parse_rubric_json`, which validates it like a text reply. A
+reply that is not JSON (a server that fell back to text) is read as text. Retries
+append the ``rubric_json_retry`` note instead of ``rubric_retry``; no prefill is sent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 
 from fineproofs import prompts
 from fineproofs.config import RoleConfig, RubricConfig
-from fineproofs.engines.base import GenerationRequest, sampling_of
+from fineproofs.engines.base import GenerationRequest, SamplingParams, sampling_of
 from fineproofs.generation import CachedGenerator
 from fineproofs.pipelines.stage import Failed, LLMStage, Work
 from fineproofs.records import Problem
 from fineproofs.replies import answer_of
-from fineproofs.rubric import RubricError, parse_rubric
+from fineproofs.rubric import Rubric, RubricError, parse_rubric, parse_rubric_json, rubric_schema
 
 log = logging.getLogger(__name__)
+
+
+def cut_lead_in(answer: str) -> str:
+    """The rubric from the line that opens its "Checkpoints" section on, without what the
+    writer wrote before it ("Here is the marking scheme:"). QED-Nano's
+    scheme_generation.py keeps the reply from the first "Checkpoints" on (from the word;
+    we keep that line whole, so a heading ``1. **Checkpoints (7 pts total)**`` stays
+    parseable). A reply without the word, or a JSON reply, is returned unchanged."""
+    at = answer.find("Checkpoints")
+    if at < 0 or answer.lstrip().startswith(("{", "```")):
+        return answer
+    return answer[answer.rfind("\n", 0, at) + 1 :]
 
 
 class RubricWriter(LLMStage):
@@ -40,11 +64,21 @@ class RubricWriter(LLMStage):
         self.cfg = cfg
         self.generator = generator
         self.prompt = prompts.pick("rubric", prompt_files)
-        self.retry = prompts.pick("rubric_retry", prompt_files)
+        self.structured = cfg.structured
+        self.retry = prompts.pick("rubric_json_retry" if cfg.structured else "rubric_retry", prompt_files)
+        self.json_note = prompts.pick("rubric_json", prompt_files) if cfg.structured else None
 
     @property
     def prompt_version(self) -> str:
-        return f"{self.prompt.version}+{self.retry.version}"
+        v = f"{self.prompt.version}+{self.retry.version}"
+        return f"{v}+{self.json_note.version}" if self.json_note else v
+
+    def sampling(self) -> SamplingParams:
+        """The role's sampling; structured, with the rubric schema attached."""
+        sp = sampling_of(self.role)
+        if not self.structured:
+            return sp
+        return dataclasses.replace(sp, json_schema=rubric_schema(self.cfg.max_checkpoints, self.cfg.description_chars))
 
     def _conversation(self, base: list[dict[str, str]], error: str | None) -> list[dict[str, str]]:
         """The original request; on a retry, the validation error is appended to the
@@ -53,6 +87,13 @@ class RubricWriter(LLMStage):
             return base
         note = self.retry.render(error=error)[-1]["content"]
         return base[:-1] + [{"role": "user", "content": f"{base[-1]['content']}\n\n{note}"}]
+
+    def parse(self, answer: str, problem_id: str) -> Rubric:
+        """The validated rubric of a reply's final answer (JSON when structured, unless the
+        server fell back to text); :class:`RubricError` says why not."""
+        if self.structured and answer.lstrip().startswith(("{", "```")):
+            return parse_rubric_json(answer, problem_id)
+        return parse_rubric(answer, problem_id)
 
     def process(self, chunk: list[Work]) -> Iterator[Work | Failed]:
         failures: dict[str, str] = {}
@@ -71,15 +112,15 @@ class RubricWriter(LLMStage):
     def _rounds(self, pending: list[Work], failures: dict[str, str]) -> None:
         """Up to ``max_attempts`` rounds; each round is one batched engine call and its
         own sample index, so a retry never replays an earlier reply."""
-        sp = sampling_of(self.role)
+        sp = self.sampling()
+        prefill = "" if self.structured else self.cfg.prefill
         convs = {w.id: self._base(w.problem) for w in pending}
         notes: dict[str, str] = {}
         for attempt in range(self.cfg.max_attempts):
             if not pending:
                 break
             reqs = [
-                GenerationRequest(self._conversation(convs[w.id], notes.get(w.id)), 1, sp, self.cfg.prefill)
-                for w in pending
+                GenerationRequest(self._conversation(convs[w.id], notes.get(w.id)), 1, sp, prefill) for w in pending
             ]
             replies = self.generator.run(
                 reqs, stage=self.name, prompt_version=self.prompt_version, first_sample=attempt
@@ -94,7 +135,7 @@ class RubricWriter(LLMStage):
                 try:
                     if answer is None:
                         raise RubricError("the reply ended inside its reasoning: no rubric was written")
-                    rubric = parse_rubric(answer, w.id)
+                    rubric = self.parse(answer if self.cfg.keep_lead_in else cut_lead_in(answer), w.id)
                 except RubricError as e:
                     failures[w.id] = f"invalid_rubric: {e}"
                     notes[w.id] = str(e)
@@ -107,4 +148,10 @@ class RubricWriter(LLMStage):
             pending = still
 
     def _base(self, p: Problem) -> list[dict[str, str]]:
-        return self.prompt.render(problem=p.statement, solution=p.reference_solution or "(none available)")
+        msgs = self.prompt.render(problem=p.statement, solution=p.reference_solution or "(none available)")
+        if self.json_note is None:
+            return msgs
+        note = self.json_note.render(
+            max_checkpoints=str(self.cfg.max_checkpoints), chars=str(self.cfg.description_chars)
+        )
+        return msgs[:-1] + [{"role": "user", "content": f"{msgs[-1]['content']}\n\n{note[-1]['content']}"}]
