@@ -8,11 +8,23 @@ array or Ray tasks. Ingest runs once before them (its dedup is global), and a me
 step writes the split from every shard's stage files
 (:func:`~fineproofs.pipelines.build.merge_shards`): the same rows as one process
 building every problem from the same stores.
+
+With the local executor the shards are child processes this module starts and
+watches itself (not a process pool, which waits forever for a task whose worker was
+killed): a shard that dies (a signal, an out-of-memory kill) or fails is named, the
+others finish, nothing is merged, and the command exits non-zero; every finished
+shard and every stored completion stays, so the same command resumes.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Callable
+from multiprocessing.connection import wait
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
@@ -21,6 +33,7 @@ from fineproofs import rundir
 from fineproofs.calibration import calibrate_roles
 from fineproofs.config import Profile
 from fineproofs.engines import EnginePool
+from fineproofs.errors import DataError, FineproofsError, IncompleteBuild
 from fineproofs.pipelines.build import Build
 from fineproofs.pipelines.ingest import make_executor, run_ingest
 from fineproofs.store import ResponseStore
@@ -58,6 +71,11 @@ def run_shards(
         )
     run_ingest(profile, out_dir)
     ex = profile.executor
+    if ex.kind == "local":
+        run_local(profile, out_dir, split, count)
+        if merge is not None:
+            merge()
+        return
     logs = out_dir / "logs"
     shards = make_executor(
         ex, [ShardStep(profile, out_dir, split)], count, logs, f"llm_{split}_{count}", workers=ex.workers or count
@@ -66,3 +84,72 @@ def run_shards(
         shards.run()
         return
     make_executor(ex, [merge], 1, logs, f"merge_{split}_{count}", depends=shards).run()
+
+
+log = logging.getLogger(__name__)
+
+
+def _shard_main(profile: Profile, out_dir: str, split: str, index: int, count: int) -> None:
+    """One shard in a child process: exit 0 when it finished, else the error's exit code
+    (its one line on stderr)."""
+    try:
+        ShardStep(profile, out_dir, split).run(rank=index, world_size=count)
+    except FineproofsError as e:
+        print(f"fineproofs: shard {index} of {count}: {e}", file=sys.stderr, flush=True)
+        os._exit(e.exit_code or 1)
+    except BaseException as e:  # a bug: keep its traceback in the shard's stderr
+        import traceback
+
+        traceback.print_exc()
+        print(f"fineproofs: shard {index} of {count}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        os._exit(1)
+    os._exit(0)
+
+
+def _ended(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed ({name})"
+    return "ended incomplete (exit 3)" if code == IncompleteBuild.exit_code else f"failed (exit {code})"
+
+
+def run_local(profile: Profile, out_dir: str | Path, split: str, count: int) -> None:
+    """The ``count`` shards as child processes on this machine, at most ``workers`` at once
+    (the profile's ``executor.workers``, else the cores available). Finished shards are
+    skipped. Raises, naming every shard that died or failed, once the others are done."""
+    from fineproofs.pipelines.build import shard_dir
+
+    out_dir = Path(out_dir)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, min(count, profile.executor.workers or cpus))
+    todo = [i for i in range(count) if not (shard_dir(out_dir, i, count) / rundir.MANIFEST).exists()]
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    running: dict[int, multiprocessing.process.BaseProcess] = {}
+    ended: dict[int, int] = {}
+    while todo or running:
+        while todo and len(running) < workers:
+            i = todo.pop(0)
+            p = ctx.Process(target=_shard_main, args=(profile, str(out_dir), split, i, count), name=f"shard-{i}")
+            p.start()
+            running[i] = p
+        wait([p.sentinel for p in running.values()])  # returns when any shard process ends
+        for i, p in list(running.items()):
+            if not p.is_alive():
+                p.join()
+                del running[i]
+                if p.exitcode:
+                    ended[i] = p.exitcode
+                    log.error("shard %d of %d %s", i, count, _ended(p.exitcode))
+    if not ended:
+        return
+    what = "; ".join(f"shard {i} {_ended(c)}" for i, c in sorted(ended.items()))
+    message = (
+        f"{len(ended)} of {count} shards did not finish ({what}): nothing was merged. Every finished shard and "
+        f"every stored completion is kept under {out_dir / 'shards'}: re-run the same command to finish"
+    )
+    if all(c == IncompleteBuild.exit_code for c in ended.values()):
+        raise IncompleteBuild(message)
+    raise DataError(message)

@@ -268,3 +268,51 @@ def test_a_killed_runs_temporary_files_are_removed_at_the_next_start(tmp_path):
             p.write_text("half a line")
         assert _build(profile, out).exit_code == 0
     assert not any(p.exists() for p in stale) and keep.exists()
+
+
+# ----- a killed shard -----
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_a_killed_shard_is_named_the_command_exits_and_the_rerun_finishes(tmp_path):
+    import signal
+    import subprocess
+
+    env = {**os.environ, "GEMINI_API_KEY": "test-key-not-secret"}
+    with FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply, latency=0.05) as srv:
+        profile = _profile(tmp_path / "p", dict.fromkeys(ROLES, srv.url), {})
+        single = tmp_path / "single"
+        assert _build(profile, single).exit_code == 0
+        out = tmp_path / "run"
+        cmd = [sys.executable, "-m", "fineproofs", "build", "--split", "rl", "--profile", str(profile)]
+        cmd += ["--limit", str(LIMIT), "--output", str(out), "--no-progress", "--shards", "2"]
+        sent = len(srv.received)
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        victim = None
+        while p.poll() is None and victim is None:  # once the shards talk to the server, kill one
+            kids = _children(p.pid)
+            shards_started = any((out / "shards").glob("*/store.sqlite"))  # ingest is over: kids are shards
+            if shards_started and len(srv.received) > sent + 2 and kids:
+                victim = kids[0]
+                os.kill(victim, signal.SIGKILL)
+        stdout, stderr = p.communicate(timeout=300)  # a hang fails here instead of waiting forever
+        assert victim is not None, stderr
+        assert p.returncode == 1, stderr
+        lines = [x for x in stderr.splitlines() if x.startswith("fineproofs: ") and "did not finish" in x]
+        assert len(lines) == 1 and "was killed (SIGKILL)" in lines[0] and "re-run the same command" in lines[0]
+        assert "Traceback" not in stderr and not (out / "data").exists()
+
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+    assert rows(out) == rows(single)
