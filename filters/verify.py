@@ -11,8 +11,9 @@ on HTTP servers), and the reply is still parsed strictly (:func:`parse_same`): e
 the two keys, ``same`` a JSON boolean, ``reason`` a non-empty string (cut to 300
 characters), in a bare object or one fenced ``json`` block after any thinking. A reply
 that does not parse is asked again under a new sample index, up to ``max_attempts``;
-then the pair is *undecided* (:attr:`SameVerdict.failure`), which the caller reports and
-never turns into "clean" silently.
+then the pair is *undecided* (:attr:`SameVerdict.failure`, ``kind: detail`` with kind
+``engine_failure``, ``no_answer`` or ``unparseable_verdict``), which the caller reports
+and never turns into "clean" silently.
 
 Every request goes through the :class:`~fineproofs.generation.CachedGenerator` and so
 the response store: a re-run asks nothing again.
@@ -112,7 +113,10 @@ class SameProblemVerifier:
                     answer = answer_of(r.text, r.reasoning)
                     if answer is None:
                         raise SameParseError("no_answer: the reply ended inside its reasoning")
-                    same, reason = parse_same(answer)
+                    try:
+                        same, reason = parse_same(answer)
+                    except SameParseError as e:
+                        raise SameParseError(f"unparseable_verdict: {e}") from None
                     out[pair] = SameVerdict(same, reason, attempts=attempt + 1)
                 except SameParseError as e:
                     failures[pair] = str(e)

@@ -53,7 +53,7 @@ from fineproofs.pipelines.problem_filter import ProblemFilter, filter_roles
 from fineproofs.pipelines.rubrics import RubricWriter
 from fineproofs.pipelines.splits import SplitInputs, build_rl, build_sft, read_inputs
 from fineproofs.pipelines.stage import Recorder, Stage, Work, prefetch
-from fineproofs.records import sft_column_names
+from fineproofs.records import reason_kind, sft_column_names
 from fineproofs.rubric import rubric_hash
 from fineproofs.store import ResponseStore
 
@@ -225,6 +225,7 @@ class Build:
             )
             ing = self._ingest(res)
             problems = [x for x in ing.problems if self.shard is None or in_shard(x.id, *self.shard)]
+            problems = self._verify_contamination(problems, ing, res, pool, store)
             self._run_stages(problems, res, pool, store)
         finally:
             store.close()
@@ -256,6 +257,36 @@ class Build:
         res.dropped.update(ing.dropped)
         res.decontaminated = ing.decontaminated
         return ing
+
+    def _verify_contamination(self, problems: list, ing, res: BuildResult, pool: EnginePool, store) -> list:
+        """The LLM verifier of decontamination candidates, when the profile names one
+        (:mod:`fineproofs.pipelines.decontam_verify`): problems it flags leave the build and
+        join the decontamination report."""
+        from fineproofs.pipelines.decontam_verify import verifier_role, verify_contamination
+
+        role = verifier_role(self.profile)
+        if role is None:
+            return problems
+        gen = CachedGenerator(pool.get(role.engine), store, progress=self.progress, role="decontam_verifier")
+        self._gens.append(gen)
+        kept, flagged = verify_contamination(self.profile, problems, gen, self.work_dir)
+        report = ing.decontam_report
+        report["flagged"] = sorted(
+            [*report.get("flagged", []), *flagged], key=lambda r: (r["benchmark"], r["benchmark_id"], r["id"])
+        )
+        for f in flagged:
+            b = report.get("benchmarks", {}).get(f["benchmark"])
+            if b is not None:
+                b["flagged"] = b.get("flagged", 0) + 1
+        if flagged:
+            # judged the same: contaminated; not judged: why (a server that did not answer is
+            # transient, so the build ends incomplete and a re-run asks again)
+            res.counts["decontaminated"] = res.counts.get("decontaminated", len(problems)) - len(flagged)
+            drops = res.dropped.setdefault("decontaminate_verify", {})
+            for f in flagged:
+                kind = "contaminated" if f["method"] == "verifier" else reason_kind(f.get("reason", ""))
+                drops[kind] = drops.get(kind, 0) + 1
+        return kept
 
     def _run_stages(self, problems: list, res: BuildResult, pool: EnginePool, store: ResponseStore) -> None:
         """Every problem streams through the stages; results land in the stage files."""

@@ -3,7 +3,8 @@
 Not a model: a reply function for :class:`faultproxy.FaultServer` that answers each
 fineproofs prompt in the format the stage expects — a valid 7-point rubric for the
 rubric prompt, a fenced JSON verdict for the problem filter, a ``<score>N</score>``
-for the grading prompts (0-7, or 0/1/6/7 on the IMO-ProofBench scale), a thinking block and a proof for distillation and rollouts —
+for the grading prompts (0-7, or 0/1/6/7 on the IMO-ProofBench scale), a JSON verdict for the
+decontamination verifier, a thinking block and a proof for distillation and rollouts —
 with content derived from a hash of the request.
 It lets the paper profile run unchanged against loopback servers and makes outputs
 comparable across clean, faulty and killed-and-resumed runs.
@@ -45,5 +46,11 @@ def oracle_reply(messages, prefill: str, seed, index: int) -> str:
             "computational": h % 3 == 0,
         }
         return f"The problem reads as stated (note {h % 97}).\n\n```json\n{json.dumps(verdict)}\n```"
+    if "for contamination by a benchmark" in system:
+        # the decontamination verifier: the same problem only when the two statements are equal
+        a = " ".join(user.split("<<<A>>>")[1].split()) if user.count("<<<A>>>") == 2 else ""
+        b = " ".join(user.split("<<<B>>>")[1].split()) if user.count("<<<B>>>") == 2 else ""
+        same = bool(a) and a == b
+        return json.dumps({"same": same, "reason": "the same statement" if same else f"another problem ({h % 97})"})
     kind = "rollout" if user.startswith("Generate a rigorous proof") else "teacher"
     return f"<think>\nPlan {h % 1000} for the {kind}.\n</think>\n\nProof ({kind} {h % 10007}). By induction the claim holds."
