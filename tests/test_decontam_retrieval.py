@@ -395,3 +395,78 @@ def test_embedding_view(embeddings_url, probes):
 def test_benchmark_problem_list_stays_plain():
     # the probe references never enter a build's index: only measure() adds them
     assert BenchmarkProblem("b", "1", "t").benchmark != PROBE_BENCHMARK
+
+
+def test_the_card_reports_the_probe_figures(tmp_path):
+    """The figures measured in the build (ingest's report) reach the card as a table."""
+    from test_splits import make_run
+
+    from fineproofs.cards.card import CardFacts, write_card
+
+    figures = summary(measure([]))
+    run = make_run(tmp_path / "r", "rl")
+    write_card(
+        run,
+        load_profile("paper"),
+        CardFacts(
+            split="rl",
+            rows={"default": 1},
+            counts={},
+            dropped={},
+            decontaminated=True,
+            decontam_report={"benchmarks": {"mine": {"problems": 30, "flagged": 0}}, "methods": ["retrieval"],
+                             "flagged": [], "probes": figures},
+            rubric_hash="",
+            source_licences={"x": "MIT"},
+            rename={},
+            benchmark_args=[],
+            limit=None,
+        ),
+    )  # fmt: skip
+    text = (run / "README.md").read_text()
+    para = figures["kinds"]["paraphrase"]
+    assert f"| paraphrase | {para['probes']} | {para['caught']} |" in text
+    assert f"| negative | 40 | {figures['false_positives']} |" in text
+    assert f"{figures['paraphrase_recall']} on paraphrases" in text
+    assert "judged by the `judge` role's model" in text
+
+
+def test_decontaminate_cli_prints_the_probe_table_and_verifies(tmp_path, probes):
+    from click.testing import CliRunner
+
+    from fineproofs.cli.ingest import decontaminate
+
+    refs, ps = probes
+    bench = tmp_path / "bench.csv"
+    import csv
+
+    with open(bench, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Problem ID", "Problem"])
+        w.writerows((r.id, r.text) for r in refs)
+    dec = Decontaminator(load_benchmark(str(bench)))
+    hard = next(
+        p
+        for p in ps
+        if p.kind.startswith("paraphrase")
+        and dec.match(p.text) is None
+        and any(q.id == p.expected and n.score >= 0.2 for q, n in dec.neighbours(p.text))
+    )
+    neg = next(p for p in ps if p.kind == "negative" and dec.match(p.text) is None)
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"problem": hard.text}) + "\n" + json.dumps({"problem": neg.text}) + "\n")
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(decontaminate, [str(inp), "--against", str(bench), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "paraphrase" in res.output and "negative" in res.output and "recall" in res.output
+    assert [json.loads(x)["contaminated"] for x in out.read_text().splitlines()] == [False, False]
+    truth = {p.text: p.expected for p in ps} | {r.text: r.id for r in refs}
+    with FaultServer(reply_fn=Judge(truth)) as srv:
+        args = [str(inp), "--against", str(bench), "-o", str(out), "--no-probes"]
+        res = CliRunner().invoke(decontaminate, [*args, "--verify-url", srv.url, "--verify-model", "fake-model"])
+    assert res.exit_code == 0, res.output
+    got = [json.loads(x) for x in out.read_text().splitlines()]
+    assert got[0]["contaminated"] and got[0]["contamination"]["benchmark_id"] == hard.expected
+    assert got[0]["contamination"]["method"] == "verifier" and got[0]["contamination"]["reason"]
+    assert got[1]["contaminated"] is False
+    assert "paraphrase" not in res.output  # --no-probes
