@@ -17,6 +17,15 @@ Every LLM stage goes through the response store, so a re-run of a finished build
 performs zero generations and reproduces the same rows (completions that failed at
 the engine, e.g. a server that stayed down, are stored as failures and retried by
 the next run; those are the only requests a re-run sends).
+
+The exit contract: a build ends complete (the split, ``build.json``, exit 0), or
+incomplete (:class:`~fineproofs.errors.IncompleteBuild`, exit 3) when any item failed
+for a transient reason (the engine's retry budget ran out, a reply was empty): no
+split, card or ``build.json`` is written from it, and the same command finishes it,
+asking again only for what failed, under the same sample indices, so the finished
+rows are those of a fault-free build. Deliberate drops (unparseable replies after
+their attempts, the problem filter, the split's policy) are properties of the data
+and end complete. One process writes a run directory at a time (:func:`rundir.locked`).
 """
 
 from __future__ import annotations
