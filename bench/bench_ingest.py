@@ -3,6 +3,7 @@ statement-like problems (run on demand, not in tests).
 
     python bench/bench_ingest.py                 # 10k and 100k
     python bench/bench_ingest.py --sizes 2000 20000 --tasks 2
+    python bench/bench_ingest.py --compare 20000   # whole ingest with / without decontamination
 
 Prints per size the wall time of the whole ingest, the ratio of the two sizes' times
 (≈ size ratio when the pipeline is linear), and the ratio of the decontamination
@@ -107,25 +108,29 @@ def stage_seconds(out: Path, stage: str) -> float:
     )
 
 
-def run(n: int, tasks: int, tmp: Path) -> dict:
+def run(n: int, tasks: int, tmp: Path, decontaminate: bool = True) -> dict:
     from fineproofs.pipelines.ingest import run_ingest
 
     src = tmp / f"src{n}"
-    src.mkdir()
-    with open(src / "rows.jsonl", "w") as f:
-        for r in synth(n):
-            f.write(json.dumps(r) + "\n")
+    if not src.exists():
+        src.mkdir()
+        with open(src / "rows.jsonl", "w") as f:
+            for r in synth(n):
+                f.write(json.dumps(r) + "\n")
     data = load_profile("embedded").model_dump()
     data["sources"]["paths"] = [str(src)]
     data["limit"] = None
     from fineproofs.config import Profile
 
     benches = [str(IMOBENCH / "proofbench_v2.csv"), str(IMOBENCH / "answerbench_v2.csv")] if IMOBENCH.exists() else []
+    if not decontaminate:
+        benches = []
     t = time.perf_counter()
-    r = run_ingest(Profile.model_validate(data), tmp / f"out{n}", benchmarks=benches, tasks=tasks)
+    out = tmp / f"out{n}{'' if decontaminate else '-plain'}"
+    r = run_ingest(Profile.model_validate(data), out, benchmarks=benches, tasks=tasks)
     total = time.perf_counter() - t
-    plain = plain_pass(src, tmp / f"plain{n}")
-    decon = stage_seconds(tmp / f"out{n}", "decontaminate")
+    plain = plain_pass(src, tmp / f"plain{n}{'' if decontaminate else '-nd'}")
+    decon = stage_seconds(out, "decontaminate")
     return {
         "n": n,
         "total_s": total,
@@ -140,9 +145,27 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs=2, default=[10_000, 100_000])
     ap.add_argument("--tasks", type=int, default=2)
+    ap.add_argument(
+        "--compare", type=int, metavar="N", help="whole ingest of N problems with and without decontamination"
+    )
     args = ap.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
+    if args.compare:
+        with tempfile.TemporaryDirectory() as d:
+            run(50, args.tasks, Path(d))  # warm imports and caches before timing
+            without = run(args.compare, args.tasks, Path(d), decontaminate=False)
+            with_ = run(args.compare, args.tasks, Path(d))
+        n = args.compare
+        extra_ms = (with_["total_s"] - without["total_s"]) / n * 1000
+        print(
+            f"{n} problems: ingest without decontamination {without['total_s']:.1f}s, with {with_['total_s']:.1f}s "
+            f"(ratio {with_['total_s'] / without['total_s']:.2f}x; {extra_ms:.2f} ms per problem; decontaminate "
+            f"stage {with_['decontam_s']:.1f}s, flagged {with_['flagged']}"
+            + ("" if IMOBENCH.exists() else "; IMO-Bench files absent: nothing indexed")
+            + ")"
+        )
+        return
     with tempfile.TemporaryDirectory() as d:
         fixed = run(50, args.tasks, Path(d))["total_s"]  # executor start-up etc., independent of size
         res = [run(n, args.tasks, Path(d)) for n in args.sizes]

@@ -57,6 +57,9 @@ What each asks for and what is parsed from the reply:
 - ``rc_reason`` / ``rc_summarize``: one reasoning-cache turn conditioned on the
   problem and the current summary, and the frozen summariser's short first-person
   summary of a turn (:mod:`fineproofs.train.rc` documents the parsing).
+- ``same_problem``: a training statement and a benchmark statement, each fenced between
+  ``<<<A>>>`` / ``<<<B>>>`` markers as data -> one JSON object ``{"same": bool, "reason":
+  str}`` (sent as structured output), parsed strictly by :mod:`fineproofs.filters.verify`.
 - ``eval_grade``: IMO-ProofBench grading with the benchmark's guidelines on the
   0/1/6/7 scale (:mod:`fineproofs.train.evaluate`).
 """
