@@ -73,3 +73,17 @@ def test_every_training_setting_has_a_row():
 
     cfgs = paper_configs()
     assert all(k.why for k in TRAIN if differs(k, cfgs))
+
+
+def test_a_run_records_where_it_differs_from_the_release():
+    from fineproofs.train.config import load_stage_config
+    from fineproofs.train.fidelity import run_differences
+
+    paper = {d["key"]: d for d in run_differences("rl", load_stage_config("rl", "paper", []))}
+    assert "rl:update.generation_lag" in paper and paper["rl:update.generation_lag"]["why"]
+    assert "rl:trainer.epsilon" not in paper  # as released
+    lag0 = run_differences("rl", load_stage_config("rl", "paper", ["update.generation_lag=0", "update.loss=trl"]))
+    keys = {d["key"] for d in lag0}
+    assert {"rl:update.loss", "rl:update.generation_lag"} <= keys
+    rc = {d["key"] for d in run_differences("rc", load_stage_config("rc", "paper", ["grading.score_parse=strict"]))}
+    assert "rc:grading.score_parse" in rc

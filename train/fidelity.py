@@ -427,6 +427,21 @@ with another budget, judge or summariser are not comparable.
 """
 
 
+def run_differences(stage: str, cfg) -> list[dict[str, Any]]:
+    """The knobs of ``stage`` where a run's config is not the release's (what QED-Nano does,
+    ours, why): written into the run's ``fineproofs_train.json`` as its fidelity list."""
+    out = []
+    for k in KNOBS:
+        if not k.key.startswith(f"{stage}:"):
+            continue
+        try:
+            if differs(k, {stage: cfg}):
+                out.append({"key": k.key, "release": k.release, "ours": k.value({stage: cfg}), "why": k.why})
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue  # a knob this config does not have
+    return out
+
+
 def paper_configs() -> dict[str, Any]:
     from fineproofs.train.config import load_stage_config
 

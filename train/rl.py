@@ -294,7 +294,9 @@ def run_grpo(
 
             start = TrainerState.load_from_json(str(Path(resume_from) / "trainer_state.json")).global_step
         trainer.train(resume_from_checkpoint=resume_from)
-        extra = {"judge": dict(reward.totals)}
+        from fineproofs.train.fidelity import run_differences
+
+        extra = {"judge": dict(reward.totals), "fidelity": run_differences(stage, cfg)}
         if rollout_func is not None and hasattr(rollout_func, "figures"):
             extra["rc"] = rollout_func.figures()
         return finish(stage, trainer, out, resume_from, timer, cfg.model_dump(), start, extra=extra)
