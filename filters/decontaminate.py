@@ -18,8 +18,25 @@ features (inverted index), using these signals:
 
 :meth:`Decontaminator.decide` combines them: a copy needs the distinctive prose
 backed by ``ngram``/``shingle``/formulas (formulas alone when the prose is mere
-template); a paraphrase needs matching formulas plus distinctive words, or rich prose
-mostly shared; all benchmark constants must be present in either case.
+template), or every character shingle of the statement (a verbatim copy, even with its
+math delimiters stripped); a paraphrase needs matching formulas plus distinctive words,
+or rich prose mostly shared; all benchmark constants must be present in either case, and
+a candidate that brings formulas of its own is another problem on the same template.
+
+What survives rewording is found by retrieval (:mod:`fineproofs.filters.retrieval`): the
+``neighbours`` benchmark problems nearest by canonical formula terms (renamed variables,
+reordered summands, moved terms, ``a | b`` written as a fraction), formula 3-grams,
+IDF-weighted words and constants, optionally an embedding endpoint.
+:meth:`Decontaminator.paraphrase_score` turns a neighbour's views into one score and the
+offline rule takes ``retrieval_threshold`` (0.55, chosen on the project's probe set:
+``bench/bench_decontam.py``) for "the same problem reworded" (method ``retrieval``).
+:meth:`Decontaminator.match_many` sends the candidates left to an LLM verifier
+(:mod:`fineproofs.filters.verify`; method ``verifier``, with the model's reason).
+
+IDF is computed over the index with document frequencies taken as shares of a
+460-problem index (IMO-Bench's size), so a small user benchmark, or the 30 probe
+references alone, weighs template words as little as a large one does, and adding
+benchmark rows does not change what one problem's words weigh against each other.
 
 Benchmarks are validated before any work (:func:`load_benchmark`,
 :func:`load_benchmarks`): a missing, unreadable or malformed file, or any row that
