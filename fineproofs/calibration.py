@@ -463,7 +463,10 @@ def _fmt(result: dict, key: str, pct: bool = False) -> str:
     v, ci = result.get(key), result.get(f"{key}_ci")
     if v is None:
         return "n/a"
-    f = (lambda x: f"{100 * x:.1f} %") if pct else (lambda x: f"{x:.3f}")
+
+    def f(x):
+        return fmt_figure(x, pct)
+
     return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]" if ci and None not in ci else f(v)
 
 
@@ -534,6 +537,46 @@ def check_thresholds(result: dict, cfg: CalibrationConfig) -> list[str]:
     return missed
 
 
+def role_settings(profile: Profile, role: str, **overrides) -> CalibrationConfig:
+    """The calibration settings of ``role``: the profile's ``grading.calibration.<role>``
+    (defaults where it has none) with every override that is not ``None`` applied
+    (``file``, ``columns``, ``limit``, ``max_chars``, ``bootstrap``, ``seed``). The build and
+    ``fineproofs calibrate`` both read their settings here, so the same profile measures
+    the same rows the same way."""
+    if role not in ROLES:
+        raise ConfigError(f"--role must be one of {ROLES}, got {role!r}")
+    cfg = profile.grading.calibration.get(role) or CalibrationConfig()
+    given = {k: v for k, v in overrides.items() if v is not None and v != {}}
+    return cfg.model_copy(update=given) if given else cfg
+
+
+def calibrate_role(
+    profile: Profile, role: str, cfg: CalibrationConfig, out_dir: str | Path, *, pool=None, store=None,
+    progress: bool = True,
+) -> dict:  # fmt: skip
+    """Calibrate one role with the settings ``cfg`` (:func:`role_settings`): the rows,
+    the thresholds checked, the report written. Returns the full result (``missed``
+    lists the thresholds missed)."""
+    result = calibrate(
+        profile,
+        role,
+        expand_path(cfg.file),
+        out_dir,
+        columns=cfg.columns,
+        limit=cfg.limit,
+        max_chars=cfg.max_chars,
+        pool=pool,
+        store=store,
+        bootstrap=cfg.bootstrap,
+        seed=cfg.seed,
+        progress=progress,
+    )
+    result["max_chars"] = cfg.max_chars
+    result["thresholds"], result["missed"] = cfg.thresholds, check_thresholds(result, cfg)
+    write_report(out_dir, result)
+    return result
+
+
 def calibrate_roles(
     profile: Profile,
     out_dir: str | Path,
@@ -562,22 +605,8 @@ def calibrate_roles(
             log.warning("calibration of the %s skipped: %s is not a file", role, path)
             out[role] = {"role": role, "skipped": f"calibration file {path} not found"}
             continue
-        result = calibrate(
-            profile,
-            role,
-            path,
-            out_dir,
-            columns=cfg.columns,
-            limit=cfg.limit,
-            max_chars=cfg.max_chars,
-            pool=pool,
-            store=store,
-            bootstrap=cfg.bootstrap,
-            seed=cfg.seed,
-            progress=progress,
-        )
-        result["thresholds"], result["missed"] = cfg.thresholds, check_thresholds(result, cfg)
-        write_report(out_dir, result)
+        result = calibrate_role(profile, role, role_settings(profile, role), out_dir, pool=pool, store=store,
+                                progress=progress)  # fmt: skip
         out[role] = figures_of(result)
         go_on = cfg.continue_on_miss if continue_on_miss is None else continue_on_miss
         if result["missed"] and not go_on:
@@ -592,3 +621,28 @@ def calibrate_roles(
             "grading.calibration.<role>.continue_on_miss: true to build anyway"
         )
     return out
+
+
+def fmt_figure(x: float, pct: bool = False) -> str:
+    """A figure as printed: 3 decimals (or a percentage with 1); never ``-0.000``."""
+    digits = 1 if pct else 3
+    v = round(100 * x if pct else x, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{v:.{digits}f} %" if pct else f"{v:.{digits}f}"
+
+
+def one_line(figures: dict) -> str:
+    """The calibration of one role in one line, for the build's summary: rows, MAE, QWK,
+    pass/fail accuracy, parse failures (or why it was skipped)."""
+    if figures.get("skipped"):
+        return f"skipped ({figures['skipped']})"
+
+    def f(key: str, pct: bool = False) -> str:
+        v = figures.get(key)
+        return "n/a" if v is None else fmt_figure(v, pct)
+
+    cut = f", proofs over {figures['max_chars']} chars left out" if figures.get("max_chars") else ""
+    return (
+        f"{figures.get('n', 0)} of {figures.get('n_rows', 0)} proofs graded{cut}: MAE {f('mae')}, "
+        f"QWK {f('qwk')}, pass/fail accuracy {f('pass_accuracy', True)}, "
+        f"parse failures {f('parse_failure_rate', True)}"
+    )

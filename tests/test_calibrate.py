@@ -241,6 +241,8 @@ def test_cli_json_last_line_and_zero_requests_on_rerun(gradingbench, tmp_path):
             str(tmp_path / "out"),
             "--limit",
             "40",
+            "--max-chars",  # the embedded profile's limit (short proofs only) is not what this test measures
+            "1000000",
             "--json",
             "--no-progress",
         ]
@@ -325,6 +327,46 @@ def test_roles_without_thresholds_report_and_missing_files_are_skipped(gradingbe
         with pytest.raises(ConfigError, match="not a file"):
             calibrate_roles(strict, tmp_path / "run3", progress=False)
     assert calibrate_roles(load_profile("paper"), tmp_path / "run4") == {}  # nothing configured
+
+
+def test_cli_applies_the_profile_settings_as_the_build_does(gradingbench, tmp_path):
+    """One calibration: `fineproofs calibrate` with no --against/--limit/--max-chars reads the
+    profile's grading.calibration.judge, so it grades the rows the build grades and reports
+    the same figures."""
+    from fineproofs.cli.calibrate import calibrate as cli
+
+    with FaultServer(reply_fn=lambda *a: "<score>3</score>") as srv:
+        prof = _with_calibration(tmp_path, srv.url, file=str(gradingbench), limit=5, max_chars=4000, bootstrap=50)
+        built = calibrate_roles(prof, tmp_path / "run", progress=False)["judge"]
+        path = tmp_path / "cal.yaml"
+        path.write_text(yaml.safe_dump(prof.model_dump()), encoding="utf-8")
+        args = ["--profile", str(path), "--output", str(tmp_path / "cli"), "--json", "--no-progress"]
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 0, res.output
+        longer = CliRunner().invoke(cli, [*args[:3], str(tmp_path / "cli2"), "--max-chars", "100000", "--json"])
+    fig = json.loads(res.output.strip().splitlines()[-1])
+    keys = ("n_rows", "n", "mae", "qwk", "bias", "pass_accuracy", "limit", "max_chars", "mae_ci")
+    assert {k: fig[k] for k in keys} == {k: built[k] for k in keys}
+    assert fig["n_rows"] == 5 and fig["max_chars"] == 4000
+    rows = [json.loads(x) for x in (tmp_path / "cli" / "calibration" / "judge.rows.jsonl").read_text().splitlines()]
+    by_id = {json.loads(x)["id"]: json.loads(x) for x in gradingbench.read_text(encoding="utf-8").splitlines()}
+    assert all(len(by_id[r["id"]]["proof"]) <= 4000 for r in rows)
+    assert json.loads(longer.output.strip().splitlines()[-1])["max_chars"] == 100000  # a flag still overrides
+
+
+def test_figures_never_print_negative_zero():
+    from fineproofs.calibration import fmt_figure, markdown, one_line
+
+    assert fmt_figure(-0.0) == fmt_figure(-0.0004) == "0.000" and fmt_figure(-0.0004, pct=True) == "0.0 %"
+    assert fmt_figure(-0.28) == "-0.280" and fmt_figure(0.5, pct=True) == "50.0 %"
+    res = metrics([3, 3, 4, 4], [3, 3, 4, 4], ["a", "b", "c", "d"], bootstrap=20)
+    res.update(role="judge", model="m", n_problems=4, scale="rubric", prompt_version="v", structured=True,
+               against="f", categories_from="grade bins", bootstrap=20, seed=0, confusion=confusion([3], [3]),
+               worst=[])  # fmt: skip
+    assert "-0.000" not in markdown(res) and "| mean bias (judge − human) | 0.000" in markdown(res)
+    line = one_line({**res, "max_chars": 4000})
+    assert line.startswith("4 of 4 proofs graded, proofs over 4000 chars left out: MAE 0.000, QWK 1.000")
+    assert one_line({"skipped": "calibration file x not found"}) == "skipped (calibration file x not found)"
 
 
 def test_card_shows_each_roles_calibration(tmp_path):

@@ -16,21 +16,30 @@ from fineproofs.store import ResponseStore
 
 
 def print_build_summary(result, console: Console | None = None) -> None:
+    """The table a build ends with, then rows, generations, calibration and where the
+    output is. Fits an 80-column terminal: stage names are never cut, long reason lists
+    wrap inside their column."""
+    from fineproofs.calibration import one_line
+
     console = console or Console()
+    labels = {}
+    for stage in result.counts:
+        labels[stage] = stage
+        if stage == "decontaminated" and not result.decontaminated:
+            labels[stage] = "decontaminated (skipped: no benchmarks)"
     table = Table(title=f"fineproofs build --split {result.split}")
-    table.add_column("stage")
-    table.add_column("kept", justify="right")
-    table.add_column("dropped (reason: count)")
+    table.add_column("stage", no_wrap=True, min_width=min(40, max(map(len, labels.values()), default=5)))
+    table.add_column("kept", justify="right", no_wrap=True)
+    table.add_column("dropped (reason: count)", overflow="fold")
     for stage, n in result.counts.items():
         reasons = result.dropped.get(stage, {})
-        label = stage
-        if stage == "decontaminated" and not result.decontaminated:
-            label = "decontaminated (skipped: no benchmarks)"
-        table.add_row(label, str(n), ", ".join(f"{k}: {v}" for k, v in reasons.items()))
+        table.add_row(labels[stage], str(n), ", ".join(f"{k}: {v}" for k, v in reasons.items()))
     console.print(table)
     rows = ", ".join(f"{k}: {v} rows" for k, v in result.rows.items())
     console.print(f"split written: {rows}")
     console.print(f"generations: {result.generated} new, {result.cached} from the store; {result.seconds:.1f} s")
+    for role, figures in (getattr(result, "calibration", None) or {}).items():
+        console.print(f"{role} calibration against human grades: {one_line(figures)}")
     if not result.decontaminated:
         console.print("[bold yellow]NOT decontaminated[/]: pass --benchmarks FILE to check against benchmarks")
     console.print(f"output: {result.out_dir.resolve()}  (card: {result.card})")
@@ -101,8 +110,10 @@ def print_status(run_dir: Path, console: Console | None = None) -> None:
     shards = sorted(Path(run_dir).glob("shards/*"))
     where = f" ({len(shards)} shards, {sum((d / 'build.json').exists() for d in shards)} finished)" if shards else ""
     table = Table(title=f"LLM stages in {run_dir}{where}")
-    for col in ("stage", "done", "failed", "failed by reason", "pending", "prompt tokens", "completion tokens", "cost"):
-        table.add_column(col, justify="left" if col in ("stage", "failed by reason") else "right")
+    # 80 columns: the stage name is never cut, the rest wraps (headers over two lines, reasons folded)
+    table.add_column("stage", no_wrap=True, min_width=min(24, max(map(len, stages), default=5)))
+    for col in ("done", "failed", "failed by reason", "pending", "prompt tokens", "completion tokens", "cost"):
+        table.add_column(col, justify="left" if col == "failed by reason" else "right", overflow="fold")
     for r in stages.values():
         table.add_row(
             r["stage"],
