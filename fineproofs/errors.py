@@ -91,11 +91,22 @@ _KEYLIKE = re.compile(
 _BEARER = re.compile(r"(?i)\b(bearer|api[_-]?key|token|password|secret)(\s*[:=]\s*|\s+)([^\s,;'\"]{6,})")
 
 
+_SECRETS: set[str] = set()  # key values read from the environment (HTTP engines register theirs)
+
+
+def register_secret(value: str) -> None:
+    """Redact ``value`` itself from now on, whatever its shape (a key a server may echo back)."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
 def redact(text: str) -> str:
-    """``text`` with URL credentials (``user:password@``) and anything shaped like an
-    API key or token replaced by ``***``."""
+    """``text`` with URL credentials (``user:password@``), every registered secret value
+    and anything shaped like an API key or token replaced by ``***``."""
     if not text:
         return text
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
     text = _URL_CREDENTIALS.sub(lambda m: m.group("scheme") + "***@", text)
     text = _KEYLIKE.sub("***", text)
     return _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)

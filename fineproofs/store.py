@@ -230,6 +230,12 @@ class ResponseStore:
     def __init__(self, path: str | Path, durable: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file() and self.path.stat().st_size == 0 and not Path(f"{self.path}-wal").exists():
+            # sqlite would take it for a new store and every completion would be paid again, silently
+            raise DataError(
+                f"{self.path} is empty (0 bytes), not a response store: restore it from a copy, or remove it to "
+                "generate every completion again"
+            )
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         try:

@@ -31,11 +31,13 @@ and end complete. One process writes a run directory at a time (:func:`rundir.lo
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import importlib.util
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,12 +328,17 @@ def _ingest_lock(out_dir: Path):
     """One ingest at a time per run directory (shards started together on one machine;
     on a cluster, run `fineproofs ingest` once before the shards)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / ".ingest.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    try:  # never through a symlink planted there (opening it "w" would truncate its target)
+        fd = os.open(out_dir / ".ingest.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{out_dir / '.ingest.lock'} is a symbolic link: remove it") from None
+        raise
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _shard_manifest(build: Build, res: BuildResult, problems: int) -> dict:

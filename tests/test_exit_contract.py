@@ -316,3 +316,49 @@ def test_a_killed_shard_is_named_the_command_exits_and_the_rerun_finishes(tmp_pa
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr
     assert rows(out) == rows(single)
+
+
+def test_an_empty_store_file_is_refused_not_taken_for_a_new_store(tmp_path):
+    from fineproofs.errors import DataError
+
+    (tmp_path / "store.sqlite").write_bytes(b"")
+    with pytest.raises(DataError, match="is empty \\(0 bytes\\), not a response store"):
+        ResponseStore(tmp_path / "store.sqlite")
+    with ResponseStore(tmp_path / "new.sqlite") as st:  # a missing store is created as before
+        assert st.keys() == []
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, monkeypatch):
+    from fineproofs.pipelines import build as build_mod
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_mod.Build, "run", interrupted)
+    res = _build(_profile(tmp_path / "p", dict.fromkeys(ROLES, "http://127.0.0.1:9/v1"), {}), tmp_path / "run")
+    assert res.exit_code == 130
+    assert res.output.strip().startswith("fineproofs: interrupted: everything finished so far is kept")
+    assert "re-run the same command" in res.output and "Aborted!" not in res.output
+
+
+def test_a_configured_key_is_redacted_whatever_its_shape(monkeypatch):
+    from fineproofs.errors import redact
+
+    monkeypatch.setenv("PLAIN_KEY", "correct-horse-battery")  # not key-shaped: no pattern catches it
+    assert "correct-horse-battery" in redact("server says: correct-horse-battery is not valid")
+    HTTPEngine("m", ["http://127.0.0.1:9/v1"], api_key_env="PLAIN_KEY", preflight=False)._headers()
+    assert redact("server says: correct-horse-battery is not valid") == "server says: *** is not valid"
+
+
+def test_the_ingest_lock_never_writes_through_a_planted_symlink(tmp_path):
+    from fineproofs.errors import DataError
+    from fineproofs.pipelines.build import _ingest_lock
+
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".ingest.lock").symlink_to(victim)
+    with pytest.raises(DataError, match="is a symbolic link"):
+        with _ingest_lock(tmp_path / "run"):
+            pass
+    assert victim.read_text() == "keep me"

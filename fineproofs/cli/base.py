@@ -61,6 +61,8 @@ class _MapErrors:
             return super().invoke(ctx)  # type: ignore[misc]
         except FineproofsError as e:
             _fail(ctx, str(e), e.exit_code)
+        except KeyboardInterrupt:
+            _fail(ctx, INTERRUPTED, 130)
         except sqlite3.OperationalError as e:
             if not disk_full(e):
                 raise
@@ -72,6 +74,11 @@ class _MapErrors:
                 raise
             _fail(ctx, f"{e.filename}: {e.strerror or e}", 1)
 
+
+INTERRUPTED = (
+    "interrupted: everything finished so far is kept (every stored completion, every written file; nothing "
+    "half-written is left) - re-run the same command to resume from there"
+)
 
 DISK_FULL = (
     "disk full while writing {what}: free space on the output directory's disk (a build needs about 3 times "

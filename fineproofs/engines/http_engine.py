@@ -92,7 +92,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlparse
 
 from fineproofs.engines.base import Completion, Engine, GenerationRequest
-from fineproofs.errors import ConfigError, EngineError, redact
+from fineproofs.errors import ConfigError, EngineError, redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +271,7 @@ class HTTPEngine(Engine):
                     f"{self.model_id}: the API key is read from the environment variable "
                     f"{self.api_key_env}, which is not set"
                 )
+            register_secret(key)  # redacted wherever it shows up, even echoed in a server's error body
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
