@@ -70,7 +70,14 @@ KNOBS: list[Knob] = [
         ["hf:lm-provers/IMOProofBench", "hf:wenjiema02/ProofBench"],
         f"{CARD_RL} (Benchmark Decontaminated)",
         "the method was not released; ours: n-gram, shingle, "
-        "IDF-weighted prose and formula overlap after confusable folding",
+        "IDF-weighted prose and formula overlap after confusable folding, retrieval by canonical formula terms",
+    ),
+    Knob(
+        "decontamination.verify_with",
+        UNKNOWN,
+        f"{CARD_RL} (Benchmark Decontaminated)",
+        "ours: the judge's model answers whether each retrieved candidate (at most `neighbours` per problem) "
+        "is the same problem as a benchmark problem up to rewording",
     ),
     Knob("decontamination.required", True, f"{CARD_RL}", "a paper build without benchmarks is refused"),
     Knob(
