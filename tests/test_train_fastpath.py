@@ -112,7 +112,7 @@ def test_paper_config_on_a_cpu_machine_falls_back_and_says_what_it_costs(monkeyp
     monkeypatch.setattr(fastpath, "_has_cuda", lambda: False)
     cfg = load_stage_config("sft", "paper")
     rep = fastpath.check_fast_paths(cfg.model.attn_implementation, cfg.trainer)
-    assert rep.attention_wanted[-1] == "sdpa" and rep.attention == "sdpa"
+    assert rep.attention_wanted[-1] == "sdpa" and rep.attention == "sdpa_packed"
     assert rep.liger_wanted and not rep.liger
     notes = "\n".join(rep.notes)
     assert "flash_attention_2 unavailable: no CUDA GPU visible" in notes and "cost:" in notes
@@ -124,6 +124,8 @@ def test_first_available_attention_wins(monkeypatch):
     monkeypatch.setattr(fastpath, "_has_module", lambda name: name != "flash_attn" and name != "flash_attn_interface")
     rep = fastpath.check_fast_paths(["flash_attention_3", "flash_attention_2", "flex_attention", "sdpa"], {})
     assert rep.attention == "flex_attention"
+    monkeypatch.setattr(fastpath, "_has_cuda", lambda: False)
+    assert fastpath.check_fast_paths(["flex_attention", "eager"], {}).attention == "eager"
     assert any("flash-attn package is not installed" in n for n in rep.notes)
 
 
@@ -215,3 +217,84 @@ def test_deepspeed_file_is_zero3_with_trainer_owned_sizes():
 def test_paper_configs_name_a_shipped_launch_file(stage):
     cfg = load_stage_config(stage, "paper")
     assert cfg.gpus >= 8 and config_path(cfg.accelerate_config).is_file()
+
+
+# ---------------------------------------------------------------------------
+# sdpa_packed: one fused-attention call per packed document
+# ---------------------------------------------------------------------------
+
+
+def _pair(tiny):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from fineproofs.train.packed_attention import register
+
+    register()
+    torch.manual_seed(0)
+    ref = AutoModelForCausalLM.from_pretrained(tiny, attn_implementation="sdpa").eval()
+    packed = AutoModelForCausalLM.from_pretrained(tiny, attn_implementation="sdpa_packed").eval()
+    assert packed.config._attn_implementation == "sdpa_packed"
+    return ref, packed
+
+
+def test_sdpa_packed_keeps_documents_apart_and_matches_their_own_forward(tiny):
+    import torch
+
+    ref, model = _pair(tiny)
+    docs = [torch.randint(5, 200, (1, n)) for n in (9, 14, 5)]
+    ids = torch.cat(docs, dim=1)
+    pos = torch.cat([torch.arange(d.shape[1]) for d in docs]).unsqueeze(0)
+    with torch.no_grad():
+        out = model(input_ids=ids, position_ids=pos, use_cache=False).logits
+        sdpa_out = ref(input_ids=ids, position_ids=pos, use_cache=False).logits
+    start = 0
+    for d in docs:
+        with torch.no_grad():
+            own = ref(input_ids=d, use_cache=False).logits
+        torch.testing.assert_close(out[:, start : start + d.shape[1]], own, atol=1e-5, rtol=1e-4)
+        start += d.shape[1]
+    torch.testing.assert_close(out, sdpa_out, atol=1e-5, rtol=1e-4)
+
+
+def test_sdpa_packed_gradients_equal_masked_sdpa(tiny):
+    import torch
+
+    ref, model = _pair(tiny)
+    ref.train()
+    model.train()
+    ids = torch.randint(5, 200, (1, 24))
+    pos = torch.cat([torch.arange(10), torch.arange(14)]).unsqueeze(0)
+    grads = []
+    for m in (ref, model):
+        m.zero_grad()
+        m(input_ids=ids, position_ids=pos, labels=ids, use_cache=False).loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_sdpa_packed_on_padded_batches_and_generation_equals_sdpa(tiny):
+    import torch
+
+    ref, model = _pair(tiny)
+    ids = torch.randint(5, 200, (2, 12))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # left padding, as GRPO batches and generation have
+    with torch.no_grad():
+        a = ref(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        b = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    torch.testing.assert_close(a[0, 4:], b[0, 4:], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a[1], b[1], atol=1e-5, rtol=1e-4)
+    gen = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        ga = ref.generate(input_ids=ids, attention_mask=mask, **gen)
+        gb = model.generate(input_ids=ids, attention_mask=mask, **gen)
+    assert torch.equal(ga, gb)
+
+
+def test_paper_configs_resolve_to_sdpa_packed_without_flash_attn(monkeypatch):
+    monkeypatch.setattr(fastpath, "_has_module", lambda name: name not in ("flash_attn", "flash_attn_interface"))
+    monkeypatch.setattr(fastpath, "_has_cuda", lambda: True)
+    for stage in ("sft", "rl", "rc"):
+        cfg = load_stage_config(stage, "paper")
+        assert fastpath.check_fast_paths(cfg.model.attn_implementation, cfg.trainer).attention == "sdpa_packed"

@@ -97,6 +97,10 @@ def load_with_attention(load, spec):
     start = wanted.index(rep.attention) if rep.attention in wanted else len(wanted)
     order = list(dict.fromkeys([a for a in wanted[start:] if attention_missing(a) is None] + ["sdpa"]))
     for i, name in enumerate(order):
+        if name == "sdpa_packed":
+            from fineproofs.train.packed_attention import register
+
+            register()
         try:
             model = load(attn_implementation=name)
         except (ImportError, ValueError, OSError, RuntimeError) as e:
