@@ -249,6 +249,78 @@ def _roles(split: str, profile: Profile) -> dict[str, dict]:
     }
 
 
+def used_prompts(split: str, profile: Profile) -> dict[str, str]:
+    """The prompts this split's stages use under ``profile`` (``profile.prompts`` overrides
+    and per-stage prompt files applied), by name -> version; prompts the build does not
+    use are not listed."""
+    files = profile.prompts
+
+    def pick(name: str) -> str:
+        return prompts.pick(name, files).version
+
+    out: dict[str, str] = {}
+    if profile.problem_filter.enabled:
+        out["problem_filter"] = prompts.load("problem_filter", profile.problem_filter.prompt_file or None).version
+    out["rubric"] = pick("rubric")
+    if profile.rubrics.structured:
+        out["rubric_json"] = pick("rubric_json")
+        out["rubric_json_retry"] = pick("rubric_json_retry")
+    else:
+        out["rubric_retry"] = pick("rubric_retry")
+    out["rollout"] = pick("rollout")
+    out["grade"] = pick("grade")
+    if split == "sft":
+        if profile.category.classifier == "llm":
+            out["category"] = pick("category")
+        out["distill"] = pick("distill")
+        if profile.grading.grader_scale != "rubric":
+            out["eval_grade"] = pick("eval_grade")
+    if profile.decontamination.verify_with:
+        out["same_problem"] = prompts.load("same_problem").version
+    return out
+
+
+def score_reading(profile: Profile) -> str:
+    """How the build read a judge's score, in the card's words (what the code did)."""
+    g = profile.grading
+    if g.structured:
+        return (
+            'the score is read from the judge\'s JSON answer `{"score": N, "assessment": ...}`, written under a '
+            "JSON schema (a grammar on in-process engines, `response_format` on servers); an answer that is not "
+            "JSON (a server that refused the schema) is read from `<score>N</score>`"
+        )
+    if g.score_parse == "first":
+        return "the score is the first `<score>N</score>` of the judge's final answer (QED-Nano's reading)"
+    return "the score is parsed strictly from the judge's final answer: exactly one `<score>N</score>`"
+
+
+def install_line() -> str:
+    """The command that installs the fineproofs this build ran: the repository at its
+    commit when the package runs from a git checkout (with a remote: ``pip install
+    git+URL@COMMIT``), else the installed version's wheel, named as a local file (no
+    package index serves fineproofs)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    version = importlib.metadata.version("fineproofs")
+
+    def git(*args: str) -> str:
+        try:
+            r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD") if (root / ".git").exists() else ""
+    if not commit:
+        return f"pip install ./fineproofs-{version}-py3-none-any.whl  # the wheel this build ran (not on any index)"
+    url = git("remote", "get-url", "origin")
+    dirty = "  # the checkout had uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    if url and "://" in url and "@" not in url.split("://", 1)[1].split("/", 1)[0]:  # never a URL with credentials
+        return f'pip install "fineproofs @ git+{url}@{commit}"{dirty}'
+    return f"git clone <the fineproofs repository> fineproofs && git -C fineproofs checkout {commit} && pip install -e ./fineproofs{dirty}"
+
+
 def _card_data(split: str, profile: Profile, rows: dict[str, int], facts: CardFacts, pretty_name: str) -> dict:
     """``card_data.json``: what ``fineproofs stats`` reads back."""
     report = facts.decontam_report or {}
@@ -270,7 +342,7 @@ def _card_data(split: str, profile: Profile, rows: dict[str, int], facts: CardFa
         "decontaminated": facts.decontaminated,
         "decontamination": decontam,
         "roles": _roles(split, profile),
-        "prompt_versions": prompts.versions(),
+        "prompt_versions": used_prompts(split, profile),
         "thresholds": (profile.splits.sft if split == "sft" else profile.splits.rl).model_dump(),
         "source_licences": [{"source": k, "licence": v} for k, v in sorted(facts.source_licences.items())],
     }
@@ -292,6 +364,8 @@ def _context(
         "metadata_yaml": yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True),
         "pretty_name": metadata["pretty_name"],
         "fineproofs_version": importlib.metadata.version("fineproofs"),
+        "install": install_line(),
+        "score_reading": score_reading(profile),
         "library_versions": _versions(),
         "built_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
         "profile": profile,
