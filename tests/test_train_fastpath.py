@@ -298,3 +298,20 @@ def test_paper_configs_resolve_to_sdpa_packed_without_flash_attn(monkeypatch):
     for stage in ("sft", "rl", "rc"):
         cfg = load_stage_config(stage, "paper")
         assert fastpath.check_fast_paths(cfg.model.attn_implementation, cfg.trainer).attention == "sdpa_packed"
+
+
+@pytest.mark.parametrize("kind", ["zero3", "fsdp"])
+def test_launch_config_for_a_slurm_job_loads_from_any_directory(kind, tmp_path, monkeypatch):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from fineproofs.cli import cli
+
+    out = tmp_path / "launch.yaml"
+    res = CliRunner().invoke(cli, ["train", "launch-config", kind, "--nodes", "4", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    monkeypatch.chdir(tmp_path)  # not the configs directory: the DeepSpeed path must still resolve
+    cfg = load_config_from_file(str(out))
+    assert cfg.num_machines == 4 and cfg.num_processes == 32
+    if kind == "zero3":
+        ds = cfg.deepspeed_config["deepspeed_config_file"]
+        assert os.path.isabs(ds) and os.path.isfile(ds)

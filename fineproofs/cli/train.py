@@ -143,6 +143,32 @@ def check(stages, configs, overrides):
     click.echo(f"{n} config(s) valid")
 
 
+@train.command("launch-config", cls=Command)
+@click.argument("kind", type=click.Choice(["zero3", "fsdp"]))
+@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True, help="Machines in the job.")
+@click.option(
+    "--gpus-per-node", type=click.IntRange(min=1), default=8, show_default=True, help="Training GPUs per machine."
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the accelerate config (YAML).",
+)
+def launch_config_cmd(kind, nodes, gpus_per_node, output):
+    """Write an accelerate config (DeepSpeed ZeRO-3 or FSDP2) for NODES x GPUS-PER-NODE.
+
+    The DeepSpeed file is named by its absolute path, so `accelerate launch
+    --config_file OUTPUT` works from any directory and on every node of a Slurm job
+    (pass --machine_rank, --main_process_ip and --main_process_port per node).
+    """
+    from fineproofs.train.launch import write_launch_config
+
+    path = write_launch_config(kind, output, nodes, gpus_per_node)
+    click.echo(f"wrote {path} ({kind}, {nodes} node(s) x {gpus_per_node} GPU(s))")
+
+
 @click.command("eval", cls=Command)
 @click.option(
     "--config",
