@@ -176,6 +176,7 @@ class _Feats:
     math: set  # anonymised formula 4-grams
     numbers: set  # numeric constants other than 0, 1, 2
     terms: set  # formula terms with an operator or a letter (canonical.terms, no bare numbers)
+    mass: dict = field(default_factory=dict)  # IDF mass per kind, computed once per statement
 
 
 class Decontaminator:
@@ -255,23 +256,33 @@ class Decontaminator:
         idf = self.idf[kind]
         return sum(idf.get(g, self.default_idf) for g in grams)
 
+    def _total(self, f: _Feats, kind: str) -> float:
+        m = f.mass.get(kind)
+        if m is None:
+            m = f.mass[kind] = self._mass(kind, getattr(f, kind))
+        return m
+
     def signals(self, b: _Feats, c: _Feats) -> dict[str, float]:
+        pm = self._mass("prose3", b.prose3 & c.prose3)
+        mm = self._mass("math", b.math & c.math)
+        p1m = self._mass("prose", b.prose & c.prose)
+        pt, mt, p1t = self._total(b, "prose3"), self._total(b, "math"), self._total(b, "prose")
         return {
-            "pm": self._mass("prose3", b.prose3 & c.prose3),
-            "pt": self._mass("prose3", b.prose3),
-            "mm": self._mass("math", b.math & c.math),
-            "mt": self._mass("math", b.math),
-            "p1m": self._mass("prose", b.prose & c.prose),
-            "p1t": self._mass("prose", b.prose),
+            "pm": pm,
+            "pt": pt,
+            "mm": mm,
+            "mt": mt,
+            "p1m": p1m,
+            "p1t": p1t,
             "ngram": len(b.ngrams & c.ngrams) / len(b.ngrams) if b.ngrams else 0.0,
             "shingle": len(b.shingles & c.shingles) / len(b.shingles) if b.shingles else 0.0,
-            "prose": self._w("prose", b.prose, c.prose),
-            "prose3": self._w("prose3", b.prose3, c.prose3),
-            "math": self._w("math", b.math, c.math) if b.math else 0.0,
+            "prose": p1m / p1t if p1t else 0.0,
+            "prose3": pm / pt if pt else 0.0,
+            "math": mm / mt if b.math and mt else 0.0,
             "numbers": len(b.numbers & c.numbers) / len(b.numbers) if b.numbers else -1.0,
             "chars": float(len(b.shingles)),
             # formulas of the candidate the benchmark problem lacks; constants it adds
-            "extra_math": self._mass("math", c.math - b.math),
+            "extra_math": self._total(c, "math") - mm,
             "extra_terms": float(len(c.terms - b.terms)),
             "terms": float(len(b.terms)),
         }
@@ -325,7 +336,7 @@ class Decontaminator:
             hits.append(("weighted", p1))
         return max(hits, key=lambda h: h[1]) if hits else None
 
-    def candidates(self, c: _Feats, top: int = 16) -> list[int]:
+    def candidates(self, c: _Feats, top: int = 8) -> list[int]:
         """Benchmark problems sharing rare features, the ``top`` by shared IDF mass."""
         mass: dict[int, float] = defaultdict(float)
         for kind in ("prose", "prose3", "math"):
