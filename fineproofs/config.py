@@ -430,6 +430,9 @@ class RubricConfig(_Strict):
     structured: bool = False
     max_checkpoints: int = Field(5, ge=2, le=7)  # structured: checkpoints of the main chain
     description_chars: int = Field(100, ge=10)  # structured: longest description
+    # structured: most zero-credit items, deductions and caps (each); with the two above it
+    # bounds the longest document the grammar allows, which must fit the writer's max_tokens
+    max_list_items: int = Field(2, ge=0)
     # keep what the writer wrote before its "Checkpoints" section (a lead-in such as "Here is
     # the marking scheme:"); false cuts the stored rubric there, as QED-Nano's
     # scheme_generation.py does (a reply without the word is kept whole)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from tqdm.auto import tqdm
-
+from fineproofs import progress
 from fineproofs.engines.base import Engine, GenerationRequest
 from fineproofs.errors import EngineError
 from fineproofs.store import ResponseStore, StoredResponse, request_key
@@ -70,11 +69,19 @@ class CachedGenerator:
         )
 
     def run(
-        self, requests: list[GenerationRequest], *, stage: str, prompt_version: str, first_sample: int = 0
+        self,
+        requests: list[GenerationRequest],
+        *,
+        stage: str,
+        prompt_version: str,
+        first_sample: int = 0,
+        attempt: int = 0,
     ) -> list[list[StoredResponse]]:
         """Samples ``first_sample .. first_sample+n-1`` of every request, from the
         store where present, generated otherwise; same order as ``requests``. Each
-        response carries the answer (``text``) and any separately returned ``reasoning``."""
+        response carries the answer (``text``) and any separately returned ``reasoning``.
+        ``attempt`` > 0 marks a retry round of the stage (shown as such in the log and
+        the progress bar, :mod:`fineproofs.progress`)."""
         keys = [[self.key(r, prompt_version, first_sample + j) for j in range(r.n)] for r in requests]
         self.store.plan(stage, (k for ks in keys for k in ks))
         have = self.store.get_many(k for ks in keys for k in ks)
@@ -83,11 +90,15 @@ class CachedGenerator:
         n_missing = sum(len(m) for _, m in owners)  # distinct samples to generate
         self.stats.requested += total
         self.stats.cached += total - n_missing
+        what = progress.where(stage, attempt)
         if n_missing == 0:
-            log.info("%s: all %d samples already in the store, nothing to generate", stage, total)
+            log.info("%s: all %d samples already in the store, nothing to generate", what, total)
             return [[have[k] for k in ks] for ks in keys]
-        log.info("%s: %d of %d samples in the store, generating %d", stage, total - n_missing, total, n_missing)
-        bar = tqdm(total=n_missing, desc=stage, unit="sample", disable=not self.progress, leave=False)
+        if attempt:
+            log.info("%s: asking again for %d sample(s) whose replies were rejected", what, n_missing)
+        else:
+            log.info("%s: %d of %d samples in the store, generating %d", what, total - n_missing, total, n_missing)
+        bar = progress.StepBar(n_missing, stage, attempt, disable=not self.progress)
         try:
             for t, completions in self.engine.generate(todo):
                 self._commit(t, completions, owners, keys, requests, have, prompt_version, first_sample, stage)

@@ -224,7 +224,8 @@ def judge_with_retries(
         still = []
         for sample_index, slots in sorted(by_index.items()):
             reqs = [GenerationRequest(msgs[i], 1, sp, prefill) for i, _ in slots]
-            replies = generator.run(reqs, stage=stage, prompt_version=prompt_version, first_sample=sample_index)
+            replies = generator.run(reqs, stage=stage, prompt_version=prompt_version, first_sample=sample_index,
+                                     attempt=a)  # fmt: skip
             for slot, (r,) in zip(slots, replies):
                 if not r.ok:  # no new attempt: the next run asks again under this sample index
                     reasons[slot] = f"judge_failure: {r.reason}"

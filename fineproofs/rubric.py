@@ -494,7 +494,8 @@ def parse_rubric_json(answer: str, problem_id: str = "") -> Rubric:
     """A validated :class:`Rubric` from a structured reply (:func:`rubric_schema`).
 
     The document is read strictly (one JSON object, nothing after it; a fenced block is
-    accepted), turned into this project's text form and parsed back by
+    accepted; a reply cut at ``max_tokens`` after its complete checkpoints keeps them and
+    the lists completed before the cut), turned into this project's text form and parsed back by
     :func:`parse_rubric`, so it passes the same validation as a text reply and
     ``render()`` is the validated text. Raises :class:`RubricError` saying what is wrong
     (a reply cut at ``max_tokens`` is unfinished JSON)."""
@@ -504,7 +505,9 @@ def parse_rubric_json(answer: str, problem_id: str = "") -> Rubric:
     try:
         obj, end = json.JSONDecoder().raw_decode(text)
     except ValueError:
-        raise RubricError("the reply is not a complete JSON rubric (cut short, or not JSON)") from None
+        obj, end = _cut_after_checkpoints(text), len(text)
+        if obj is None:
+            raise RubricError("the reply is not a complete JSON rubric (cut short, or not JSON)") from None
     if text[end:].strip():
         raise RubricError("text after the JSON rubric")
     if not isinstance(obj, dict):
@@ -543,6 +546,30 @@ def parse_rubric_json(answer: str, problem_id: str = "") -> Rubric:
             f"{_scores(r)}); write points only in the points fields"
         )
     return parsed
+
+
+_CHECKPOINTS_KEY = re.compile(r'\{\s*"checkpoints"\s*:\s*')
+
+
+def _cut_after_checkpoints(text: str) -> dict | None:
+    """A reply cut at ``max_tokens`` after its complete ``checkpoints`` list (the schema
+    writes it first): the checkpoints, and every later list that is complete; ``None``
+    when the checkpoints themselves are unfinished."""
+    m = _CHECKPOINTS_KEY.match(text)
+    if not m:
+        return None
+    dec = json.JSONDecoder()
+    try:
+        checkpoints, pos = dec.raw_decode(text, m.end())
+    except ValueError:
+        return None
+    obj: dict = {"checkpoints": checkpoints}
+    for m in re.finditer(r',\s*"(zero_credit|deductions|caps)"\s*:\s*', text[pos:]):
+        try:
+            obj[m.group(1)], _ = dec.raw_decode(text, pos + m.end())
+        except ValueError:
+            break
+    return obj
 
 
 def _scores(r: Rubric) -> tuple:

@@ -42,8 +42,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fineproofs import rundir
-from fineproofs.calibration import calibrate_roles
+from fineproofs import progress, rundir
+from fineproofs.calibration import calibrate_roles, expand_path
 from fineproofs.config import Profile, public_yaml
 from fineproofs.engines import EnginePool
 from fineproofs.errors import (
@@ -213,6 +213,11 @@ class Build:
             preflight(self.profile, self.split)
             return self._run(t0)
 
+    def _calibrated_roles(self) -> list[str]:
+        roles = ("judge",) if self.split == "rl" else ("judge", "grader")
+        cal = self.profile.grading.calibration
+        return [r for r in roles if r in cal and cal[r].file and expand_path(cal[r].file).is_file()]
+
     def _run(self, t0: float) -> BuildResult:
         if stale := rundir.remove_stale_tmp(self.work_dir):  # a killed run's half-written files
             log.info("removed %d temporary file(s) a previous run left in %s", stale, self.work_dir)
@@ -220,6 +225,8 @@ class Build:
         res = BuildResult(self.out_dir, self.split)
         pool = EnginePool()
         store = ResponseStore(self.work_dir / rundir.STORE)
+        # the overall "step i/n" of the progress lines; the LLM stages join in _run_stages
+        progress.start([] if self.shard else [f"calibrate_{r}" for r in self._calibrated_roles()], started=t0)
         try:
             # the judges first: a judge that misses its thresholds stops the build before the expensive stages
             res.calibration = (
@@ -241,6 +248,7 @@ class Build:
         finally:
             store.close()
             pool.close()
+            progress.stop()
         res.generated = sum(g.stats.generated for g in self._gens)
         res.cached = sum(g.stats.cached for g in self._gens)
         # the exit contract: work lost to a server that did not answer is no finished dataset
@@ -310,6 +318,9 @@ class Build:
 
         depth = p.build.chunk_problems * p.build.prefetch_chunks
         stages = self.stages(gen)
+        # the overall "step i/n" of the progress lines: the stages that ask a model, in order
+        grader_steps = (getattr(getattr(st, "grader", None), "stage", None) for st in stages)
+        progress.add_steps([g or st.name for st, g in zip(stages, grader_steps) if g or hasattr(st, "generator")])
         for stage in stages:  # counts in the order of the stages (a chain starts from its last stage)
             res.counts.setdefault(stage.name, 0)
             res.dropped.setdefault(stage.name, {})

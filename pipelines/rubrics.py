@@ -78,7 +78,9 @@ class RubricWriter(LLMStage):
         sp = sampling_of(self.role)
         if not self.structured:
             return sp
-        return dataclasses.replace(sp, json_schema=rubric_schema(self.cfg.max_checkpoints, self.cfg.description_chars))
+        return dataclasses.replace(
+            sp, json_schema=rubric_schema(self.cfg.max_checkpoints, self.cfg.description_chars, self.cfg.max_list_items)
+        )
 
     def _conversation(self, base: list[dict[str, str]], error: str | None) -> list[dict[str, str]]:
         """The original request; on a retry, the validation error is appended to the
@@ -123,7 +125,7 @@ class RubricWriter(LLMStage):
                 GenerationRequest(self._conversation(convs[w.id], notes.get(w.id)), 1, sp, prefill) for w in pending
             ]
             replies = self.generator.run(
-                reqs, stage=self.name, prompt_version=self.prompt_version, first_sample=attempt
+                reqs, stage=self.name, prompt_version=self.prompt_version, first_sample=attempt, attempt=attempt
             )
             still = []
             for w, (r,) in zip(pending, replies):

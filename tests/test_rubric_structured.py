@@ -73,7 +73,7 @@ def test_json_rubric_is_rendered_validated_and_round_trips():
         (_doc([12, -5]), "worth 12 points"),
         (_doc([3, 4], deductions=[(1, "a bonus")]), "between -7 and -1"),
         (_doc([3, 4], caps=[(7, "no cap at all")]), "from 0 to 6"),
-        (_doc([3, 4])[:-30], "not a complete JSON rubric"),  # cut at max_tokens
+        (_doc([3, 4])[:60], "not a complete JSON rubric"),  # cut at max_tokens inside the checkpoints
         (_doc([3, 4]) + " and more", "text after"),
         ('{"checkpoints": [{"points": true, "description": "x"}, {"points": 6, "description": "y"}]}', "whole number"),
         ('{"checkpoints": [], "score": 7}', "unknown keys"),
@@ -85,6 +85,14 @@ def test_json_rubric_rules_are_checked_in_code(doc, why):
     """A server may ignore the schema: the reply is validated like any text reply."""
     with pytest.raises(RubricError, match=why):
         parse_rubric_json(doc)
+
+
+def test_a_reply_cut_after_its_checkpoints_keeps_them():
+    full = _doc([2, 5], zero=["Only n = 1."], deductions=[(-1, "A slip in the last step.")], caps=[(2, "No proof.")])
+    cut = full[: full.index("A slip") + 3]  # max_tokens reached inside the deductions
+    r = parse_rubric_json(cut)
+    assert [i.points for i in r.items] == [2, 5] and r.zero_credit == ["Only n = 1."]
+    assert r.deductions == [] and r.caps == [] and parse_rubric(r.render()) == r
 
 
 def test_heading_only_zero_credit_items_are_left_out():
@@ -181,7 +189,9 @@ def _writer(url, tmp_path, **cfg):
 
 
 def _problems(n=2):
-    return [Work(Problem(statement=f"Prove that {k} + {k} = {2 * k}.", source="t", solutions=["Add."])) for k in range(n)]
+    return [
+        Work(Problem(statement=f"Prove that {k} + {k} = {2 * k}.", source="t", solutions=["Add."])) for k in range(n)
+    ]
 
 
 def test_http_writer_sends_the_schema_and_no_prefill(tmp_path):
