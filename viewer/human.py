@@ -76,7 +76,10 @@ class HumanGrades:
     def add(
         self, sample_key: str, problem_id: str, grade: Any, note: str = "", judge_score: int | None = None
     ) -> dict[str, Any]:
-        """Append one grade (fsynced); returns the stored record. Raises DataError on a bad grade."""
+        """Append one grade (fsynced); returns the stored record. Raises DataError on a bad grade
+        (none chosen included: a form saved without a choice never records a 0)."""
+        if not str(grade).strip():
+            raise DataError("no grade chosen: pick a grade from 0 to 7 before saving")
         try:
             g = int(str(grade).strip())
         except ValueError:
