@@ -62,7 +62,7 @@ from fineproofs.errors import DataError
 from fineproofs.filters.base import ProblemFilter
 from fineproofs.filters.canonical import Canonical, canonical, ngrams, shingles
 from fineproofs.filters.retrieval import Features, Neighbour, Retriever
-from fineproofs.tables import TableRow, iter_table
+from fineproofs.tables import TableRow, benchmark_rows
 
 log = logging.getLogger(__name__)
 _TRIVIAL = {"v", ",", "'"}
@@ -98,25 +98,11 @@ class Match:
         return d
 
 
-def _benchmark_rows(path: str) -> list[tuple[int, dict]]:
-    """Every row of a benchmark file, or :class:`DataError` at the first one that cannot be read.
-    A CSV record with a misplaced quote that a lenient parse reads as one record (no other
-    row swallowed; the official IMO-AnswerBench CSV has one) is kept with a warning."""
-    out = []
-    for line, row, err in iter_table(path, what="benchmark file", tolerant=True):
-        if err and row is None:
-            raise DataError(f"benchmark {path}:{line}: {err}")
-        if err:  # a quote slip read the way pandas reads it, within its own record: kept, said out loud
-            log.warning("benchmark %s:%d: %s", path, line, err)
-        out.append((line, row))
-    return out
-
-
 def load_benchmark(path: str, text_field: str | None = None, id_field: str | None = None) -> list[BenchmarkProblem]:
     """Problems of one benchmark file (CSV / JSONL / parquet / ``hf:<id>``); its name is the
     file stem. :class:`DataError` (one line, naming the file and the line) when the file is
     missing, unreadable or malformed, has no problem column, or a row has no problem text."""
-    rows = _benchmark_rows(path)
+    rows = benchmark_rows(path)
     name = path[3:] if path.startswith("hf:") else Path(path).stem
     if not rows:
         raise DataError(f"benchmark {path} has no rows: nothing to decontaminate against")

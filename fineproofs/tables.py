@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
+import re
 import stat
 import sys
 from collections import deque
@@ -40,6 +42,8 @@ from typing import Any, NamedTuple
 
 from fineproofs.errors import DataError
 from fineproofs.text import has_surrogates
+
+log = logging.getLogger(__name__)
 
 MAX_DEPTH = 32
 MAX_RECORD_LINES = 5000  # a CSV record (one quoted field) spanning more lines is malformed
@@ -406,9 +410,47 @@ def iter_hub(
         yield TableRow(i + 1, None, f"unreadable: stream broke after row {i}: {type(e).__name__}: {e}"[:300])
 
 
+# --- benchmarks -------------------------------------------------------------------------
+
+
+def benchmark_source(source: str, base: Path | None = None) -> str:
+    """The one spelling of a benchmark: a local file (as given, else under ``base``) or a
+    Hub dataset ``hf:<id>[@split]``. A bare ``owner/name`` that is no local file is read as
+    ``hf:owner/name`` (how ``train/configs`` wrote it before)."""
+    if source.startswith("hf:"):
+        return source
+    path = Path(source)
+    if not path.exists() and not path.is_absolute() and base is not None and (base / path).exists():
+        return str(base / path)
+    if path.exists() or table_format(source) is not None or source.startswith((".", "/", "~")):
+        return source
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", source):
+        return f"hf:{source}"
+    return source
+
+
+def benchmark_rows(source: str, *, split: str = "train", base: Path | None = None) -> list[tuple[int, dict]]:
+    """Every row of a benchmark (:func:`benchmark_source`) as ``(line, row)``, or
+    :class:`DataError` at the first one that cannot be read. A CSV record with a misplaced
+    quote that a lenient parse reads as one record (no other row swallowed; the official
+    IMO-AnswerBench CSV has one) is kept with a warning. The one reader behind the
+    decontamination benchmarks and ``fineproofs eval``."""
+    spec = benchmark_source(source, base)
+    out = []
+    for line, row, err in iter_table(spec, split=split, what="benchmark file", tolerant=True):
+        if err and row is None:
+            raise DataError(f"benchmark {source}:{line}: {err}")
+        if err:  # a quote slip read the way pandas reads it, within its own record: kept, said out loud
+            log.warning("benchmark %s:%d: %s", source, line, err)
+        out.append((line, row))
+    return out
+
+
 __all__ = [
     "MAX_DEPTH",
     "TableRow",
+    "benchmark_rows",
+    "benchmark_source",
     "check_regular_file",
     "iter_csv",
     "iter_hub",

@@ -35,11 +35,11 @@ class ScriptedJudge(Engine):
 
 
 def test_load_benchmark_splits():
-    from fineproofs.train.evaluate import load_benchmark
+    from fineproofs.train.evaluate import load_proofbench
 
-    probs = load_benchmark(str(CSV))
+    probs = load_proofbench(str(CSV))
     assert len(probs) == 60 and {p.split for p in probs} == {"Basic", "Advanced"}
-    four = load_benchmark(str(CSV), limit=4)
+    four = load_proofbench(str(CSV), limit=4)
     assert [p.split for p in four] == ["Basic", "Advanced", "Basic", "Advanced"]
     assert all(p.guidelines for p in four)
 
@@ -49,9 +49,9 @@ def test_judge_scale_and_failures():
     from fineproofs.config import GradingConfig, RoleConfig
     from fineproofs.generation import CachedGenerator
     from fineproofs.store import ResponseStore
-    from fineproofs.train.evaluate import ProofBenchGrader, load_benchmark, summarise
+    from fineproofs.train.evaluate import ProofBenchGrader, load_proofbench, summarise
 
-    p = load_benchmark(str(CSV), limit=2)
+    p = load_proofbench(str(CSV), limit=2)
     judge = ScriptedJudge(["<score>7</score> ok", "<score>5</score>", "<score>6</score> almost"])
     g = ProofBenchGrader(
         RoleConfig(), GradingConfig(max_attempts=2), CachedGenerator(judge, ResponseStore(":memory:"), progress=False)

@@ -1,8 +1,9 @@
 """``fineproofs eval``: IMO-ProofBench with a judge on the 0/1/6/7 scale.
 
-* Benchmark: a CSV with the IMO-ProofBench columns (``Problem ID, Problem, Solution,
+* Benchmark: a file with the IMO-ProofBench columns (``Problem ID, Problem, Solution,
   Grading guidelines, Category, Level, Short Answer, Source``; ids ``PB-Basic-xxx`` /
-  ``PB-Advanced-xxx``) or a Hub dataset with the same columns.
+  ``PB-Advanced-xxx``) or a Hub dataset ``hf:<id>[@split]`` with the same columns, read by
+  :func:`fineproofs.tables.benchmark_rows` like the decontamination benchmarks.
 * Modes, as the released harness runs them: ``single`` (one proof from the ``rollout``
   prompt, "Generate a rigorous proof to the following question:" + problem) and ``rc``
   (the reasoning cache at test time, ``rc_turns`` turns; :mod:`fineproofs.train.rc`): turn
@@ -12,14 +13,14 @@
   sampling) reads each turn's thinking; every RC turn's proof is graded, so the results
   give the score after each turn. ``prompts:`` replaces ``eval_grade``, ``rc_reason`` or
   ``rc_summarize`` with a file.
-* Judge: the ``eval_grade`` prompt (problem, reference solution, the benchmark's
-  grading guidelines, the proof fenced as data after
-  :func:`~fineproofs.judging.neutralise`). The reply must contain exactly
-  one ``<score>N</score>`` (:func:`~fineproofs.judging.parse_score`) with N
-  in {0, 1, 6, 7}; anything else is unparseable and retried with a new sample, up
-  to ``grading.max_attempts``. A proof still without a valid score is a **judge
-  failure: reported, and excluded from the means, never scored 0**. An empty or
-  unterminated proof is a real 0 (the model produced nothing gradable).
+* Judge: :class:`fineproofs.judging.Grader` on the ``proofbench`` scale, the one
+  ProofBench grading path: the ``eval_grade`` prompt (problem, reference solution, the
+  benchmark's grading guidelines, the proof fenced as data after
+  :func:`~fineproofs.judging.neutralise`), read as ``grading.score_parse`` and
+  ``grading.structured`` say, N in {0, 1, 6, 7}; anything else is unparseable and retried
+  with a new sample, up to ``grading.max_attempts``. A proof still without a valid score
+  is a **judge failure: reported, and excluded from the means, never scored 0**. An empty
+  or unterminated proof is a real 0 (the model produced nothing gradable).
 * Output (in ``--output``): ``results.parquet`` (one row per problem x sample x
   mode/turn), ``results.json`` (summary table, failures, token figures, config) and
   the table printed. Scores are reported as mean points (0-7) and as a percentage
@@ -39,19 +40,17 @@ from pathlib import Path
 from fineproofs import prompts
 from fineproofs.config import ConfigError, GradingConfig, RoleConfig
 from fineproofs.engines import EnginePool
-from fineproofs.engines.base import sampling_of
-from fineproofs.errors import DataError
 from fineproofs.generation import CachedGenerator
-from fineproofs.judging import ScoreParseError, collect, injection_flags, judge_with_retries, neutralise, parse_score
+from fineproofs.judging import GradeJob, Grader
+from fineproofs.records import Problem, ProofSample
 from fineproofs.store import ResponseStore
-from fineproofs.tables import iter_hub, iter_table
+from fineproofs.tables import benchmark_rows
 from fineproofs.train.config import EvalRunConfig
 from fineproofs.train.rc import NO_SUMMARY_EVAL, Summarizer, engine_generate, run_chains
 from fineproofs.train.reward import proof_or_none
 
 log = logging.getLogger(__name__)
 
-PROOFBENCH_SCORES = (0, 1, 6, 7)
 COLUMNS = ("Problem ID", "Problem", "Solution", "Grading guidelines")
 
 
@@ -66,23 +65,15 @@ class BenchProblem:
     split: str = ""  # Basic | Advanced
 
 
-def load_benchmark(
+def load_proofbench(
     source: str, split: str = "train", levels=("Basic", "Advanced"), limit: int | None = None, base: Path | None = None
 ) -> list[BenchProblem]:
-    path = Path(source)
-    if not path.is_absolute() and base is not None and not path.exists() and (base / path).exists():
-        path = base / path
-    if path.exists():
-        table = iter_table(path, what="benchmark")
-    elif "/" in source and not source.startswith((".", "/")):
-        table = iter_hub(source, split)
-    else:
-        raise ConfigError(f"benchmark {source!r} not found (a CSV path or a Hub dataset id)")
-    rows = []
-    for line, row, err in table:
-        if err:
-            raise DataError(f"benchmark {source}:{line}: {err}")
-        rows.append({k: "" if v is None else v for k, v in row.items()})
+    """The IMO-ProofBench problems of ``source`` (a file, relative to the working directory
+    or ``base``, or ``hf:<id>[@split]``: :func:`fineproofs.tables.benchmark_rows`, the
+    reader the decontamination benchmarks use too), Basic and Advanced interleaved."""
+    rows = [
+        {k: "" if v is None else v for k, v in row.items()} for _, row in benchmark_rows(source, split=split, base=base)
+    ]
     if rows and (missing := [c for c in COLUMNS if c not in rows[0]]):
         raise ConfigError(f"benchmark {source} lacks the IMO-ProofBench column(s) {missing}")
     out = []
@@ -110,60 +101,46 @@ def load_benchmark(
 
 
 @dataclass
-class Verdict:
+class EvalVerdict:
+    """The judge's verdict on one evaluated proof (``status``: ok | failed | empty)."""
+
     score: int | None
-    status: str  # ok | failed | empty
+    status: str
     reason: str = ""
     flags: list[str] = field(default_factory=list)
 
 
 class ProofBenchGrader:
-    """The judge on the 0/1/6/7 scale, with fineproofs' guard and strict parsing."""
+    """The eval's side of the one ProofBench grading path: each (problem, proof) becomes a
+    :class:`~fineproofs.judging.GradeJob` for a :class:`~fineproofs.judging.Grader` on the
+    ``proofbench`` scale (the ``eval_grade`` prompt or its ``prompts:`` file, the guard,
+    ``grading.score_parse`` and ``grading.structured``, retries, the ensemble snapped back
+    onto 0/1/6/7). An empty or unterminated proof is a real 0 and is never sent."""
 
     def __init__(
         self, role: RoleConfig, cfg: GradingConfig, generator: CachedGenerator, prompt_files: dict | None = None
     ):
-        self.role, self.cfg, self.generator = role, cfg, generator
-        self.prompt = prompts.pick("eval_grade", prompt_files)
-
-    def messages(self, p: BenchProblem, proof: str):
-        return self.prompt.render(
-            problem=p.problem,
-            solution=p.solution or "(none available)",
-            guidelines=p.guidelines or "(none)",
-            proof=neutralise(proof),
+        self.grader = Grader(
+            "judge", role, cfg, generator, scale="proofbench", stage="eval_grade", prompt_files=prompt_files
         )
 
     @staticmethod
-    def parse(reply: str) -> int:
-        score = parse_score(reply)
-        if score not in PROOFBENCH_SCORES:
-            raise ScoreParseError(f"score {score} is not one of {PROOFBENCH_SCORES}")
-        return score
+    def job(p: BenchProblem, proof: str) -> GradeJob:
+        problem = Problem(p.problem, "proofbench", id=p.id, solutions=[p.solution] if p.solution else [])
+        sample = ProofSample(p.id, "policy", 0, "", "", proof, "stop")
+        return GradeJob(problem, None, sample, guidelines=p.guidelines)
 
-    def run(self, items: list[tuple[BenchProblem, str | None]]) -> list[Verdict]:
-        out: list[Verdict | None] = [None] * len(items)
-        todo = []
-        for i, (_p, proof) in enumerate(items):
+    def run(self, items: list[tuple[BenchProblem, str | None]]) -> list[EvalVerdict]:
+        todo = [i for i, (_p, proof) in enumerate(items) if proof is not None]
+        grades = iter(self.grader.run([self.job(*items[i]) for i in todo]))
+        out = []
+        for _p, proof in items:
             if proof is None:
-                out[i] = Verdict(0, "empty", "empty or unterminated proof")
-            else:
-                todo.append(i)
-        got, why = judge_with_retries(
-            self.generator,
-            [self.messages(*items[i]) for i in todo],
-            self.cfg,
-            sampling_of(self.role),
-            self.parse,
-            stage="eval_grade",
-            prompt_version=self.prompt.version,
-        )
-        snap = lambda agg: min(PROOFBENCH_SCORES, key=lambda s: (abs(s - agg), s))  # noqa: E731  ensembles stay on the scale
-        for k, (score, reason) in enumerate(collect(got, why, len(todo), self.cfg, snap)):
-            i = todo[k]
-            flags = injection_flags(items[i][1])
-            out[i] = Verdict(score, "ok", flags=flags) if score is not None else Verdict(None, "failed", reason, flags)
-        return out  # type: ignore[return-value]
+                out.append(EvalVerdict(0, "empty", "empty or unterminated proof"))
+                continue
+            g = next(grades)
+            out.append(EvalVerdict(g.score, g.status, g.reason, g.flags))
+        return out
 
 
 def _mean(xs):
@@ -231,7 +208,7 @@ def run_eval(
     policy = cfg.policy
     if model:
         policy = policy.model_copy(update={"engine": policy.engine.model_copy(update={"model": model})})
-    problems = load_benchmark(benchmark or cfg.benchmark, cfg.benchmark_split, cfg.levels, cfg.limit, base=Path.cwd())
+    problems = load_proofbench(benchmark or cfg.benchmark, cfg.benchmark_split, cfg.levels, cfg.limit, base=Path.cwd())
     if not problems:
         raise ConfigError("the benchmark selection is empty")
     own_pool = pool is None
@@ -298,7 +275,7 @@ def run_eval(
             pool.close()
 
 
-__all__ = ["BenchProblem", "ProofBenchGrader", "Verdict", "load_benchmark", "run_eval", "summarise"]
+__all__ = ["BenchProblem", "EvalVerdict", "ProofBenchGrader", "load_proofbench", "run_eval", "summarise"]
 
 
 def _sample_rows(problems: list, chains: list, judge: ProofBenchGrader, s: int, single: bool) -> list[dict]:
@@ -312,7 +289,7 @@ def _sample_rows(problems: list, chains: list, judge: ProofBenchGrader, s: int, 
             meta.append((p, c, t))
     graded = iter(judge.run([it for it, (_, _, t) in zip(items, meta) if not t.failed]))
     verdicts = [
-        Verdict(None, "failed", f"policy_failure: {t.failed}") if t.failed else next(graded) for _, _, t in meta
+        EvalVerdict(None, "failed", f"policy_failure: {t.failed}") if t.failed else next(graded) for _, _, t in meta
     ]
     rows = []
     for k, ((p, c, t), v) in enumerate(zip(meta, verdicts)):
