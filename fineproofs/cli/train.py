@@ -181,7 +181,12 @@ def launch_config_cmd(kind, nodes, gpus_per_node, output):
 @click.option(
     "--model", default=None, help="Model under test (overrides policy.engine.model): checkpoint dir, Hub id, embedded."
 )
-@click.option("--benchmark", "-b", default=None, help="IMO-ProofBench file (CSV / JSONL / parquet) or hf:<id>[@split] (overrides `benchmark`).")
+@click.option(
+    "--benchmark",
+    "-b",
+    default=None,
+    help="IMO-ProofBench file (CSV / JSONL / parquet) or hf:<id>[@split] (overrides `benchmark`).",
+)
 @click.option(
     "--output",
     "-o",
