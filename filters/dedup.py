@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import struct
 from pathlib import Path
 
@@ -218,7 +217,3 @@ class _Null:
 
     def __exit__(self, *a):
         return False
-
-
-def lsh_threshold(cfg: MinhashConfig) -> float:
-    return math.pow(1 / cfg.num_buckets, 1 / cfg.hashes_per_bucket)

@@ -111,7 +111,7 @@ def _trainer(stage: str, tiny, tmp_path, run_dir, *extra):
     embedded config with the paper's objective settings."""
     from fineproofs.engines import EnginePool
     from fineproofs.train.common import load_policy
-    from fineproofs.train.data import load_rows, rl_dataset
+    from fineproofs.train.data import load_split, rl_dataset
     from fineproofs.train.rc import rc_rollout_builder
     from fineproofs.train.rl import grpo_args, make_trainer
 
@@ -131,7 +131,7 @@ def _trainer(stage: str, tiny, tmp_path, run_dir, *extra):
     assert cfg.update.loss == "release"
     pool = EnginePool()
     policy, tok = load_policy(cfg.model, padding_side="left")
-    ds = rl_dataset(load_rows(cfg.data, stage, str(run_dir / "rl")))
+    ds = rl_dataset(load_split(cfg.data, stage, str(run_dir / "rl")))
     rollout = None
     if stage == "rc":
         ds, rollout = rc_rollout_builder(cfg, ds, tok, pool, tmp_path)

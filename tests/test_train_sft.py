@@ -78,10 +78,10 @@ def test_config_errors_are_clear(tiny):
         load_stage_config("sft", "embedded", ["model.dtype=int3"])
     paper = load_stage_config("sft", "paper")
     assert paper.model.name == "Qwen/Qwen3-4B-Thinking-2507" and paper.trainer["assistant_only_loss"]
-    from fineproofs.train.data import load_rows
+    from fineproofs.train.data import load_split
 
     with pytest.raises(ConfigError, match="not found"):
-        load_rows(paper.data, "sft", "/nonexistent/run")
+        load_split(paper.data, "sft", "/nonexistent/run")
 
 
 @pytest.mark.slow

@@ -138,7 +138,7 @@ def pick_resume(output_dir: str | Path, resume: bool | str) -> str | None:
     return ckpt
 
 
-def finish(
+def save_final(
     stage: str,
     trainer,
     output_dir: Path,

@@ -208,7 +208,7 @@ class EvalRunConfig(Section):
     name: str = ""
     description: str = ""
     gpus: int = Field(0, ge=0)
-    # the benchmark: a CSV (IMO-ProofBench columns) or a Hub dataset id
+    # the benchmark: a file with the IMO-ProofBench columns or hf:<id>[@split]
     benchmark: str = "../shared/data/imobench/proofbench_v2.csv"
     benchmark_split: str = "train"
     limit: int | None = Field(None, ge=1)

@@ -3,7 +3,7 @@
 The build pipeline writes its splits in the Hub layout,
 ``<run_dir>/data/<config>/train-00000-of-00001.parquet``, with the exact features of
 lm-provers/FineProofs-SFT (configs ``all`` and ``default``) and FineProofs-RL
-(``default``). :func:`load_rows` accepts, in order:
+(``default``). :func:`load_split` accepts, in order:
 
 1. a run directory (has ``data/``): the config asked for, else ``all`` for SFT, else
    ``default``;
@@ -61,7 +61,7 @@ def resolve_source(source: str, stage: str, config: str | None = None) -> tuple[
     )
 
 
-def load_rows(spec, stage: str, source: str | None = None) -> datasets.Dataset:
+def load_split(spec, stage: str, source: str | None = None) -> datasets.Dataset:
     """The rows of a stage's training data (``spec`` is a :class:`~fineproofs.train.config.DataSpec`)."""
     src = source or spec.source
     if not src:

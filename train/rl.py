@@ -44,9 +44,9 @@ from trl import GRPOTrainer
 
 from fineproofs.engines import EnginePool
 from fineproofs.errors import ConfigError
-from fineproofs.train.common import StepTimer, finish, load_policy, pick_resume
+from fineproofs.train.common import StepTimer, load_policy, pick_resume, save_final
 from fineproofs.train.config import RLRunConfig, UpdateSpec, build_trl_args, prepare_run
-from fineproofs.train.data import load_rows, rl_dataset
+from fineproofs.train.data import load_split, rl_dataset
 from fineproofs.train.reward import RubricReward
 
 log = logging.getLogger(__name__)
@@ -274,7 +274,7 @@ def run_grpo(
     (dataset, rollout_func)). ``judge_engine`` replaces the engine built from ``cfg.judge``."""
     cfg, out = prepare_run(cfg, output_dir, model, check_hardware)
     args = grpo_args(cfg, out)
-    ds = rl_dataset(load_rows(cfg.data, stage, data))
+    ds = rl_dataset(load_split(cfg.data, stage, data))
     own_pool = pool is None
     pool = pool or EnginePool()
     try:
@@ -299,7 +299,7 @@ def run_grpo(
         extra = {"judge": dict(reward.totals), "fidelity": run_differences(stage, cfg)}
         if rollout_func is not None and hasattr(rollout_func, "figures"):
             extra["rc"] = rollout_func.figures()
-        return finish(stage, trainer, out, resume_from, timer, cfg.model_dump(), start, extra=extra)
+        return save_final(stage, trainer, out, resume_from, timer, cfg.model_dump(), start, extra=extra)
     finally:
         if own_pool:
             pool.close()

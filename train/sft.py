@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from fineproofs.train.common import StepTimer, finish, load_policy, pick_resume
+from fineproofs.train.common import StepTimer, load_policy, pick_resume, save_final
 from fineproofs.train.config import SFTRunConfig, build_trl_args, prepare_run
-from fineproofs.train.data import drop_overlong, load_rows, sft_dataset
+from fineproofs.train.data import drop_overlong, load_split, sft_dataset
 from fineproofs.train.templates import training_chat_template
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def run_sft(
 
     cfg, out = prepare_run(cfg, output_dir, model, check_hardware)
     args = build_trl_args("sft", cfg.trainer, out)  # validate before anything heavy is loaded
-    ds = sft_dataset(load_rows(cfg.data, "sft", data))
+    ds = sft_dataset(load_split(cfg.data, "sft", data))
     policy, tok = policy or load_policy(cfg.model)
     if args.assistant_only_loss:
         tok.chat_template = training_chat_template(tok, cfg.model.chat_template)
@@ -60,6 +60,6 @@ def run_sft(
 
         start = TrainerState.load_from_json(str(Path(resume_from) / "trainer_state.json")).global_step
     trainer.train(resume_from_checkpoint=resume_from)
-    return finish(
+    return save_final(
         "sft", trainer, out, resume_from, timer, cfg.model_dump(), start, extra={"samples_dropped_overlong": overlong}
     )
