@@ -1,7 +1,7 @@
 """Ingest filters, one concern per module, each a datatrove pipeline step; drops go
 to the step's ``exclusion_writer`` (the quarantine) with their reason."""
 
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 from fineproofs.filters.classify import QuestionTypeClassifier
 from fineproofs.filters.decontaminate import DecontaminationFilter, Decontaminator, load_benchmark
 from fineproofs.filters.figure import FigureDependence
@@ -22,7 +22,7 @@ __all__ = [
     "LengthFilter",
     "MarkupNormaliser",
     "MultiPartDetector",
-    "ProblemFilter",
+    "ProblemStep",
     "QuestionTypeClassifier",
     "RequireSolution",
     "StatementSolutionSeparator",

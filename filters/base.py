@@ -10,7 +10,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
 
-class ProblemFilter(BaseFilter):
+class ProblemStep(BaseFilter):
     """Subclasses implement :meth:`decide` → ``(keep, reason)``; a kept document may
     carry a reason too (an annotation such as ``multi_part``)."""
 

@@ -17,7 +17,7 @@ import re
 from datatrove.data import Document
 
 from fineproofs.filters.answers import normalise_answer
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 
 _PROOF = re.compile(r"\b(prove|show(?:\s+that)?|demonstrate|verify that|establish|justify)\b", re.I)
 _JUSTIFY = re.compile(
@@ -44,7 +44,7 @@ def classify(statement: str, answer: str = "", hint: str = "") -> str:
     return "proof" if hint.lower() == "proof" else "answer"
 
 
-class QuestionTypeClassifier(ProblemFilter):
+class QuestionTypeClassifier(ProblemStep):
     name = "classify"
     stage = "classified"
 

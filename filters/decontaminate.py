@@ -59,7 +59,7 @@ from typing import Any
 from datatrove.data import Document
 
 from fineproofs.errors import DataError
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 from fineproofs.filters.canonical import Canonical, canonical, ngrams, shingles
 from fineproofs.filters.retrieval import Features, Neighbour, Retriever
 from fineproofs.tables import TableRow, benchmark_rows
@@ -473,7 +473,7 @@ def decontam_retrieval(cfg) -> dict[str, Any]:
     return out
 
 
-class DecontaminationFilter(ProblemFilter):
+class DecontaminationFilter(ProblemStep):
     """Quarantine problems matching a benchmark problem (reason ``contaminated``);
     the match (benchmark, benchmark_id, method, score) goes on the document."""
 

@@ -8,7 +8,7 @@ import re
 
 from datatrove.data import Document
 
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 
 _FIGURE = re.compile(
     r"\[asy\]|\\includegraphics|\\begin\{(?:tikzpicture|figure|picture)\}|<img\b|\[img\]|"
@@ -24,7 +24,7 @@ def figure_reference(text: str) -> str:
     return m.group(0) if m else ""
 
 
-class FigureDependence(ProblemFilter):
+class FigureDependence(ProblemStep):
     name = "figure"
     stage = "classified"
 

@@ -7,7 +7,7 @@ import re
 
 from datatrove.data import Document
 
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 from fineproofs.text import split_math
 
 _WORD = re.compile(r"[^\W\d_]+", re.U)
@@ -35,7 +35,7 @@ def english_score(text: str) -> tuple[float, float]:
     return latin, en
 
 
-class LanguageFilter(ProblemFilter):
+class LanguageFilter(ProblemStep):
     name = "language"
 
     def __init__(self, exclusion_writer=None, min_latin: float = 0.8, min_english: float = 0.12):

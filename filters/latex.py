@@ -7,7 +7,7 @@ import re
 
 from datatrove.data import Document
 
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 
 _ESCAPED = re.compile(r"\\[{}$]")
 _BEGIN = re.compile(r"\\begin\{([^{}]*)\}")  # [^{}]: an unclosed \begin{ stops at the next brace (linear)
@@ -42,7 +42,7 @@ def _unbalanced(t: str) -> bool:
 _BRACES = re.compile(r"[{}]+")
 
 
-class LatexSanity(ProblemFilter):
+class LatexSanity(ProblemStep):
     name = "latex"
 
     def decide(self, doc: Document) -> tuple[bool, str]:

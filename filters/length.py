@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datatrove.data import Document
 
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 
 
-class LengthFilter(ProblemFilter):
+class LengthFilter(ProblemStep):
     name = "length"
 
     def __init__(self, exclusion_writer=None, min_chars: int = 20, max_chars: int = 8000):

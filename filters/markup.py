@@ -25,7 +25,7 @@ import re
 
 from datatrove.data import Document
 
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 from fineproofs.text import clean_text, html_to_text, replace_delimited, split_math
 
 _WIKI_MATH = re.compile(r"<math(?:\s[^<>]*)?>", re.I)
@@ -176,7 +176,7 @@ def normalise_markup(text: str) -> str:
     return normalise_whitespace(text)
 
 
-class MarkupNormaliser(ProblemFilter):
+class MarkupNormaliser(ProblemStep):
     """Normalise markup of the statement and of every solution; never drops."""
 
     name = "markup"

@@ -7,7 +7,7 @@ import re
 
 from datatrove.data import Document
 
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 
 _PARTS = [
     re.compile(r"(?:^|\s)\(a\)\s.*?(?:^|\s)\(b\)\s", re.S | re.M),
@@ -21,7 +21,7 @@ def is_multi_part(text: str) -> bool:
     return any(p.search(text) for p in _PARTS)
 
 
-class MultiPartDetector(ProblemFilter):
+class MultiPartDetector(ProblemStep):
     name = "multi_part"
     stage = "classified"
 

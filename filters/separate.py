@@ -9,7 +9,7 @@ import re
 
 from datatrove.data import Document
 
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 
 _INLINE_SOLUTION = re.compile(
     r"\n\s*(?:\*\*|__)?(?:Solution|Proof|Official solution)(?:\s*\d+)?\s*[.:]?(?:\*\*|__)?\s*(?:\n|[.:]\s)", re.I
@@ -34,7 +34,7 @@ def answer_from_solution(solution: str) -> str:
     return ans if len(ans) <= 200 else ""
 
 
-class StatementSolutionSeparator(ProblemFilter):
+class StatementSolutionSeparator(ProblemStep):
     name = "separate"
 
     def decide(self, doc: Document) -> tuple[bool, str]:

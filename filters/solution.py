@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datatrove.data import Document
 
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 
 
-class RequireSolution(ProblemFilter):
+class RequireSolution(ProblemStep):
     name = "solution"
 
     def __init__(self, exclusion_writer=None, required: bool = True):

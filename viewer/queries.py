@@ -30,7 +30,7 @@ HUMAN_FILTERS = {
 
 
 @dataclass
-class ProblemFilter:
+class ProblemQuery:
     q: str = ""
     source: str = ""
     competition: str = ""
@@ -42,7 +42,7 @@ class ProblemFilter:
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_query(cls, params: dict[str, str]) -> ProblemFilter:
+    def from_query(cls, params: dict[str, str]) -> ProblemQuery:
         f = cls(
             **{
                 k: params.get(k, "").strip()[:500]
@@ -83,7 +83,7 @@ class ProblemFilter:
         return {k: v for k, v in d.items() if v not in ("", None)}
 
 
-def list_problems(index: RunIndex, f: ProblemFilter) -> dict[str, Any]:
+def list_problems(index: RunIndex, f: ProblemQuery) -> dict[str, Any]:
     where, args = f.where()
     con = index.db()
     total = con.execute(f"SELECT COUNT(*) FROM problems p WHERE {where}", args).fetchone()[0]

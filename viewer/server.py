@@ -124,7 +124,7 @@ class Viewer:
         )
 
     def page_problems(self, params: dict[str, str]) -> bytes:
-        f = queries.ProblemFilter.from_query(params)
+        f = queries.ProblemQuery.from_query(params)
         res = queries.list_problems(self.index, f)
         return self.render("problems.html", f=f, res=res, facets=self.facets, bands=list(queries.REWARD_BANDS))
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from datatrove.data import Document
 
-from fineproofs.filters.base import ProblemFilter
+from fineproofs.filters.base import ProblemStep
 from fineproofs.pipelines.sources.errors import ParseError
 from fineproofs.pipelines.sources.wiki import parse_wiki_page
 
 
-class ParseFilter(ProblemFilter):
+class ParseFilter(ProblemStep):
     name = "parse"
     stage = "parsed"
 
