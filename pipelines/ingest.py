@@ -34,7 +34,7 @@ from datatrove.pipeline.writers import JsonlWriter
 
 from fineproofs import rundir
 from fineproofs.config import ExecutorConfig, Profile
-from fineproofs.errors import ConfigError, Submitted
+from fineproofs.errors import ConfigError, DataError, Submitted
 from fineproofs.filters import (
     DecontaminationFilter,
     FigureDependence,
@@ -201,7 +201,16 @@ def run_ingest(
     _start_over_if_changed(out_dir, _fingerprint(profile, benchmarks, profile.executor.tasks))
     if not benchmarks:
         log.warning("!" * 20 + " " + NO_BENCHMARK_WARNING + " " + "!" * 20)
-    _run_pipelines(profile, out_dir)
+    try:
+        _run_pipelines(profile, out_dir)
+    except RuntimeError as e:
+        if "No files found" not in str(e):
+            raise
+        # datatrove's reader finds no shard when no row survived a step
+        raise DataError(
+            f"no problem survived ingest of {', '.join(map(str, profile.sources.paths))}: every row was malformed "
+            f"or filtered out (the reasons are in {out_dir / 'quarantine'}); check sources.paths and the filters"
+        ) from None
     if profile.executor.kind == "slurm" and not (out_dir / "logs" / "decontaminate" / "completions" / "00000").exists():
         raise Submitted(f"ingest submitted to slurm; re-run the same command when the jobs finish to collect {out_dir}")
     return _collect(profile, out_dir)
@@ -249,9 +258,18 @@ def _run_pipelines(profile: Profile, out_dir: Path) -> None:
         return make_executor(ex, steps, tasks, logs, name, depends, workers)
 
     mh = minhash_config(f.near_dup_threshold)
+    try:
+        sources = resolve_sources(s.paths)
+    except FileNotFoundError as e:  # a missing, dangling or looping path: one line, not a traceback
+        raise DataError(f"{e}: fix sources.paths in the profile") from None
+    if not sources:
+        raise DataError(
+            f"no source file in {', '.join(map(str, s.paths))}: sources.paths must name files or folders of wiki "
+            "pages, LaTeX booklets or tables (JSONL/CSV/parquet), or hf:ORG/NAME"
+        )
     clean = [
         SourceReader(
-            resolve_sources(s.paths),
+            sources,
             columns=s.columns,
             wiki_base_url=s.wiki_base_url,
             licence=s.licence,

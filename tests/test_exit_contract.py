@@ -362,3 +362,30 @@ def test_the_ingest_lock_never_writes_through_a_planted_symlink(tmp_path):
         with _ingest_lock(tmp_path / "run"):
             pass
     assert victim.read_text() == "keep me"
+
+
+# ----- bad inputs: one line, never a traceback -----
+
+
+@pytest.mark.parametrize("case", ["missing", "dangling", "looping", "empty_dir", "unsupported", "all_malformed"])
+def test_an_ingest_with_nothing_to_read_is_one_line(tmp_path, case):
+    src = tmp_path / "src"
+    if case == "dangling":
+        src.symlink_to(tmp_path / "gone")
+    elif case == "looping":
+        src.symlink_to(src)
+    elif case in ("empty_dir", "unsupported", "all_malformed"):
+        src.mkdir()
+        if case == "unsupported":
+            (src / "notes.docx").write_bytes(b"PK\x03\x04")
+        if case == "all_malformed":
+            (src / "rows.jsonl").write_text('{"problem": 3}\nnot json\n{"no_problem": "x"}\n')
+    profile = tmp_path / "p.yaml"
+    profile.write_text(
+        f"extends: embedded\nsources:\n  paths: [{str(src)!r}]\ndecontamination:\n  benchmarks: []\n  required: false\n"
+    )
+    res = CliRunner().invoke(cli, ["ingest", "--profile", str(profile), "--output", str(tmp_path / "run")])
+    assert res.exit_code == 1, res.output
+    lines = [x for x in res.output.strip().splitlines() if x.startswith("fineproofs: ")]
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert any(w in lines[0] for w in ("does not exist", "no source file", "no problem survived")), lines[0]
