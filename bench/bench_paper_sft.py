@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the tiny model and the synthetic run are test support (tests/tinykit.py), not part of the wheel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 QWEN3_4B = dict(
     vocab_size=151936,
@@ -51,9 +53,9 @@ def synthetic_run(out: Path, tok, seq: int, samples: int, seed: int = 0) -> tupl
     """A build-shaped run directory of SFT rows about a quarter of ``seq`` tokens each;
     returns it with the mean document length in tokens."""
     import datasets
+    from tinykit import CORPUS
 
     from fineproofs.records import SFT_FEATURES, Message, SFTRow, to_row
-    from fineproofs.train.tiny import CORPUS
 
     rng = random.Random(seed)
     lens = {s: len(tok(s).input_ids) + 1 for s in CORPUS}
@@ -82,6 +84,7 @@ def synthetic_run(out: Path, tok, seq: int, samples: int, seed: int = 0) -> tupl
 
 def run_one(seq: int, steps: int, size: str, attn, sets: list[str], work: Path) -> dict:
     import torch
+    from tinykit import make_tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config, TrainerCallback
 
     from fineproofs.train.common import load_with_attention
@@ -89,7 +92,6 @@ def run_one(seq: int, steps: int, size: str, attn, sets: list[str], work: Path) 
     from fineproofs.train.fastpath import check_fast_paths
     from fineproofs.train.flops import count_params, flops_per_token, mfu, peak_flops
     from fineproofs.train.sft import run_sft
-    from fineproofs.train.tiny import make_tiny_model
 
     cuda = torch.cuda.is_available()
     tok = AutoTokenizer.from_pretrained(make_tiny_model(work / "tok", vocab_size=512))

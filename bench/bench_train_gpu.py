@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the tiny model and the synthetic run are test support (tests/tinykit.py), not part of the wheel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def main() -> int:
@@ -46,6 +48,7 @@ def main() -> int:
         print("SKIP: no CUDA GPU visible (--cpu runs the same stages on the CPU)")
         return 0
 
+    from tinykit import write_synthetic_run
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from fineproofs.engines import EnginePool
@@ -55,7 +58,6 @@ def main() -> int:
     from fineproofs.train.rc import run_rc
     from fineproofs.train.rl import run_rl
     from fineproofs.train.sft import run_sft
-    from fineproofs.train.tiny import write_synthetic_run
 
     out = Path(args.out or tempfile.mkdtemp(prefix="fineproofs-bench-"))
     run = write_synthetic_run(out / "run", n=16)

@@ -16,13 +16,18 @@ import argparse
 import http.client
 import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+# the synthetic run directory is test support (tests/viewkit.py), not part of the wheel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from viewkit import write_run
+
 from fineproofs.viewer import make_server
-from fineproofs.viewer.synthetic import write_run
 
 TARGET_MS = 300
 

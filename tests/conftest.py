@@ -47,8 +47,8 @@ def one_thread(request):
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
-    """A tiny random Llama with a tokenizer trained on the fly (fineproofs.train.tiny)."""
-    from fineproofs.train.tiny import make_tiny_model
+    """A tiny random Llama with a tokenizer trained on the fly (tests/tinykit.py)."""
+    from tinykit import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
@@ -56,6 +56,6 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
     """A synthetic build output with the exact FineProofs layout and features."""
-    from fineproofs.train.tiny import write_synthetic_run
+    from tinykit import write_synthetic_run
 
     return write_synthetic_run(tmp_path_factory.mktemp("run"))

@@ -12,9 +12,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from tinykit import PROBLEMS
+
 from fineproofs.config import EngineConfig, RoleConfig, SamplingConfig
 from fineproofs.train.config import load_stage_config
-from fineproofs.train.tiny import PROBLEMS
 
 L, S = 24, 16  # tokens per reasoning turn, tokens per summary
 

@@ -12,9 +12,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from tinykit import RUBRIC
+
 from fineproofs.engines.base import Completion, Engine
 from fineproofs.train.config import load_stage_config
-from fineproofs.train.tiny import RUBRIC
 
 
 class ScriptedJudge(Engine):

@@ -11,11 +11,11 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from viewkit import write_run
 
 from fineproofs.errors import DataError
 from fineproofs.viewer import export_calibration, latex, make_server
 from fineproofs.viewer.human import CALIBRATION_COLUMNS, read_grades
-from fineproofs.viewer.synthetic import write_run
 
 
 @pytest.fixture(scope="module")

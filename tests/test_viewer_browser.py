@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from viewkit import write_run
 
 from fineproofs.viewer import make_server
-from fineproofs.viewer.synthetic import write_run
 
 pytestmark = pytest.mark.slow
 

@@ -8,11 +8,11 @@ import re
 
 import pytest
 from test_viewer import first_pid, get, grade
+from viewkit import write_run
 
 from fineproofs.errors import DataError
 from fineproofs.viewer import make_server
 from fineproofs.viewer.human import HumanGrades, read_grades
-from fineproofs.viewer.synthetic import write_run
 
 
 @pytest.fixture()
