@@ -213,6 +213,17 @@ class Build:
             preflight(self.profile, self.split)
             return self._run(t0)
 
+    def _llm_steps(self) -> list[str]:
+        """The response-store stages of this split that ask a model, in order (as ``stages``
+        builds them), for the progress lines' "step i/n" from the start of the build."""
+        p = self.profile
+        steps = ["problem_filter"] if p.problem_filter.enabled else []
+        steps += ["rubrics", "rollouts", "grade_judge"]
+        if self.split == "sft":
+            steps += ["category"] if p.category.classifier == "llm" else []
+            steps += ["distill", "grade_grader"]
+        return steps
+
     def _calibrated_roles(self) -> list[str]:
         roles = ("judge",) if self.split == "rl" else ("judge", "grader")
         cal = self.profile.grading.calibration
@@ -227,6 +238,7 @@ class Build:
         store = ResponseStore(self.work_dir / rundir.STORE)
         # the overall "step i/n" of the progress lines; the LLM stages join in _run_stages
         progress.start([] if self.shard else [f"calibrate_{r}" for r in self._calibrated_roles()], started=t0)
+        progress.add_steps(self._llm_steps())
         try:
             # the judges first: a judge that misses its thresholds stops the build before the expensive stages
             res.calibration = (
@@ -318,9 +330,7 @@ class Build:
 
         depth = p.build.chunk_problems * p.build.prefetch_chunks
         stages = self.stages(gen)
-        # the overall "step i/n" of the progress lines: the stages that ask a model, in order
-        grader_steps = (getattr(getattr(st, "grader", None), "stage", None) for st in stages)
-        progress.add_steps([g or st.name for st, g in zip(stages, grader_steps) if g or hasattr(st, "generator")])
+        progress.add_steps(step_names(stages))  # the overall "step i/n" of the progress lines
         for stage in stages:  # counts in the order of the stages (a chain starts from its last stage)
             res.counts.setdefault(stage.name, 0)
             res.dropped.setdefault(stage.name, {})
@@ -332,6 +342,12 @@ class Build:
                     items = prefetch(items, depth)
             for _ in items:  # drain: nothing is kept in memory, the stage files hold it all
                 pass
+
+
+def step_names(stages: list) -> list[str]:
+    """The response-store stage names of the stages that ask a model, in order."""
+    grader_steps = (getattr(getattr(st, "grader", None), "stage", None) for st in stages)
+    return [g or st.name for st, g in zip(stages, grader_steps) if g or getattr(st, "generator", None) is not None]
 
 
 @contextlib.contextmanager

@@ -86,3 +86,14 @@ def test_a_retry_round_reads_as_a_retry(tmp_path, caplog):
     assert retry.startswith("step 1/1 rubrics retry 1 (build running ")
     assert retry.endswith("asking again for 2 sample(s) whose replies were rejected")
     assert "in the store, generating" not in retry
+
+
+def test_the_build_plans_the_steps_its_stages_run(tmp_path):
+    from fineproofs.config import load_profile
+    from fineproofs.pipelines.build import Build, step_names
+
+    for name in ("embedded", "paper"):
+        for split in ("rl", "sft"):
+            b = Build(load_profile(name), tmp_path / f"{name}-{split}", split, progress=False)
+            stages = b.stages(lambda role: object())  # a stand-in generator: nothing is generated
+            assert b._llm_steps() == step_names(stages), (name, split)
