@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fineproofs.config import Profile
+from fineproofs.fieldpath import dig
 
 UNKNOWN = "not released"
 
@@ -31,10 +32,7 @@ class Knob:
     def value(self, profile: Profile) -> Any:
         if self.extract is not None:
             return self.extract(profile)
-        node: Any = profile
-        for part in self.key.split("."):
-            node = node.get(part) if isinstance(node, dict) else getattr(node, part)
-        return node
+        return dig(profile, self.key)
 
     def differs(self, profile: Profile) -> bool:
         return self.release != UNKNOWN and _norm(self.value(profile)) != _norm(self.release)

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from fineproofs.errors import ConfigError, redact
+from fineproofs.fieldpath import set_dotted
 
 __all__ = ["ConfigError", "Profile", "load_profile"]
 
@@ -740,15 +741,8 @@ class Profile(_Strict):
             return self
         data = self.model_dump()
         for key, value in sets.items():
-            *parents, leaf = key.split(".")
-            node = data
-            for part in parents:
-                if not isinstance(node.get(part), dict):
-                    raise ConfigError(f"unknown profile setting {key!r}")
-                node = node[part]
-            if leaf not in node:
+            if set_dotted(data, key, value):
                 raise ConfigError(f"unknown profile setting {key!r}")
-            node[leaf] = value
         try:
             return Profile.model_validate(data)
         except ValidationError as e:
@@ -856,6 +850,22 @@ UniqueKeyLoader.add_implicit_resolver(
 def load_yaml(text: str):
     """YAML as fineproofs reads every config file (:class:`UniqueKeyLoader`)."""
     return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def parse_override(item: str) -> tuple[str, object]:
+    """``KEY=VALUE`` as ``--set`` takes it, for profiles and training configs alike: a dotted
+    key and the value read as YAML (``3`` is an int, ``[a, b]`` a list, nothing is ``""``)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. trainer.max_steps=3")
+    key, _, raw = item.partition("=")
+    try:
+        value = load_yaml(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML: {e}") from e
+    key = ".".join(k for k in key.strip().split(".") if k)
+    if not key:
+        raise ConfigError(f"--set {item!r}: empty key")
+    return key, value
 
 
 def invalid(what: str, e: ValidationError) -> ConfigError:

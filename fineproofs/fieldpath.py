@@ -19,6 +19,10 @@ is absent, an index out of range, ``None`` on the way, a struct where a list is
 expected) has the value ``None``: the field is left empty, and the caller decides
 whether that is fatal (a row without a statement). Extractors pass a value that is not
 text (a struct, a list) through unchanged, so the caller's type checks name it.
+
+Config keys are dotted too (``grading.judges``, ``trainer.learning_rate``):
+:func:`dig` reads one from a config (models and mappings alike) and :func:`set_dotted`
+writes one into a config's data, for every override and table that names a setting.
 """
 
 from __future__ import annotations
@@ -223,4 +227,59 @@ def check_mapping(mapping: dict[str, str]) -> dict[str, Expr]:
     return out
 
 
-__all__ = ["FUNCTIONS", "PROBLEM_FIELDS", "Call", "Expr", "Path", "check_mapping", "parse", "year_in"]
+# --- dotted config keys -----------------------------------------------------------------
+
+_STRICT = object()
+
+
+def dig(obj: Any, key: str, missing: Any = _STRICT) -> Any:
+    """The value at dotted ``key`` of a config: each step an attribute of a model or a key
+    of a mapping (a mapping without the key gives None). A model without the attribute
+    raises :class:`AttributeError`, or gives ``missing`` when that is passed."""
+    node = obj
+    for part in key.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif missing is _STRICT:
+            node = getattr(node, part)
+        else:
+            node = getattr(node, part, missing)
+            if node is missing:
+                return missing
+    return node
+
+
+def set_dotted(data: dict, key: str, value: Any, *, create: bool = False) -> str:
+    """Set dotted ``key`` in nested mappings ``data`` to ``value``; returns ``""``, or why it
+    could not (``"x is not a mapping"``, ``"x is not a key"``). ``create``: missing mappings
+    and leaves are added (free-form sections such as a training config's ``trainer:``);
+    otherwise only keys already there are set."""
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        nxt = node.get(part)
+        if nxt is None and create:
+            nxt = node[part] = {}
+        if nxt is None and part not in node:
+            return f"{part} is not a key"
+        if not isinstance(nxt, dict):
+            return f"{part} is not a mapping"
+        node = nxt
+    if not create and leaf not in node:
+        return f"{leaf} is not a key"
+    node[leaf] = value
+    return ""
+
+
+__all__ = [
+    "FUNCTIONS",
+    "PROBLEM_FIELDS",
+    "Call",
+    "Expr",
+    "Path",
+    "check_mapping",
+    "dig",
+    "parse",
+    "set_dotted",
+    "year_in",
+]

@@ -81,3 +81,41 @@ def test_the_old_second_copies_are_gone(name):
     import fineproofs.train.evaluate as ev
 
     assert not hasattr(ev, name)
+
+
+def test_one_override_syntax_and_one_walker():
+    from fineproofs.config import load_profile, parse_override
+    from fineproofs.errors import ConfigError
+    from fineproofs.fieldpath import dig, set_dotted
+    from fineproofs.train.config import load_stage_config
+
+    assert parse_override("grading.judges=3") == ("grading.judges", 3)
+    assert parse_override("trainer.x=[a, b]") == ("trainer.x", ["a", "b"])
+    assert parse_override("description=") == ("description", "")
+    for bad in ("no_equals", "=3", "k=[unclosed"):
+        with pytest.raises(ConfigError, match="--set"):
+            parse_override(bad)
+    prof = load_profile("embedded").with_overrides(**dict([parse_override("grading.judges=3")]))
+    assert dig(prof, "grading.judges") == 3 and dig(prof.model_dump(), "grading.judges") == 3
+    with pytest.raises(ConfigError, match="unknown profile setting 'grading.judgess'"):
+        prof.with_overrides(**dict([parse_override("grading.judgess=3")]))
+    cfg = load_stage_config("eval", "embedded", ["grading.judges=3", "limit=2"])
+    assert dig(cfg, "grading.judges") == 3 and dig(cfg, "limit") == 2
+    with pytest.raises(ConfigError, match="limit is not a mapping"):
+        load_stage_config("eval", "embedded", ["limit.x=1"])
+    assert dig(prof, "nope.x", None) is None
+    with pytest.raises(AttributeError):
+        dig(prof, "nope")
+    data = {"a": {"b": 1}}
+    assert set_dotted(data, "a.c", 2) == "c is not a key" and set_dotted(data, "a.b", 2) == ""
+    assert set_dotted(data, "x.y", 1, create=True) == "" and data == {"a": {"b": 2}, "x": {"y": 1}}
+
+
+def test_build_takes_set_like_train(tmp_path):
+    from click.testing import CliRunner
+
+    from fineproofs.cli import cli
+
+    res = CliRunner().invoke(cli, ["build", "-o", str(tmp_path / "r"), "--set", "grading.judgess=3"])
+    assert res.exit_code != 0 and "unknown profile setting 'grading.judgess'" in res.output
+    assert not (tmp_path / "r").exists()  # refused before any work

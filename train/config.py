@@ -25,7 +25,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from fineproofs.config import ConfigError, GradingConfig, RoleConfig, Section, invalid, load_yaml
+from fineproofs.config import ConfigError, GradingConfig, RoleConfig, Section, invalid, load_yaml, parse_override
+from fineproofs.fieldpath import set_dotted
 
 STAGES = ("sft", "rl", "rc", "eval")
 
@@ -270,31 +271,13 @@ def config_text(stage: str, name_or_path: str) -> tuple[str, str]:
     return res.read_text(), f"{stage}_{name_or_path}.yaml"
 
 
-def _parse_override(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. trainer.max_steps=3")
-    key, _, raw = item.partition("=")
-    try:
-        value = load_yaml(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {item!r}: the value is not valid YAML: {e}") from e
-    return [k for k in key.strip().split(".") if k], value
-
-
 def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """``--set KEY=VALUE`` items (:func:`fineproofs.config.parse_override`, the profile's
+    syntax too) folded into a config's data; sections missing from the file are added."""
     for item in overrides:
-        keys, value = _parse_override(item)
-        if not keys:
-            raise ConfigError(f"--set {item!r}: empty key")
-        node = data
-        for k in keys[:-1]:
-            nxt = node.get(k)
-            if nxt is None:
-                nxt = node[k] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {item!r}: {k} is not a mapping")
-            node = nxt
-        node[keys[-1]] = value
+        why = set_dotted(data, *parse_override(item), create=True)
+        if why:
+            raise ConfigError(f"--set {item!r}: {why}")
     return data
 
 

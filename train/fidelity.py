@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fineproofs.fieldpath import dig
+
 UNKNOWN = "not released"
 RL = "training/conf/qed_nano_rl.yaml"
 RC = "training/conf/qed_nano_rc.yaml"
@@ -42,12 +44,9 @@ class TrainKnob:
         stage, _, path = self.key.partition(":")
         if self.extract is not None:
             return self.extract(configs[stage])
-        node: Any = configs[stage]
-        if path.startswith("trainer.") and path[8:] not in node.trainer:
+        if path.startswith("trainer.") and path[8:] not in configs[stage].trainer:
             return _trl_default(stage, path[8:])  # unset: what TRL runs with
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else getattr(node, part)
-        return node
+        return dig(configs[stage], path)
 
 
 def _trl_default(stage: str, key: str) -> Any:

@@ -9,7 +9,7 @@ import click
 
 from fineproofs.cards.card import write_card
 from fineproofs.cli.base import Command, profile_option
-from fineproofs.config import load_profile
+from fineproofs.config import load_profile, parse_override
 
 
 @click.command(cls=Command)
@@ -59,6 +59,14 @@ from fineproofs.config import load_profile
     help="datatrove tasks for the parallel ingest steps (default: the profile's executor.tasks).",
 )
 @click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one profile setting, the value read as YAML (e.g. grading.judges=3); repeatable. "
+    "`fineproofs profiles fields` lists the keys.",
+)
+@click.option(
     "--shards",
     type=click.IntRange(min=1),
     default=None,
@@ -90,6 +98,7 @@ def build(
     allow_contaminated,
     executor,
     tasks,
+    sets,
     shards,
     shard,
     merge,
@@ -106,7 +115,9 @@ def build(
     from fineproofs.cli.summary import print_build_summary
     from fineproofs.pipelines.build import Build
 
-    prof = load_profile(profile).with_overrides(
+    # --set first, the dedicated flags over it
+    prof = load_profile(profile).with_overrides(**dict(parse_override(s) for s in sets))
+    prof = prof.with_overrides(
         limit=limit,
         benchmarks=list(benchmarks) or None,
         executor=executor,

@@ -61,6 +61,7 @@ def profiles_show(name: str) -> None:
 
 def _objective(name: str) -> list[str]:
     from fineproofs.errors import ConfigError
+    from fineproofs.fieldpath import dig
     from fineproofs.train.config import load_stage_config
 
     lines = []
@@ -69,13 +70,7 @@ def _objective(name: str) -> list[str]:
             cfg = load_stage_config(stage, name, [])
         except ConfigError:
             return []  # not a bundled training config name
-        values = []
-        for key in keys:
-            node = cfg
-            for part in key.split("."):
-                node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
-            values.append(f"{key}={node}")
-        lines.append(f"#   {stage}: " + ", ".join(values))
+        lines.append(f"#   {stage}: " + ", ".join(f"{key}={dig(cfg, key, None)}" for key in keys))
     return [f"# training objective (`fineproofs train sft|rl|rc --config {name}`, `fineproofs eval`):", *lines]
 
 
