@@ -54,6 +54,9 @@ def tiny_profile(tmp_path):
     data = load_profile("embedded").model_dump()
     for role in ("teacher", "student", "rubric_writer"):
         data[role]["sampling"]["max_tokens"] = 48
+    # the structured rubric's longest document must fit: 2 short checkpoints, no lists (~60 tokens)
+    data["rubrics"].update(max_checkpoints=2, description_chars=16, max_list_items=0)
+    data["rubric_writer"]["sampling"]["max_tokens"] = 80
     data["student_samples"] = 2
     data["teacher_samples"] = 2
     data["grading"]["calibration"]["judge"]["limit"] = 2  # the judge measured against human grades, briefly
