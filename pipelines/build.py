@@ -104,9 +104,9 @@ def preflight(profile: Profile, split: str) -> None:
     for role in roles_of(split, profile):
         eng = getattr(profile, role).engine
         if eng.kind == "http":
-            from fineproofs.engines.http_engine import HTTPEngine
+            from fineproofs.engines import make_engine
 
-            engine = HTTPEngine.from_config(eng)
+            engine = make_engine(eng)
             try:
                 engine.preflight()
             except EngineError as e:

@@ -133,12 +133,12 @@ def _verified(dec, verdicts, text_field: str, url: str, model: str, output: Path
     import itertools
 
     from fineproofs.config import EngineConfig
-    from fineproofs.engines.http_engine import HTTPEngine
+    from fineproofs.engines import make_engine
     from fineproofs.filters.verify import SameProblemVerifier
     from fineproofs.generation import CachedGenerator
     from fineproofs.store import ResponseStore
 
-    engine = HTTPEngine.from_config(EngineConfig(kind="http", model=model, endpoints=[url]))
+    engine = make_engine(EngineConfig(kind="http", model=model, endpoints=[url]))
     engine.__enter__()
     store = ResponseStore(output.with_name(output.name + ".store.sqlite"))
     close = engine.close

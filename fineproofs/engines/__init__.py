@@ -12,6 +12,7 @@ OpenMP reads it once, at the first ``import torch``.
 
 from __future__ import annotations
 
+import importlib
 import threading
 
 from fineproofs.engines.threads import set_default_wait_policy
@@ -40,29 +41,21 @@ __all__ = [
 ]
 
 
+# engine kind -> (module, class); each class builds itself with ``from_config(cfg)``
+KINDS = {
+    "transformers": ("fineproofs.engines.transformers_engine", "TransformersEngine"),
+    "http": ("fineproofs.engines.http_engine", "HTTPEngine"),
+    "vllm": ("fineproofs.engines.vllm_engine", "VLLMEngine"),
+}
+
+
 def make_engine(cfg: EngineConfig) -> Engine:
-    if cfg.kind == "transformers":
-        from fineproofs.engines.transformers_engine import TransformersEngine
-
-        return TransformersEngine(
-            cfg.model,
-            cfg.revision,
-            batch_size=cfg.batch_size,
-            dtype=cfg.dtype,
-            chat_template_kwargs=cfg.chat_template_kwargs,
-            threads=cfg.threads,
-            omp_wait_policy=cfg.omp_wait_policy,
-            device=cfg.device,
-        )
-    if cfg.kind == "http":
-        from fineproofs.engines.http_engine import HTTPEngine
-
-        return HTTPEngine.from_config(cfg)
-    if cfg.kind == "vllm":
-        from fineproofs.engines.vllm_engine import VLLMEngine
-
-        return VLLMEngine.from_config(cfg)
-    raise ConfigError(f"unknown engine kind {cfg.kind!r}: use transformers, http or vllm")
+    """The one way an engine is built from its config (:class:`LazyEngine`, and so
+    :class:`EnginePool`, call it too); the backend module is imported only here."""
+    if cfg.kind not in KINDS:
+        raise ConfigError(f"unknown engine kind {cfg.kind!r}: use one of {', '.join(KINDS)}")
+    module, name = KINDS[cfg.kind]
+    return getattr(importlib.import_module(module), name).from_config(cfg)
 
 
 class LazyEngine(Engine):

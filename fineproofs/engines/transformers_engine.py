@@ -40,6 +40,19 @@ class TransformersEngine(Engine):
     samples regenerated after a crash are new draws rather than the lost ones.
     """
 
+    @classmethod
+    def from_config(cls, cfg) -> TransformersEngine:
+        return cls(
+            cfg.model,
+            cfg.revision,
+            batch_size=cfg.batch_size,
+            dtype=cfg.dtype,
+            chat_template_kwargs=cfg.chat_template_kwargs,
+            threads=cfg.threads,
+            omp_wait_policy=cfg.omp_wait_policy,
+            device=cfg.device,
+        )
+
     def __init__(
         self,
         model: str = "embedded",
