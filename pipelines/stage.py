@@ -20,7 +20,9 @@ import dataclasses
 import itertools
 import json
 import queue
+import shutil
 import statistics
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -183,7 +185,9 @@ class Recorder:
         self.counts = counts
         self.dropped = dropped
         self._quarantine: IO[str] | None = None
-        self._qlock = threading.Lock()  # stages may run in threads of their own (prefetch)
+        # one unnamed temporary file per stage, joined in stage order when the build ends: the
+        # quarantine's line order never depends on how the stages' threads interleaved
+        self._staged: dict[str, IO[str]] = {}
         self._closers: list[Any] = []
 
     def __enter__(self) -> Recorder:
@@ -193,11 +197,26 @@ class Recorder:
         return self
 
     def __exit__(self, *exc) -> None:
-        while self._closers:
-            self._closers.pop().__exit__(*exc)
+        try:
+            if exc[0] is None:
+                for part in self._staged.values():
+                    part.seek(0)
+                    shutil.copyfileobj(part, self._quarantine)
+        finally:
+            for part in self._staged.values():
+                part.close()
+            while self._closers:
+                self._closers.pop().__exit__(*exc)
 
     def through(self, stage: Stage, items: Iterable[Work]) -> Iterator[Work]:
         """Run ``stage`` over ``items``, recording as results stream out."""
+        if stage.name not in self._staged:  # now, in the order of the calls (a chain runs from its end)
+            self._staged[stage.name] = tempfile.TemporaryFile(  # noqa: SIM115  # closed in __exit__
+                "w+", encoding="utf-8", dir=self.out_dir / rundir.QUARANTINE
+            )
+        return self._through(stage, items, self._staged[stage.name])
+
+    def _through(self, stage: Stage, items: Iterable[Work], quarantine: IO[str]) -> Iterator[Work]:
         cm = rundir.atomic_write(self.out_dir / rundir.STAGES / f"{stage.name}.jsonl")
         out = cm.__enter__()
         self._closers.append(cm)
@@ -208,8 +227,7 @@ class Recorder:
                 reasons[x.kind] += 1
                 self.dropped[stage.name] = dict(reasons)
                 line = json.dumps({"stage": stage.name, stage.key_name: x.key, "reason": x.reason}, ensure_ascii=False)
-                with self._qlock:
-                    self._quarantine.write(line + "\n")
+                quarantine.write(line + "\n")
                 continue
             recs = stage.records(x)
             for r in recs:

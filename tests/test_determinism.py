@@ -137,6 +137,8 @@ def test_two_fresh_builds_write_the_same_rows(tmp_path):
         pa = (a / split / "problems" / "problems.jsonl").read_text()
         assert pa == (b / split / "problems" / "problems.jsonl").read_text()
         assert str(tmp_path) not in pa  # no absolute source path in what the build asks or keeps
+        for f in ("quarantine/llm.jsonl", "stages/rubrics.jsonl", "stages/rollout_grades.jsonl"):
+            assert (a / split / f).read_bytes() == (b / split / f).read_bytes(), f  # same lines, same order
     # dedup kept the same copy (with the other's solution merged in)
     first = json.loads((a / "rl" / "problems" / "problems.jsonl").read_text().splitlines()[0])
     assert first["url"].startswith(("first.jsonl#", "second.jsonl#"))

@@ -73,3 +73,18 @@ def test_a_crash_leaves_no_half_written_stage_file(tmp_path):
         pass
     assert (tmp_path / "stages" / "a.jsonl").read_text() == "previous run\n"
     assert not list((tmp_path / "stages").glob("*.tmp"))
+
+
+def test_the_quarantine_lists_failures_in_stage_order_whatever_the_interleaving(tmp_path):
+    """Stages run interleaved (here chunk by chunk; in a build, in threads of their own):
+    the quarantine still lists stage a's failures, in input order, then stage b's, so two
+    builds of the same inputs write the same file."""
+    with Recorder(tmp_path, {}, {}) as rec:
+        items = iter(_works(9))
+        for stage in (Tagger("a", []), Tagger("b", [])):
+            items = rec.through(stage, items)
+        list(items)
+    q = [json.loads(x) for x in (tmp_path / "quarantine" / "llm.jsonl").read_text().splitlines()]
+    assert [x["stage"] for x in q] == ["a"] * 3 + ["b"] * 3
+    assert [x["reason"] for x in q[:3]] == [f"no_luck: {n} is a multiple of 3" for n in (3, 6, 9)]
+    assert not list((tmp_path / "quarantine").glob("*tmp*"))  # the per-stage parts leave nothing behind
