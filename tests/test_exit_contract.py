@@ -389,3 +389,15 @@ def test_an_ingest_with_nothing_to_read_is_one_line(tmp_path, case):
     lines = [x for x in res.output.strip().splitlines() if x.startswith("fineproofs: ")]
     assert len(lines) == 1 and "Traceback" not in res.output, res.output
     assert any(w in lines[0] for w in ("does not exist", "no source file", "no problem survived")), lines[0]
+
+
+def test_rate_limiting_never_trips_the_breaker():
+    """429s say the server is alive: they are retried within the budget, never counted as a dead server."""
+    msgs = [{"role": "user", "content": "prove it"}]
+    with (
+        FaultServer(fault_rate=0.6, faults=("http_429",), seed=3) as srv,
+        HTTPEngine("fake-model", [srv.url], breaker_failures=1, max_concurrency=1, **FAST) as eng,
+    ):
+        out = dict(eng.generate([GenerationRequest(msgs, seeds=[i]) for i in range(6)]))
+    assert srv.injected["http_429"] > 0 and not eng.tripped
+    assert all(cs[0].ok for cs in out.values())

@@ -420,6 +420,8 @@ class HTTPEngine(Engine):
         if ok:
             self._failed_in_row, self._last_ok = 0, time.monotonic()
             return
+        if error == "http_429":  # rate limited: the server is alive, just busy (the budget bounds the wait)
+            return
         self._failed_in_row += 1
         self._last_error = error
         if self.tripped or not self.breaker_failures or self._failed_in_row < self.breaker_failures:
