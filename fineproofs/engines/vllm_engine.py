@@ -6,7 +6,9 @@
   :class:`~fineproofs.config.EngineConfig`.
 * The ``n`` samples of a request go in **one** ``SamplingParams(n=...)`` so vLLM
   shares the prompt's KV cache between them; the request's seed is ``seeds[0]``
-  (or ``sampling.seed``), which makes the whole group reproducible.
+  (or ``sampling.seed``). vLLM (v1 parallel sampling) draws child ``i`` with seed
+  ``seeds[0] + i``; the generator's seeds are consecutive within a request, so a
+  sample is the same draw whether asked for with its siblings or alone.
 * Prompts are rendered with the model's chat template
   (``tokenizer.apply_chat_template`` with ``chat_template_kwargs``, e.g. thinking
   switches); a prefill continues the final assistant message
