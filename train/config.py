@@ -34,17 +34,23 @@ STAGES = ("sft", "rl", "rc", "eval")
 class ModelSpec(Section):
     """The policy being trained: a Hub id, a local directory, or ``embedded``."""
 
-    name: str = "embedded"
-    revision: str = ""
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    # attention kernel: a name or a preference list, the first this machine runs wins
-    # (e.g. [flash_attention_2, flex_attention, sdpa]); see fineproofs.train.fastpath
-    attn_implementation: str | list[str] | None = None
-    # Chat template used for training: "auto" keeps the model's template when it already
-    # has {% generation %} markers, else uses TRL's patched template for known families,
-    # else fineproofs' ChatML training template (checked to render exactly like the
-    # model's own). A path to a .jinja file forces that template.
-    chat_template: str = "auto"
+    name: str = Field(
+        "embedded", description="The policy: a Hub id, a local directory, or embedded (SmolLM2-135M-Instruct)."
+    )
+    revision: str = Field(
+        "", description="Hub revision (branch, tag or commit) of the policy; empty: the default branch."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="The weights' dtype while training (auto: the checkpoint's)."
+    )
+    attn_implementation: str | list[str] | None = Field(
+        None,
+        description="Attention kernel: a name or a preference list, the first this machine runs wins (e.g. [flash_attention_2, sdpa_packed, sdpa]); see fineproofs.train.fastpath.",
+    )
+    chat_template: str = Field(
+        "auto",
+        description="Chat template for training: auto keeps the model's template when it has {% generation %} markers, else TRL's patched template for known families, else fineproofs' ChatML training template (checked to render exactly like the model's own); a path to a .jinja file forces that template.",
+    )
 
 
 class DataSpec(Section):
@@ -56,12 +62,18 @@ class DataSpec(Section):
     (SFT: ``all`` = every kept sample, ``default`` = one per problem; RL: ``default``).
     """
 
-    source: str = ""
-    config: str | None = None
-    split: str = "train"
-    revision: str | None = None
-    limit: int | None = Field(None, ge=1)
-    seed: int = 42
+    source: str = Field(
+        "",
+        description="A fineproofs build run directory (<dir>/data/<config>/train-*.parquet), a parquet file or directory, or a Hub dataset id (lm-provers/FineProofs-SFT); --data overrides it.",
+    )
+    config: str | None = Field(
+        None,
+        description="The dataset config (SFT: all = every kept sample, default = one per problem; RL: default); unset: the stage's.",
+    )
+    split: str = Field("train", description="The dataset split.")
+    revision: str | None = Field(None, description="Hub revision of the dataset; unset: the default branch.")
+    limit: int | None = Field(None, ge=1, description="Train on the first N rows; unset: all.")
+    seed: int = Field(42, description="Shuffle seed of the rows.")
 
 
 class RewardSpec(Section):
@@ -70,15 +82,15 @@ class RewardSpec(Section):
     The judge's reply is read with ``grading.score_parse`` (``strict`` by default; ``first``
     = the first ``<score>`` tag, the release's reading); the judge is sampled with
     ``judge.sampling`` (``reasoning_effort`` included); the judge prompt is ``prompts.grade``
-    when a config names one.
+    when a config names one. The judge grades the text after the thinking block; a reply
+    with an unclosed ``<think>`` is unterminated (0). Models without thinking tags
+    (SmolLM2) have their whole reply graded.
     """
 
-    # true: a completion that hit the length limit (no EOS) is unterminated: reward 0, judge
-    # not called. false (the release): it is graded like any other, on the text after
-    # </think> it reached (nothing after </think> = 0 without a judge call)
-    require_eos: bool = True
-    # grade the text after the thinking block; a reply with an unclosed <think> is unterminated
-    # (0). Models without thinking tags (SmolLM2) have their whole reply graded.
+    require_eos: bool = Field(
+        True,
+        description="true: a completion that hit the length limit (no EOS) is unterminated, reward 0 without a judge call; false (the release): graded like any other, on the text after the </think> it reached (nothing after </think> = 0 without a judge call).",
+    )
 
 
 class UpdateSpec(Section):
@@ -97,8 +109,15 @@ class UpdateSpec(Section):
     asynchronous actors. 0 = synchronous.
     """
 
-    loss: Literal["release", "trl"] = "trl"
-    generation_lag: int = Field(0, ge=0)
+    loss: Literal["release", "trl"] = Field(
+        "trl",
+        description="release: QED-Nano's objective (advantage = reward - group mean, per-token ratio against the generating weights clipped at 1 +/- trainer.epsilon, entropy bonus, no KL); trl: TRL's loss as trainer.loss_type defines it.",
+    )
+    generation_lag: int = Field(
+        0,
+        ge=0,
+        description="Optimizer steps a rollout may trail the weights being updated: one generation serves lag + 1 optimizer steps, as with the release's asynchronous actors; 0 = synchronous.",
+    )
 
 
 # trl.GRPOConfig settings the release objective does not have: refused rather than ignored
@@ -139,12 +158,16 @@ def release_loss_conflicts(update: UpdateSpec, trainer: dict[str, Any]) -> list[
 class RCSpec(Section):
     """The reasoning cache (see :mod:`fineproofs.train.rc`)."""
 
-    turns: int = Field(3, ge=1)  # reasoning/summarisation cycles per rollout chain
-    states_per_problem: int = Field(2, ge=1)  # states trained per problem (of turns + 1)
-    # a word cap written into the summariser's prompt; None = none (the release asks for at
-    # most two paragraphs and bounds the summary by the summariser's max_tokens only)
-    summary_max_words: int | None = Field(None, ge=10)
-    summarizer: RoleConfig = Field(default_factory=RoleConfig)
+    turns: int = Field(3, ge=1, description="Reasoning/summarisation cycles per rollout chain.")
+    states_per_problem: int = Field(2, ge=1, description="States trained per problem (of turns + 1).")
+    summary_max_words: int | None = Field(
+        None,
+        ge=10,
+        description="A word cap written into the summariser's prompt; unset: none (the release asks for at most two paragraphs and bounds the summary by the summariser's max_tokens only).",
+    )
+    summarizer: RoleConfig = Field(
+        default_factory=RoleConfig, description="The model that summarises each turn's reasoning."
+    )
 
 
 # prompts a stage uses, by stage: `prompts: {name: file or packaged name}` may replace these
@@ -163,30 +186,41 @@ def _check_prompts(stage: str, names) -> None:
 
 
 class _StageBase(Section):
-    stage: str
-    name: str = ""
-    description: str = ""
-    gpus: int = Field(0, ge=0)  # GPUs the recipe assumes (documentation; 0 = CPU)
-    accelerate_config: str | None = None  # shipped accelerate config the recipe is launched with
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    data: DataSpec = Field(default_factory=DataSpec)
-    trainer: dict[str, Any] = Field(default_factory=dict)
+    stage: str = Field(description="The training stage this file configures (sft, rl, rc).")
+    name: str = Field("", description="The config's name (the bundled ones: paper, embedded).")
+    description: str = Field("", description="One line on what the config is for.")
+    gpus: int = Field(0, ge=0, description="GPUs the recipe assumes (documentation; 0 = CPU).")
+    accelerate_config: str | None = Field(
+        None, description="Shipped accelerate config the recipe is launched with (documentation)."
+    )
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The policy being trained.")
+    data: DataSpec = Field(default_factory=DataSpec, description="Where the training rows come from.")
+    trainer: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed key for key to TRL's own config (trl.SFTConfig or trl.GRPOConfig): unknown keys are refused with the closest valid name.",
+    )
 
 
 class SFTRunConfig(_StageBase):
-    stage: Literal["sft"] = "sft"
+    stage: Literal["sft"] = Field("sft", description="sft: supervised fine-tuning on FineProofs-SFT.")
 
 
 class RLRunConfig(_StageBase):
-    stage: Literal["rl"] = "rl"
-    judge: RoleConfig = Field(default_factory=RoleConfig)
-    grading: GradingConfig = Field(default_factory=GradingConfig)
-    reward: RewardSpec = Field(default_factory=RewardSpec)
-    update: UpdateSpec = Field(default_factory=UpdateSpec)
-    # replace a prompt of this stage: {name: template file, or another packaged prompt's name}
-    # (fineproofs.prompts documents the format; a file with the release's {problem},
-    # {marking_scheme}, {solution} placeholders works as the judge prompt too)
-    prompts: dict[str, str] = Field(default_factory=dict)
+    stage: Literal["rl"] = Field("rl", description="rl: GRPO with rubric rewards on FineProofs-RL.")
+    judge: RoleConfig = Field(
+        default_factory=RoleConfig,
+        description="The model that grades rollouts against the rubric (reward = grade / 7).",
+    )
+    grading: GradingConfig = Field(
+        default_factory=GradingConfig,
+        description="How the judge grades (score parsing, attempts, ensemble); a failed judge call is never a reward of 0.",
+    )
+    reward: RewardSpec = Field(default_factory=RewardSpec, description="How a rollout becomes a reward.")
+    update: UpdateSpec = Field(default_factory=UpdateSpec, description="How graded rollouts become a gradient.")
+    prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Replace a prompt this stage uses: {name: template file, or another packaged prompt's name} (fineproofs.prompts documents the format; a file with the release's {problem}, {marking_scheme}, {solution} placeholders works as the judge prompt too).",
+    )
 
     @model_validator(mode="after")
     def _check_update(self):
@@ -198,33 +232,57 @@ class RLRunConfig(_StageBase):
 
 
 class RCRunConfig(RLRunConfig):
-    stage: Literal["rc"] = "rc"  # type: ignore[assignment]
-    rc: RCSpec = Field(default_factory=RCSpec)
+    stage: Literal["rc"] = Field("rc", description="rc: RL with the reasoning cache.")  # type: ignore[assignment]
+    rc: RCSpec = Field(
+        default_factory=RCSpec, description="The reasoning cache: turns, states trained, the summariser."
+    )
 
 
 class EvalRunConfig(Section):
     """``fineproofs eval``: IMO-ProofBench, single pass and with the reasoning cache."""
 
-    stage: Literal["eval"] = "eval"
-    name: str = ""
-    description: str = ""
-    gpus: int = Field(0, ge=0)
-    # the benchmark: a file with the IMO-ProofBench columns or hf:<id>[@split]
-    benchmark: str = "../shared/data/imobench/proofbench_v2.csv"
-    benchmark_split: str = "train"
-    limit: int | None = Field(None, ge=1)
-    levels: list[Literal["Basic", "Advanced"]] = Field(default_factory=lambda: ["Basic", "Advanced"])
-    # the model under evaluation (engine.model is replaced by --model)
-    policy: RoleConfig = Field(default_factory=RoleConfig)
-    judge: RoleConfig = Field(default_factory=RoleConfig)
-    grading: GradingConfig = Field(default_factory=GradingConfig)
-    summarizer: RoleConfig = Field(default_factory=RoleConfig)
-    samples: int = Field(1, ge=1)  # proofs per problem per mode (scores are averaged)
-    modes: list[Literal["single", "rc"]] = Field(default_factory=lambda: ["single", "rc"])
-    rc_turns: int = Field(3, ge=1)
-    summary_max_words: int | None = Field(None, ge=10)  # None: no word cap (the harness has none)
-    # replace a prompt: {eval_grade | rc_reason | rc_summarize: template file or packaged name}
-    prompts: dict[str, str] = Field(default_factory=dict)
+    stage: Literal["eval"] = Field("eval", description="eval: IMO-ProofBench.")
+    name: str = Field("", description="The config's name (the bundled ones: paper, embedded).")
+    description: str = Field("", description="One line on what the config is for.")
+    gpus: int = Field(0, ge=0, description="GPUs the recipe assumes (documentation; 0 = CPU).")
+    benchmark: str = Field(
+        "../shared/data/imobench/proofbench_v2.csv",
+        description="The benchmark: a file with the IMO-ProofBench columns (relative to the working directory) or hf:<id>[@split]; --benchmark overrides it.",
+    )
+    benchmark_split: str = Field("train", description="Split of a Hub benchmark that names none.")
+    limit: int | None = Field(
+        None, ge=1, description="Evaluate the first N problems (Basic and Advanced interleaved); unset: all."
+    )
+    levels: list[Literal["Basic", "Advanced"]] = Field(
+        default_factory=lambda: ["Basic", "Advanced"], description="Which levels to evaluate (Basic, Advanced)."
+    )
+    policy: RoleConfig = Field(
+        default_factory=RoleConfig, description="The model under evaluation (--model replaces engine.model)."
+    )
+    judge: RoleConfig = Field(
+        default_factory=RoleConfig, description="The model that grades each proof on the 0/1/6/7 scale."
+    )
+    grading: GradingConfig = Field(
+        default_factory=GradingConfig,
+        description="How the judge grades (score parsing, structured replies, attempts, ensemble); a failed judge call is excluded from the means, never a 0.",
+    )
+    summarizer: RoleConfig = Field(
+        default_factory=RoleConfig,
+        description="The model that summarises each RC turn's reasoning (the release: the policy itself).",
+    )
+    samples: int = Field(1, ge=1, description="Proofs per problem per mode (scores are averaged).")
+    modes: list[Literal["single", "rc"]] = Field(
+        default_factory=lambda: ["single", "rc"],
+        description="single: one proof from the rollout prompt; rc: the reasoning cache at test time, graded after every turn.",
+    )
+    rc_turns: int = Field(3, ge=1, description="Turns of the reasoning cache in rc mode.")
+    summary_max_words: int | None = Field(
+        None, ge=10, description="A word cap written into the summariser's prompt; unset: none (the harness has none)."
+    )
+    prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Replace a prompt: {eval_grade | rc_reason | rc_summarize: template file or packaged prompt name}.",
+    )
 
     @model_validator(mode="after")
     def _check_prompts(self):
