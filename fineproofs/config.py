@@ -984,11 +984,14 @@ class Profile(_Strict):
         data = self.model_dump()
         for key, value in sets.items():
             if set_dotted(data, key, value):
-                raise ConfigError(f"unknown profile setting {key!r}")
+                from fineproofs.knobs import fix_it
+
+                hint = fix_it(Profile, key, unknown=True)
+                raise ConfigError(f"unknown profile setting {key!r}" + (f": {hint}" if hint else ""))
         try:
             return Profile.model_validate(data)
         except ValidationError as e:
-            raise invalid(f"profile {self.name} with {', '.join(sorted(sets))}", e) from e
+            raise invalid(f"profile {self.name} with {', '.join(sorted(sets))}", e, Profile) from e
 
 
 def public_yaml(profile: Profile) -> str:
@@ -1035,7 +1038,7 @@ def load_profile(name_or_path: str = "embedded") -> Profile:
     try:
         return Profile.model_validate(data)
     except ValidationError as e:
-        raise invalid(f"profile {name_or_path}", e) from e
+        raise invalid(f"profile {name_or_path}", e, Profile) from e
 
 
 def _profile_data(name_or_path: str, seen: tuple[str, ...]) -> dict:
@@ -1110,10 +1113,16 @@ def parse_override(item: str) -> tuple[str, object]:
     return key, value
 
 
-def invalid(what: str, e: ValidationError) -> ConfigError:
-    """A pydantic error as a :class:`ConfigError` naming each bad key."""
+def invalid(what: str, e: ValidationError, model: type[BaseModel] | None = None) -> ConfigError:
+    """A pydantic error as a :class:`ConfigError` naming each bad key; with the config's
+    ``model``, each key's description follows (for an unknown key: the closest that exists)."""
+    from fineproofs.knobs import fix_it
+
     lines = [f"{what} is invalid:"]
     for err in e.errors():
         loc = ".".join(str(x) for x in err["loc"])
         lines.append(f"  - {loc}: {err['msg']}")
+        hint = fix_it(model, loc, unknown=err["type"] == "extra_forbidden") if model is not None and loc else ""
+        if hint:
+            lines.append(f"    {hint}")
     return ConfigError("\n".join(lines))

@@ -357,7 +357,7 @@ def load_stage_config(stage: str, name_or_path: str = "paper", overrides: list[s
     try:
         cfg = STAGE_MODELS[stage].model_validate(data)
     except ValidationError as e:
-        raise invalid(origin, e) from e
+        raise invalid(origin, e, STAGE_MODELS[stage]) from e
     if stage != "eval":
         validate_trainer_keys(stage, cfg.trainer, origin)
         from fineproofs.train.fastpath import check_fast_paths
