@@ -93,9 +93,11 @@ def where(stage: str, attempt: int = 0) -> str:
 
 class StepBar:
     """A tqdm bar for one call of a step whose ETA ignores the first completion (model
-    load, warm-up): time left = samples left / rate measured since the first completion."""
+    load, warm-up) and the completions of its batch (those within ``SAME_BATCH_S``):
+    time left = samples left / rate measured since then."""
 
     FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+    SAME_BATCH_S = 1.0  # completions this close to the first one count as its batch
 
     def __init__(self, total: int, stage: str, attempt: int = 0, disable: bool = False, clock_fn=time.monotonic):
         from tqdm.auto import tqdm
@@ -112,8 +114,10 @@ class StepBar:
     def update(self, k: int) -> None:
         now = self._clock()
         self.n += k
-        if self._first is None:
-            self._first = (now, self.n)
+        if self._first is None or now - self._first[0] < self.SAME_BATCH_S:
+            # the first completion, and those that come with it (an in-process engine returns
+            # a whole batch at once): the reference point of the rate
+            self._first = (now if self._first is None else self._first[0], self.n)
         self.bar.update(k)
         self.bar.set_postfix_str(self.eta(now))
 
