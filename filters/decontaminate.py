@@ -458,12 +458,25 @@ class Decontaminator:
         return best
 
 
-def decontam_retrieval(cfg) -> dict[str, Any]:
-    """The :class:`Decontaminator` keywords of a profile's retrieval settings
-    (:class:`~fineproofs.config.DecontamConfig`), the embedding client included."""
+_MATCH_KEYS = (
+    "ngram",
+    "ngram_overlap",
+    "shingle_similarity",
+    "shingle_size",
+    "weighted_overlap",
+    "math_overlap",
+    "paraphrase_words",
+)
+
+
+def decontam_settings(cfg) -> dict[str, Any]:
+    """Every :class:`Decontaminator` keyword a profile's
+    :class:`~fineproofs.config.DecontamConfig` sets: the matching rules and the retrieval
+    settings, the embedding client included."""
     from fineproofs.filters.retrieval import EmbeddingClient
 
-    out: dict[str, Any] = {
+    out: dict[str, Any] = {k: getattr(cfg, k) for k in _MATCH_KEYS}
+    out |= {
         "retrieval": cfg.retrieval,
         "retrieval_threshold": cfg.retrieval_threshold,
         "neighbours": cfg.neighbours,

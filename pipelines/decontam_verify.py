@@ -21,7 +21,7 @@ from pathlib import Path
 from fineproofs import rundir
 from fineproofs.config import Profile, RoleConfig
 from fineproofs.engines.base import sampling_of
-from fineproofs.filters.decontaminate import Decontaminator, decontam_retrieval, load_benchmarks
+from fineproofs.filters.decontaminate import Decontaminator, decontam_settings, load_benchmarks
 from fineproofs.filters.verify import SameProblemVerifier
 from fineproofs.generation import CachedGenerator
 from fineproofs.records import Problem
@@ -47,17 +47,7 @@ def verify_contamination(
     if role is None or not problems:
         return problems, []
     index = [p for ps in load_benchmarks(d.benchmarks) for p in ps]
-    dec = Decontaminator(
-        index,
-        ngram=d.ngram,
-        ngram_overlap=d.ngram_overlap,
-        shingle_similarity=d.shingle_similarity,
-        shingle_size=d.shingle_size,
-        weighted_overlap=d.weighted_overlap,
-        math_overlap=d.math_overlap,
-        paraphrase_words=d.paraphrase_words,
-        **decontam_retrieval(d),
-    )
+    dec = Decontaminator(index, **decontam_settings(d))
     verifier = SameProblemVerifier(generator, sampling_of(role), max_attempts=d.verify_attempts)
     matches = dec.match_many([p.statement for p in problems], verifier, floor=d.verify_floor)
     kept, flagged = [], []

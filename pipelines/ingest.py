@@ -47,7 +47,7 @@ from fineproofs.filters import (
     RequireSolution,
     StatementSolutionSeparator,
 )
-from fineproofs.filters.decontaminate import decontam_retrieval, load_benchmark
+from fineproofs.filters.decontaminate import decontam_settings, load_benchmark
 from fineproofs.filters.dedup import CanonicalMinhashSignature, DedupMerge, minhash_config
 from fineproofs.pipelines.sources import SourceReader, resolve_sources
 from fineproofs.pipelines.sources.parse import ParseFilter
@@ -307,18 +307,7 @@ def _run_pipelines(profile: Profile, out_dir: Path) -> None:
     final = [JsonlReader(str(work / "dedup"), glob_pattern="*.jsonl")]
     if d.benchmarks:
         final.append(
-            DecontaminationFilter(
-                list(d.benchmarks),
-                q("decontaminated", "decontaminate"),
-                ngram=d.ngram,
-                ngram_overlap=d.ngram_overlap,
-                shingle_similarity=d.shingle_similarity,
-                shingle_size=d.shingle_size,
-                weighted_overlap=d.weighted_overlap,
-                math_overlap=d.math_overlap,
-                paraphrase_words=d.paraphrase_words,
-                **decontam_retrieval(d),
-            )
+            DecontaminationFilter(list(d.benchmarks), q("decontaminated", "decontaminate"), **decontam_settings(d))
         )
     final.append(_writer(work / "final"))
     run(final, 1, "decontaminate", e4).run()
@@ -403,12 +392,7 @@ def _probe_figures(loaded: list, d, reports: Path | None) -> dict:
             old = json.loads(cache.read_text())
             if old.get("key") == key:
                 return old["figures"]
-    params = {
-        k: getattr(d, k)
-        for k in ("ngram", "ngram_overlap", "shingle_similarity", "shingle_size", "weighted_overlap", "math_overlap")
-    }
-    params.update(paraphrase_words=d.paraphrase_words, **decontam_retrieval(d))
-    figures = summary(measure(loaded, **params))
+    figures = summary(measure(loaded, **decontam_settings(d)))
     if cache is not None:
         rundir.write_json(cache, {"key": key, "figures": figures})
     return figures
