@@ -190,11 +190,8 @@ def main() -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    try:
-        import torch
-    except ImportError:
-        print("SKIP: torch is not installed")
-        return 0
+    import torch  # a fineproofs dependency
+
     if args.size == "4b" and not torch.cuda.is_available():
         print("SKIP: no CUDA GPU visible (the 4B policy needs one; --size tiny checks the script on CPU)")
         return 0

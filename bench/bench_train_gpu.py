@@ -38,11 +38,8 @@ def main() -> int:
     ap.add_argument("--cpu", action="store_true", help="run without a GPU (slow; checks the script)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    try:
-        import torch
-    except ImportError:
-        print("SKIP: torch is not installed")
-        return 0
+    import torch  # a fineproofs dependency
+
     cuda = torch.cuda.is_available()
     if not cuda and not args.cpu:
         print("SKIP: no CUDA GPU visible (--cpu runs the same stages on the CPU)")
