@@ -118,7 +118,10 @@ def rc(config, data, output, model, no_resume, overrides):
     help="Bundled config name or YAML file (repeatable; default: every shipped config of each stage).",
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
-def check(stages, configs, overrides):
+@click.option(
+    "--help-fields", is_flag=True, help="After each config: every key with its value there and what it means."
+)
+def check(stages, configs, overrides, help_fields):
     """Validate training configs against the installed transformers/TRL and this machine.
 
     Loads each config, builds its TRL arguments as the installed versions define them
@@ -140,6 +143,14 @@ def check(stages, configs, overrides):
             click.echo(f"{stage} {name}: ok")
             for line in lines:
                 click.echo(f"    {line}")
+            if help_fields:
+                from fineproofs.knobs import flat_values, knobs
+                from fineproofs.knobs import lines as knob_lines
+                from fineproofs.train.config import STAGE_MODELS, load_stage_config
+
+                cfg = load_stage_config(stage, name, list(overrides))
+                for line in knob_lines(knobs(STAGE_MODELS[stage]), flat_values(cfg.model_dump())):
+                    click.echo(f"    {line}")
     click.echo(f"{n} config(s) valid")
 
 
