@@ -572,7 +572,7 @@ class RubricConfig(_Strict):
 
 class CalibrationConfig(_Strict):
     """Calibration of one judging role against human grades, run before the build's
-    expensive stages (:func:`fineproofs.calibration.calibrate_roles`).
+    expensive stages (:func:`fineproofs.pipelines.calibration.calibrate_roles`).
 
     ``file``: a table of human-graded proofs (CSV / JSONL / parquet; the columns of
     IMO-GradingBench: ``problem_id, problem, proof, human_grade`` and optionally
@@ -582,7 +582,7 @@ class CalibrationConfig(_Strict):
     a file that lives outside the package; a relative path is read from the working
     directory. ``limit``: at most this many rows, taken round-robin over problems.
     Thresholds (unset = report only): a missed one stops the build with
-    :class:`~fineproofs.calibration.CalibrationMiss` unless ``continue_on_miss``. A
+    :class:`~fineproofs.pipelines.calibration.CalibrationMiss` unless ``continue_on_miss``. A
     missing file stops the build only when a threshold is set (else it is reported as
     skipped)."""
 

@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fineproofs import progress, rundir
-from fineproofs.calibration import calibrate_roles, expand_path
 from fineproofs.config import Profile, public_yaml
 from fineproofs.engines import EnginePool
 from fineproofs.errors import (
@@ -56,6 +55,7 @@ from fineproofs.errors import (
 )
 from fineproofs.generation import CachedGenerator
 from fineproofs.judging import Grader
+from fineproofs.pipelines.calibration import calibrate_roles, expand_path
 from fineproofs.pipelines.category import CategoryStage
 from fineproofs.pipelines.difficulty import DifficultyStage
 from fineproofs.pipelines.distill import ProofGenerator

@@ -30,11 +30,11 @@ from pathlib import Path
 from datatrove.pipeline.base import PipelineStep
 
 from fineproofs import rundir
-from fineproofs.calibration import calibrate_roles
 from fineproofs.config import Profile
 from fineproofs.engines import EnginePool
 from fineproofs.errors import DataError, FineproofsError, IncompleteBuild
 from fineproofs.pipelines.build import Build
+from fineproofs.pipelines.calibration import calibrate_roles
 from fineproofs.pipelines.ingest import make_executor, run_ingest
 from fineproofs.store import ResponseStore
 

@@ -14,7 +14,10 @@ import yaml
 from click.testing import CliRunner
 from faultproxy import FaultServer
 
-from fineproofs.calibration import (
+from fineproofs.config import Profile, load_profile
+from fineproofs.engines.base import Completion, Engine
+from fineproofs.errors import ConfigError, DataError
+from fineproofs.pipelines.calibration import (
     CalibrationMiss,
     calibrate,
     calibrate_roles,
@@ -24,9 +27,6 @@ from fineproofs.calibration import (
     load_rows,
     metrics,
 )
-from fineproofs.config import Profile, load_profile
-from fineproofs.engines.base import Completion, Engine
-from fineproofs.errors import ConfigError, DataError
 
 GRADINGBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gradingbench"
 GB_FILE = GRADINGBENCH / "gradingbench_200.jsonl"
@@ -355,7 +355,7 @@ def test_cli_applies_the_profile_settings_as_the_build_does(gradingbench, tmp_pa
 
 
 def test_figures_never_print_negative_zero():
-    from fineproofs.calibration import fmt_figure, markdown, one_line
+    from fineproofs.pipelines.calibration import fmt_figure, markdown, one_line
 
     assert fmt_figure(-0.0) == fmt_figure(-0.0004) == "0.000" and fmt_figure(-0.0004, pct=True) == "0.0 %"
     assert fmt_figure(-0.28) == "-0.280" and fmt_figure(0.5, pct=True) == "50.0 %"

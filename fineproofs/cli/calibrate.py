@@ -89,7 +89,7 @@ def calibrate(profile, role, against, output, limit, max_chars, columns, bootstr
     grading.calibration.ROLE, exactly as the build applies it (file, columns, limit,
     max_chars, bootstrap, seed, thresholds): the same profile reports the same figures.
     """
-    from fineproofs.calibration import calibrate_role, figures_of, role_settings
+    from fineproofs.pipelines.calibration import calibrate_role, figures_of, role_settings
 
     prof = load_profile(profile)
     cfg = role_settings(prof, role, file=against, columns=_columns(columns), limit=limit, max_chars=max_chars,

@@ -19,7 +19,7 @@ def print_build_summary(result, console: Console | None = None) -> None:
     """The table a build ends with, then rows, generations, calibration and where the
     output is. Fits an 80-column terminal: stage names are never cut, long reason lists
     wrap inside their column."""
-    from fineproofs.calibration import one_line
+    from fineproofs.pipelines.calibration import one_line
 
     console = console or Console()
     labels = {}
