@@ -145,7 +145,7 @@ class CardFacts:
     rename: dict[str, str] = field(default_factory=dict)
     benchmark_args: list[str] = field(default_factory=list)
     limit: int | None = None
-    calibration: dict = field(default_factory=dict)  # per judging role (fineproofs.pipelines.calibration.calibrate_roles)
+    calibration: dict = field(default_factory=dict)  # per judging role (pipelines.calibration.calibrate_roles)
 
     @classmethod
     def from_run(cls, run_dir: Path) -> CardFacts:
