@@ -24,7 +24,7 @@ _CONSTRAINTS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "min_length": "len
 
 
 @dataclass(frozen=True)
-class Knob:
+class Setting:
     """One setting: its dotted key, type, default, bounds and description."""
 
     key: str
@@ -90,7 +90,7 @@ def _bounds(info: FieldInfo) -> str:
     return ", ".join(out)
 
 
-def knobs(model: type[BaseModel], prefix: str = "", *, once: bool = False, _seen: dict | None = None) -> list[Knob]:
+def knobs(model: type[BaseModel], prefix: str = "", *, once: bool = False, _seen: dict | None = None) -> list[Setting]:
     """Every setting of ``model``, sections first-class (a section is a knob too), in
     declaration order. ``once``: a section type met again (each role's ``engine`` and
     ``sampling``) is not spelled out again; its type points at the first place it was."""
@@ -103,7 +103,7 @@ def knobs(model: type[BaseModel], prefix: str = "", *, once: bool = False, _seen
         again = [seen[sub] for _, sub in subs if once and sub in seen]
         if again:
             kind += f" (its keys as under {again[0]})"
-        out.append(Knob(key, kind, _default(info), _bounds(info), info.description or ""))
+        out.append(Setting(key, kind, _default(info), _bounds(info), info.description or ""))
         for step, sub in subs:
             if once and sub in seen:
                 continue
@@ -117,7 +117,7 @@ def _pattern_match(pattern: str, key: str) -> bool:
     return len(a) == len(b) and all(x == y or (x.startswith("<") and x.endswith(">")) for x, y in zip(a, b))
 
 
-def find(model: type[BaseModel], key: str) -> Knob | None:
+def find(model: type[BaseModel], key: str) -> Setting | None:
     """The knob at dotted ``key`` (list indices dropped, a mapping's own key matching its
     ``<...>`` step), or None."""
     every = knobs(model)
@@ -131,7 +131,7 @@ def find(model: type[BaseModel], key: str) -> Knob | None:
     return None
 
 
-def closest(model: type[BaseModel], key: str) -> Knob | None:
+def closest(model: type[BaseModel], key: str) -> Setting | None:
     """The existing knob nearest to an unknown ``key``: the same parent section first."""
     all_keys = [k.key for k in knobs(model)]
     parent = key.rpartition(".")[0]
@@ -153,7 +153,7 @@ def fix_it(model: type[BaseModel], key: str, unknown: bool = False) -> str:
     return k.description if k else ""
 
 
-def lines(items: list[Knob], values: dict[str, Any] | None = None) -> list[str]:
+def lines(items: list[Setting], values: dict[str, Any] | None = None) -> list[str]:
     """A knob reference for a terminal: key, type, default (or the value in ``values``), bounds, description."""
     out = []
     for k in items:
@@ -163,7 +163,7 @@ def lines(items: list[Knob], values: dict[str, Any] | None = None) -> list[str]:
     return out
 
 
-def markdown(items: list[Knob]) -> list[str]:
+def markdown(items: list[Setting]) -> list[str]:
     """A knob reference as a Markdown table."""
     out = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for k in items:
@@ -184,4 +184,4 @@ def flat_values(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-__all__ = ["Knob", "closest", "find", "fix_it", "flat_values", "knobs", "lines", "markdown"]
+__all__ = ["Setting", "closest", "find", "fix_it", "flat_values", "knobs", "lines", "markdown"]
