@@ -191,7 +191,7 @@ def write_card(out_dir: Path, profile: Profile, facts: CardFacts | None = None, 
     validate_card(text, expected_features=dict.fromkeys(config_names, features), root=out_dir)
     rundir.write_text(out_dir / "profile.yaml", ctx["profile_yaml"])
     rundir.write_text(out_dir / CARD_DATA, json.dumps(card_data, indent=1, ensure_ascii=False))
-    path = out_dir / "README.md"
+    path = out_dir / rundir.CARD
     rundir.write_text(path, text)
     return path
 

@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fineproofs import rundir
 from fineproofs.errors import PushError  # a push that did not happen: the remote is unchanged
 
 __all__ = ["PlannedFile", "PushError", "push_plan", "push_run"]
@@ -45,9 +46,9 @@ class PlannedFile:
 
 
 def _card_text(run_dir: Path) -> str:
-    card = run_dir / "README.md"
+    card = run_dir / rundir.CARD
     if not card.is_file():
-        raise PushError(f"{run_dir} has no README.md: is it a finished build (fineproofs build --output DIR)?")
+        raise PushError(f"{run_dir} has no {rundir.CARD}: is it a finished build (fineproofs build --output DIR)?")
     try:
         return card.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -105,7 +106,7 @@ def push_plan(run_dir: Path, repo_id: str = "") -> list[PlannedFile]:
         top = p.split("/", 1)[0]
         if top not in ("data", "plots") or ".." in p.split("/"):
             raise PushError(f"refusing to push {p}: only data/, plots/, README.md and profile.yaml are published")
-    plan = [PlannedFile("README.md", text.encode())]
+    plan = [PlannedFile(rundir.CARD, text.encode())]
     if (run_dir / "profile.yaml").is_file():
         plan.append(PlannedFile("profile.yaml", (run_dir / "profile.yaml").read_bytes()))
     plan += [PlannedFile(p, (run_dir / p).read_bytes()) for p in paths]
