@@ -245,7 +245,7 @@ KNOBS: list[TrainKnob] = [
         "eval:benchmark",
         "lm-provers/IMOProofBench",
         "eval/scripts/run.py (--data-path default)",
-        "ours reads a local copy of the benchmark CSV (offline); `benchmark: lm-provers/IMOProofBench` reads the Hub",
+        "ours reads a local copy of the benchmark CSV (offline); `benchmark: hf:lm-provers/IMOProofBench` reads the Hub",
     ),
     TrainKnob("eval:policy.engine.model", "lm-provers/QED-Nano", EVAL, "replaced by --model"),
     TrainKnob(
