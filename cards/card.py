@@ -146,6 +146,7 @@ class CardFacts:
     benchmark_args: list[str] = field(default_factory=list)
     limit: int | None = None
     calibration: dict = field(default_factory=dict)  # per judging role (pipelines.calibration.calibrate_roles)
+    incomplete: dict = field(default_factory=dict)  # stage -> reason -> items lost to transient failures
 
     @classmethod
     def from_run(cls, run_dir: Path) -> CardFacts:
@@ -165,6 +166,7 @@ class CardFacts:
                 benchmark_args=m.get("benchmarks", []),
                 limit=m.get("limit"),
                 calibration=m.get("calibration") or {},
+                incomplete=m.get("incomplete") or {},
             )
         except FileNotFoundError as e:
             raise DataError(f"{path} is missing: run `fineproofs build` into {run_dir} first") from e
@@ -393,6 +395,7 @@ def _context(
         "reward_column": next((n for n in features if "-reward@" in n), ""),
         "tables": card_tables(out_dir, card_data, dist),
         "calibration": facts.calibration,
+        "incomplete": facts.incomplete,
         "plots": write_plots(dist, out_dir),
         "license_note": license_note,
         "fidelity": differences(profile),

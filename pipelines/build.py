@@ -87,6 +87,7 @@ class BuildResult:
     card: Path | None = None
     decontaminated: bool = False
     calibration: dict = field(default_factory=dict)  # per judging role: figures against human grades
+    incomplete: dict[str, dict[str, int]] = field(default_factory=dict)  # transient failures, stage -> kind -> n
 
 
 def roles_of(split: str, profile: Profile) -> list[str]:
@@ -152,6 +153,7 @@ class Build:
         progress: bool = True,
         executor: str | None = None,
         shard: tuple[int, int] | None = None,
+        allow_incomplete: bool = False,
     ):
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
@@ -162,6 +164,9 @@ class Build:
         self.split = split
         self.progress = progress
         self.shard = shard
+        # write the split even when items failed for transient reasons (marked incomplete in
+        # build.json and the card); without it such a build writes no split
+        self.allow_incomplete = allow_incomplete
         self.work_dir = shard_dir(self.out_dir, *shard) if shard else self.out_dir
         self._gens: list[CachedGenerator] = []
 
@@ -265,7 +270,10 @@ class Build:
         res.cached = sum(g.stats.cached for g in self._gens)
         # the exit contract: work lost to a server that did not answer is no finished dataset
         if transient := incomplete_counts(res.dropped):
-            raise IncompleteBuild(incomplete_message(transient, str(self.work_dir / rundir.STORE)))
+            if not self.allow_incomplete or self.shard:
+                raise IncompleteBuild(incomplete_message(transient, str(self.work_dir / rundir.STORE)))
+            res.incomplete = transient
+            log.warning("!!! writing an INCOMPLETE split as asked (--allow-incomplete): %s", transient)
         if self.shard:
             res.seconds = time.time() - t0
             rundir.write_json(self.work_dir / rundir.MANIFEST, _shard_manifest(self, res, len(problems)))
@@ -501,4 +509,5 @@ def manifest(profile: Profile, split: str, res: BuildResult, decontam_report: di
         "limit": profile.limit,
         "rubric_hash": rubric_hash(inputs.rubrics.values()),
         "calibration": res.calibration,
+        "incomplete": res.incomplete,
     }

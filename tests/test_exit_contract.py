@@ -15,11 +15,11 @@ that survived a fault can be compared row for row with a fault-free one.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import sqlite3
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -62,17 +62,23 @@ def _build(profile: Path, out: Path, *extra: str):
     return CliRunner().invoke(cli, [str(a) for a in [*args, *extra]])
 
 
-def _outage_after(n: int, server: list[FaultServer]):
-    """Oracle replies; once ``n`` chat requests have come in, every later one is a 503."""
-    lock = threading.Lock()
+class OutageServer(FaultServer):
+    """Oracle replies until ``down_from`` chat requests have arrived; every later one gets a
+    503 until ``up()`` (decided on arrival, so the outage starts at the same request whatever
+    the timing)."""
 
-    def reply(messages, prefill, seed, index):
-        with lock:
-            if len(server[0].received) >= n:
-                server[0].fault_rate = 1.0
-        return oracle_reply(messages, prefill, seed, index)
+    def __init__(self, down_from: int):
+        super().__init__(model=PAPER_MODELS, reply_fn=oracle_reply, faults=("http_503",))
+        self.down_from, self.arrived, self.is_up = down_from, 0, False
 
-    return reply
+    def _fault_for(self, body: dict) -> str | None:
+        self.arrived += 1
+        if not self.is_up and self.arrived > self.down_from:
+            return "http_503"
+        return None
+
+    def up(self) -> None:
+        self.is_up = True
 
 
 def test_an_outage_ends_incomplete_and_the_same_command_then_writes_the_fault_free_rows(tmp_path):
@@ -81,10 +87,7 @@ def test_an_outage_ends_incomplete_and_the_same_command_then_writes_the_fault_fr
         clean = tmp_path / "clean"
         res = _build(_profile(tmp_path / "p0", dict.fromkeys(ROLES, clean_srv.url), engine), clean)
         assert res.exit_code == 0, res.output
-    ref: list[FaultServer] = []
-    srv = FaultServer(model=PAPER_MODELS, reply_fn=_outage_after(12, ref), faults=("http_503",))
-    ref.append(srv)
-    with srv:
+    with OutageServer(down_from=12) as srv:
         profile = _profile(tmp_path / "p1", dict.fromkeys(ROLES, srv.url), engine)
         out = tmp_path / "run"
         res = _build(profile, out, "--push-to", "someone/fineproofs-rl")
@@ -98,11 +101,47 @@ def test_an_outage_ends_incomplete_and_the_same_command_then_writes_the_fault_fr
         assert not (out / "data").exists() and not (out / "README.md").exists() and not (out / "build.json").exists()
         assert srv.injected["http_503"] > 0
 
-        srv.fault_rate = 0.0  # the server is back: the same command finishes the build
-        srv.reply_fn = oracle_reply
+        srv.up()  # the server is back: the same command finishes the build
         res = _build(profile, out)
         assert res.exit_code == 0, res.output
     assert rows(out) == rows(clean) and rows(out)
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """huggingface_hub pointed at the loopback Hub (tests/hubserver.py)."""
+    import huggingface_hub.constants as c
+    from hubserver import HubServer
+
+    with HubServer() as server:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setattr(c, "HF_HUB_DISABLE_XET", True)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_TOKEN", "hf_FineproofsTestToken0123456789abcdef")
+        yield server
+
+
+@pytest.mark.parametrize("allow", [False, True], ids=["refused", "allowed"])
+def test_an_incomplete_build_is_pushed_only_when_asked_and_then_says_so(tmp_path, hub, allow):
+    with OutageServer(down_from=12) as srv:
+        profile = _profile(
+            tmp_path / "p", dict.fromkeys(ROLES, srv.url), {"retry_budget_s": 0.3, "breaker_failures": 0}
+        )
+        out = tmp_path / "run"
+        res = _build(profile, out, "--push-to", "someone/partial", *(["--allow-incomplete"] if allow else []))
+    assert res.exit_code == 3, res.output
+    line = [x for x in res.output.splitlines() if x.startswith("fineproofs: ")][-1]
+    assert "build incomplete" in line and "re-run the same command" in line.lower()
+    if not allow:
+        assert not hub.repos and not (out / "data").exists()  # nothing written, nothing pushed
+        return
+    assert "written and pushed anyway" in line
+    files = hub.files("someone/partial")
+    assert "README.md" in files and any(f.startswith("data/default/") for f in files)
+    assert b"**Incomplete build.**" in files["README.md"]
+    assert json.loads((out / "build.json").read_text())["incomplete"]
 
 
 def test_a_dead_judge_trips_the_breaker_with_one_line(tmp_path):

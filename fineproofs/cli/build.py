@@ -10,6 +10,7 @@ import click
 from fineproofs.cards.card import write_card
 from fineproofs.cli.base import Command, profile_option
 from fineproofs.config import load_profile, parse_override
+from fineproofs.errors import IncompleteBuild, incomplete_message
 
 
 @click.command(cls=Command)
@@ -88,6 +89,13 @@ from fineproofs.config import load_profile, parse_override
     help="Merge the N finished shards of OUTPUT into the split and its card.",
 )
 @click.option("--push-to", default=None, metavar="ORG/NAME", help="Push the result to this Hub dataset repo.")
+@click.option(
+    "--allow-incomplete",
+    is_flag=True,
+    help="When items failed for transient reasons (a server that stayed down), write the split and card "
+    "anyway, marked incomplete, and push them with --push-to; the command still exits 3. Without it such a "
+    "build writes and pushes nothing. Single-process builds only.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def build(
     split,
@@ -103,6 +111,7 @@ def build(
     shard,
     merge,
     push_to,
+    allow_incomplete,
     no_progress,
 ):
     """Build a FineProofs split end to end.
@@ -127,6 +136,8 @@ def build(
     out = output or Path(f"fineproofs-{split}")
     if sum(x is not None for x in (shards, shard, merge)) > 1:
         raise click.UsageError("give one of --shards, --shard and --merge")
+    if allow_incomplete and (shards or shard or merge):
+        raise click.UsageError("--allow-incomplete is for single-process builds (not --shards, --shard or --merge)")
     if shard is not None:
         i, n = _shard_arg(shard)
         res = Build(prof, out, split, progress=not no_progress, shard=(i, n)).run()
@@ -149,7 +160,7 @@ def build(
     elif merge is not None:
         result = merge_step(prof, out, split, merge)
     else:
-        result = Build(prof, out, split, progress=not no_progress).run()
+        result = Build(prof, out, split, progress=not no_progress, allow_incomplete=allow_incomplete).run()
         result.card = write_card(out, prof)
     print_build_summary(result)
     if push_to:
@@ -157,6 +168,11 @@ def build(
 
         url = push_run(out, push_to)
         click.echo(f"pushed to {url}")
+    if result.incomplete:  # written (and pushed) on request: still not a finished build
+        raise IncompleteBuild(
+            incomplete_message(result.incomplete, str(out / "store.sqlite"))
+            + f"; the split was written{' and pushed' if push_to else ''} anyway, marked incomplete (--allow-incomplete)"
+        )
 
 
 def _shard_arg(text: str) -> tuple[int, int]:
