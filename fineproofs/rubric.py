@@ -501,7 +501,7 @@ def parse_rubric_json(answer: str, problem_id: str = "") -> Rubric:
     (a reply cut at ``max_tokens`` is unfinished JSON)."""
     text = answer.strip()
     fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.S)
-    text = fenced.group(1) if fenced else text
+    text = _LATEX_IN_JSON.sub(r"\\\\", fenced.group(1) if fenced else text)
     try:
         obj, end = json.JSONDecoder().raw_decode(text)
     except ValueError:
@@ -548,6 +548,9 @@ def parse_rubric_json(answer: str, problem_id: str = "") -> Rubric:
     return parsed
 
 
+# LaTeX written with one backslash inside a JSON string (\theta, \frac, \beta, \nabla,
+# \right): read as the command, not as the JSON escape \t, \f, \b, \n, \r plus letters
+_LATEX_IN_JSON = re.compile(r"(?<!\\)\\(?=[bfnrt][A-Za-z])")
 _CHECKPOINTS_KEY = re.compile(r'\{\s*"checkpoints"\s*:\s*')
 
 

@@ -26,7 +26,7 @@ def test_embedded_card_lists_the_prompts_it_used_and_reads_json_scores(tmp_path)
     prof = load_profile("embedded")
     used = used_prompts("rl", prof)
     assert set(used) == {"rubric", "rubric_json", "rubric_json_retry", "rollout", "grade"}
-    assert used["rubric"] == prompts.load("rubric_compact").version  # the profile's pick, not the packaged default
+    assert used["rubric"] == prompts.load("rubric_brief").version  # the profile's pick, not the packaged default
     assert _prompt_line(text) == set(used.values())
     assert prompts.load("distill").version not in _prompt_line(text)
     assert 'read from the judge\'s JSON answer `{"score": N' in text

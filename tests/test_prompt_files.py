@@ -24,7 +24,7 @@ def test_a_prompt_file_replaces_the_packaged_prompt(tmp_path):
 
 def test_another_packaged_prompt_by_name():
     prof = load_profile("embedded")
-    assert prof.prompts["rubric"] == "rubric_compact"
+    assert prof.prompts["rubric"] == "rubric_brief"
     from fineproofs import prompts
 
     assert prompts.pick("rubric", prof.prompts).version != prompts.load("rubric").version

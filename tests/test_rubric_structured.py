@@ -278,3 +278,13 @@ def test_embedded_model_writes_valid_rubrics_for_the_demo(embedded_engine, tmp_p
     for w in valid:
         assert parse_rubric(w.rubric.render()) == w.rubric
         assert sum(i.points for i in w.rubric.items) == 7 and len(w.rubric.items) <= 4
+
+
+def test_latex_with_single_backslashes_survives_json():
+    r"""A small model writes `\theta` inside a JSON string: read as LaTeX, not as a tab + "heta"."""
+    doc = (
+        r'{"checkpoints": [{"points": 3, "description": "Shows \theta = \frac{a}{b} and \\beta"}, '
+        r'{"points": 4, "description": "Uses \nabla f and \right)"}], "zero_credit": [], "deductions": [], "caps": []}'
+    )
+    r = parse_rubric_json(doc)
+    assert [i.description for i in r.items] == [r"Shows \theta = \frac{a}{b} and \beta", r"Uses \nabla f and \right)"]

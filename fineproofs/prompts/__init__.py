@@ -51,6 +51,15 @@ What each asks for and what is parsed from the reply:
   :mod:`fineproofs.rubric`, which also reads this project's older
   ``N. (P points)`` form. The retry prompt (``{{error}}``) feeds the validation error
   back.
+- ``rubric_compact`` / ``rubric_compact_retry``: the same scheme in this project's
+  ``N. (P points)`` form, short, with an example (for small models writing text).
+- ``rubric_brief``: problem + reference solution, asking for the steps of this problem's
+  proof with points (7 in total), zero-credit work and costly errors, with no example
+  (a small model copies examples); meant for the structured form below.
+- ``rubric_json`` / ``rubric_json_retry``: appended to the rubric request when
+  ``rubrics.structured`` is on (``{{max_checkpoints}}``, ``{{chars}}``; the retry gets
+  ``{{error}}``): asks for the JSON rubric of :func:`fineproofs.rubric.rubric_schema`,
+  parsed and validated by :func:`fineproofs.rubric.parse_rubric_json`.
 - ``grade``: problem, optional reference solution, rubric and the proof fenced
   between ``<<<PROOF>>>`` markers as data. The reply must contain exactly one
   ``<score>N</score>`` with N in 0..7 (:mod:`fineproofs.judging`).
