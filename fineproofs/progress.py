@@ -124,13 +124,13 @@ class StepBar:
     def eta(self, now: float | None = None) -> str:
         """``ETA 1:15`` from the measured rate, or what is still missing to measure it."""
         if self._first is None:
-            return "ETA after the first completion (model load and warm-up excluded)"
+            return "ETA after 1st batch"  # the first pays for the model load: not a rate
         t0, n0 = self._first
         dt, dn = (self._clock() if now is None else now) - t0, self.n - n0
         if self.n >= self.total:
             return "done"
         if dn <= 0 or dt <= 0:
-            return "ETA after the next completion"
+            return "ETA after next batch"
         return f"ETA {clock((self.total - self.n) * dt / dn)}"
 
     def close(self) -> None:
