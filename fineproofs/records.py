@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import statistics
 import types
 import typing
 import unicodedata
@@ -172,8 +173,23 @@ class Problem:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+class StageRecord:
+    """What a stage writes to its file (``stages/<name>.jsonl``), one line per record:
+    ``to_dict`` is the line, ``from_dict`` reads it back (keys it does not know are left out,
+    so an older or newer file still reads). The registry of stage files is
+    :data:`fineproofs.rundir.STAGE_FILES`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
 @dataclass
-class ProofSample:
+class ProofSample(StageRecord):
     """One generated proof (teacher distillation or student rollout)."""
 
     problem_id: str
@@ -189,11 +205,16 @@ class ProofSample:
 
     @property
     def key(self) -> str:
-        return f"{self.problem_id}:{self.role}:{self.sample_index}"
+        return sample_key(self.problem_id, self.role, self.sample_index)
+
+
+def sample_key(problem_id: str, role: str, sample_index: int) -> str:
+    """A proof sample's key (what a :class:`Grade`'s ``sample_key`` names)."""
+    return f"{problem_id}:{role}:{sample_index}"
 
 
 @dataclass
-class Grade:
+class Grade(StageRecord):
     """A judge's verdict on one proof sample. ``score`` is None when no valid score
     could be obtained: that sample is quarantined, never counted as 0."""
 
@@ -203,6 +224,99 @@ class Grade:
     status: str  # "ok" | "failed"
     reason: str = ""
     flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RubricRecord(StageRecord):
+    """``stages/rubrics.jsonl``: the rubric text the judge saw, and the attempts it took."""
+
+    problem_id: str
+    rubric: str
+    attempts: int = 0
+
+
+@dataclass
+class ScreenRecord(StageRecord):
+    """``stages/problem_filter.jsonl``: the problem filter's verdict and keep decision."""
+
+    problem_id: str
+    kept: bool
+    reason: str = ""
+    question_type: str = ""
+    verdict: dict[str, Any] | None = None
+    failure: str = ""
+    attempts: int = 0
+    model: str = ""
+    prompt_version: str = ""
+
+
+@dataclass
+class CategoryRecord(StageRecord):
+    """``stages/category.jsonl``: a problem's SFT category (empty: quarantined)."""
+
+    problem_id: str
+    category: str = ""
+    method: str = ""
+    attempts: int = 0
+    failure: str = ""
+    model: str = ""
+    prompt_version: str = ""
+
+
+def reward_std(rewards: list[float], ddof: int) -> float:
+    """Standard deviation of a group's rewards: population (``ddof=0``) or sample
+    (``ddof=1``, what the published FineProofs-RL holds); a single reward has std 0."""
+    if not rewards:
+        return float("nan")
+    if ddof == 1:
+        return statistics.stdev(rewards) if len(rewards) > 1 else 0.0
+    return statistics.pstdev(rewards)
+
+
+@dataclass
+class Difficulty(StageRecord):
+    """A problem's valid rollout grades (FineProofs-RL's ``scores`` and what follows):
+    ``stages/difficulty.jsonl``."""
+
+    problem_id: str
+    scores: list[int]
+    failed: int = 0  # rollouts whose grade was quarantined
+
+    @property
+    def rewards(self) -> list[float]:
+        return [s / 7 for s in self.scores]
+
+    @property
+    def num_rewards(self) -> int:
+        return len(self.scores)
+
+    @property
+    def reward_mean(self) -> float:
+        return sum(self.rewards) / len(self.scores) if self.scores else float("nan")
+
+    def std(self, ddof: int = 0) -> float:
+        """The rewards' std: population (``ddof=0``, the stage file) or sample (``ddof=1``)."""
+        return reward_std(self.rewards, ddof)
+
+    @property
+    def reward_std(self) -> float:
+        """Population std (the split applies the profile's ``reward_std_ddof``)."""
+        return self.std(0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stage file's line: the grades and what follows from them (null without grades)."""
+        return {
+            "problem_id": self.problem_id,
+            "scores": self.scores,
+            "num_rewards": self.num_rewards,
+            "failed": self.failed,
+            "reward_mean": self.reward_mean if self.scores else None,
+            "reward_std": self.reward_std if self.scores else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Difficulty:
+        return cls(d["problem_id"], list(d["scores"]), d.get("failed", 0))
 
 
 # ---------------------------------------------------------------------------

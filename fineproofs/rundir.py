@@ -13,14 +13,27 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from fineproofs.errors import ConfigError, DataError
+from fineproofs.records import (
+    CategoryRecord,
+    Difficulty,
+    Grade,
+    Problem,
+    ProofSample,
+    RubricRecord,
+    ScreenRecord,
+)
+
+log = logging.getLogger(__name__)
 
 MARKER = ".fineproofs"
 
@@ -34,6 +47,146 @@ QUARANTINE = "quarantine"
 STAGES = "stages"
 DATA = "data"
 LOCK = ".lock"  # held by the one process writing the directory (its pid and command inside)
+LLM_QUARANTINE = f"{QUARANTINE}/llm.jsonl"  # what the LLM stages could not produce, with reasons
+SHARDS = "shards"
+CARD_DATA = "card_data.json"
+
+
+# ---------------------------------------------------------------------------
+# the stage files: one registry from stage name to file and record type
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageFile:
+    """A stage's file in the run directory and the record type of its lines."""
+
+    name: str
+    record: type
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.jsonl"
+
+    @property
+    def file(self) -> str:
+        """Relative to the run directory (or a shard's directory)."""
+        return f"{STAGES}/{self.filename}"
+
+    def path(self, work_dir: str | Path) -> Path:
+        return Path(work_dir) / self.file
+
+    def read(self, stages_dir: str | Path, *, strict: bool = True, offsets: bool = False) -> Iterator[Any]:
+        """The stage's records in the ``stages/`` folder given (none when the stage never
+        ran there); with ``offsets``, ``(byte offset, byte length, record)``."""
+        for x in read_records(Path(stages_dir) / self.filename, strict=strict, offsets=offsets):
+            yield (x[0], x[1], self._typed(x[2])) if offsets else self._typed(x)
+
+    def _typed(self, d: dict[str, Any]) -> Any:
+        return d if self.record is dict else self.record.from_dict(d)
+
+
+STAGE_FILES: dict[str, StageFile] = {
+    s.name: s
+    for s in (
+        StageFile("problem_filter", ScreenRecord),
+        StageFile("rubrics", RubricRecord),
+        StageFile("rollouts", ProofSample),
+        StageFile("rollout_grades", Grade),
+        StageFile("difficulty", Difficulty),
+        StageFile("category", CategoryRecord),
+        StageFile("distill", ProofSample),
+        StageFile("proof_grades", Grade),
+    )
+}
+
+# (samples, their grades): the proof samples of a build and the stage grading them
+SAMPLE_STAGES = (("rollouts", "rollout_grades"), ("distill", "proof_grades"))
+
+
+def stage(name: str) -> StageFile:
+    """The stage file of ``name``: the registered one, else ``stages/<name>.jsonl`` of plain
+    dicts (a stage nobody registered is written and read, untyped)."""
+    return STAGE_FILES.get(name) or StageFile(name, dict)
+
+
+def register_stage(name: str, record: type) -> StageFile:
+    """Add a stage to :data:`STAGE_FILES` (a user's own stage): its file is ``stages/<name>.jsonl``."""
+    STAGE_FILES[name] = StageFile(name, record)
+    return STAGE_FILES[name]
+
+
+# ---------------------------------------------------------------------------
+# the one reader of run-directory JSONL
+# ---------------------------------------------------------------------------
+
+
+class Records:
+    """The JSON object lines of ``path``, read lazily (a missing file has none).
+
+    ``strict``: a line that is not a JSON object raises :class:`DataError` naming
+    ``file:line``; otherwise it is skipped and counted in :attr:`skipped` (logged once the
+    file is read). With ``offsets`` each item is ``(byte offset, byte length, record)``,
+    so a reader can come back for one line without holding the file."""
+
+    def __init__(self, path: str | Path, *, strict: bool = True, offsets: bool = False):
+        self.path = Path(path)
+        self.strict = strict
+        self.offsets = offsets
+        self.skipped = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as f:
+            pos = 0
+            for i, line in enumerate(f, 1):
+                at, pos = pos, pos + len(line)
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                    if not isinstance(d, dict):
+                        raise ValueError(f"a JSON {type(d).__name__}, not an object")
+                except ValueError as e:
+                    if self.strict:
+                        raise DataError(f"{self.path}:{i} is damaged ({e}); re-run the build to rewrite it") from e
+                    self.skipped += 1
+                    continue
+                yield (at, len(line), d) if self.offsets else d
+        if self.skipped:
+            log.warning("%s: skipped %d damaged line(s)", self.path, self.skipped)
+
+
+def read_records(path: str | Path, *, strict: bool = True, offsets: bool = False) -> Records:
+    """The records of one run-directory JSONL file (see :class:`Records`)."""
+    return Records(path, strict=strict, offsets=offsets)
+
+
+def read_problems(run_dir: str | Path, *, strict: bool = True) -> Iterator[Problem]:
+    """The ingested problem set (``problems/problems.jsonl``)."""
+    for d in read_records(Path(run_dir) / PROBLEMS, strict=strict):
+        yield Problem.from_dict(d)
+
+
+def read_quarantine(run_dir: str | Path, *, strict: bool = False) -> Records:
+    """What the LLM stages quarantined (``quarantine/llm.jsonl``): ``{"stage", key, "reason"}``."""
+    return read_records(Path(run_dir) / LLM_QUARANTINE, strict=strict)
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """``build.json`` of a run directory (or a shard's), or of the file given; a missing
+    file raises ``FileNotFoundError``, a damaged one :class:`DataError`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataError(f"{path} is damaged ({e}); re-run the build to rewrite it") from e
+    if not isinstance(m, dict):
+        raise DataError(f"{path} is damaged (not a JSON object); re-run the build to rewrite it")
+    return m
 
 
 @contextlib.contextmanager

@@ -47,7 +47,7 @@ from fineproofs.config import CategoryConfig, Profile, RoleConfig
 from fineproofs.engines.base import GenerationRequest, SamplingParams, sampling_of
 from fineproofs.generation import CachedGenerator
 from fineproofs.pipelines.stage import Failed, LLMStage, Tally, Work
-from fineproofs.records import Problem
+from fineproofs.records import CategoryRecord, Problem
 from fineproofs.replies import answer_of
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,7 @@ class CategoryStage(LLMStage):
     quarantined under ``on_failure: quarantine``."""
 
     name = STEP
+    record = CategoryRecord
     key_name = "problem_id"
 
     def __init__(
@@ -225,7 +226,7 @@ class CategoryStage(LLMStage):
         self.generator = generator
         self.prompt = prompts.pick(STEP, prompt_files)
         self.tally = Tally()
-        self._records: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, CategoryRecord] = {}
 
     @classmethod
     def from_profile(cls, profile: Profile, gen) -> CategoryStage:
@@ -267,20 +268,20 @@ class CategoryStage(LLMStage):
                 # quarantined, or a server that failed: the next run asks again (the row, if
                 # any, carries the fallback category meanwhile)
                 yield Failed(w.id, d.failure)
-            self._records[w.id] = {
-                "problem_id": w.id,
-                "category": d.category,
-                "method": d.method or "quarantined",
-                "attempts": d.attempts,
-                "failure": d.failure,
-                "model": self.role.engine.model if d.attempts and self.role else "",
-                "prompt_version": self.prompt_version if d.attempts else "",
-            }
+            self._records[w.id] = CategoryRecord(
+                problem_id=w.id,
+                category=d.category,
+                method=d.method or "quarantined",
+                attempts=d.attempts,
+                failure=d.failure,
+                model=self.role.engine.model if d.attempts and self.role else "",
+                prompt_version=self.prompt_version if d.attempts else "",
+            )
             yield w
 
     def records(self, work: Work) -> list[dict[str, Any]]:
         rec = self._records.pop(work.id, None)
-        return [rec] if rec else []
+        return [rec.to_dict()] if rec else []
 
     def _classify(self, problems: list[Problem]) -> dict[str, Decision]:
         """Up to ``max_attempts`` batched rounds; round ``a`` asks for sample index ``a`` (a

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from fineproofs.pipelines.stage import Difficulty, Failed, Work
+from fineproofs.pipelines.stage import Failed, Work
+from fineproofs.records import Difficulty
 
 __all__ = ["Difficulty", "DifficultyStage"]
 
 
 class DifficultyStage:
     name = "difficulty"
+    record = Difficulty
     key_name = "problem_id"
 
     def run(self, items: Iterable[Work]) -> Iterator[Work | Failed]:
@@ -34,16 +36,4 @@ class DifficultyStage:
             yield w
 
     def records(self, work: Work) -> list[dict]:
-        d = work.difficulty
-        if d is None:
-            return []
-        return [
-            {
-                "problem_id": d.problem_id,
-                "scores": d.scores,
-                "num_rewards": d.num_rewards,
-                "failed": d.failed,
-                "reward_mean": d.reward_mean if d.scores else None,
-                "reward_std": d.reward_std if d.scores else None,
-            }
-        ]
+        return [work.difficulty.to_dict()] if work.difficulty is not None else []

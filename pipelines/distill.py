@@ -36,6 +36,8 @@ class ProofGenerator(LLMStage):
     engine could not produce is a :class:`Failed` (the store keeps it as failed, and
     the next run retries it)."""
 
+    record = ProofSample
+
     def __init__(
         self,
         role_name: str,

@@ -23,6 +23,8 @@ def no_answer(sample: ProofSample) -> bool:
 class GradeStage(LLMStage):
     """Grades the samples in ``Work.<field>`` with one judge role."""
 
+    record = Grade
+
     def __init__(self, grader: Grader, field: str, *, zero_no_answer: bool):
         self.grader = grader
         self.field = field  # "rollouts" | "proofs"

@@ -40,7 +40,7 @@ from fineproofs.config import ProblemFilterConfig, Profile, RoleConfig
 from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.generation import CachedGenerator
 from fineproofs.pipelines.stage import Failed, LLMStage, Tally, Work
-from fineproofs.records import FilterDecision, Problem
+from fineproofs.records import FilterDecision, Problem, ScreenRecord
 from fineproofs.replies import answer_of
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,7 @@ class ProblemFilter(LLMStage):
     """The ``problem_filter`` stage: a verdict per problem and the profile's keep rule."""
 
     name = STEP
+    record = ScreenRecord
     key_name = "problem_id"
 
     def __init__(self, role: RoleConfig, cfg: ProblemFilterConfig, generator: CachedGenerator):
@@ -175,7 +176,7 @@ class ProblemFilter(LLMStage):
         self.generator = generator
         self.prompt = prompts.load(STEP, cfg.prompt_file or None)
         self.tally = Tally()
-        self._records: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, ScreenRecord] = {}
 
     @classmethod
     def from_profile(cls, profile: Profile, gen) -> ProblemFilter:
@@ -195,7 +196,7 @@ class ProblemFilter(LLMStage):
 
     def records(self, work: Work) -> list[dict[str, Any]]:
         rec = self._records.pop(work.id, None)
-        return [rec] if rec else []
+        return [rec.to_dict()] if rec else []
 
     def _decide(self, p: Problem, out: _Outcome) -> None:
         if out.verdict is None:
@@ -216,17 +217,17 @@ class ProblemFilter(LLMStage):
             reason = f"{'kept' if kept else 'dropped'}: {', '.join(why)}"
         p.decisions[:] = [d for d in p.decisions if d.step != STEP]  # screened again: the new verdict stands
         p.decisions.append(FilterDecision(STEP, kept, reason))
-        self._records[p.id] = {
-            "problem_id": p.id,
-            "kept": kept,
-            "reason": reason,
-            "question_type": p.question_type,
-            "verdict": asdict(out.verdict) if out.verdict else None,
-            "failure": out.failure,
-            "attempts": out.attempts,
-            "model": self.role.engine.model,
-            "prompt_version": self.prompt.version,
-        }
+        self._records[p.id] = ScreenRecord(
+            problem_id=p.id,
+            kept=kept,
+            reason=reason,
+            question_type=p.question_type,
+            verdict=asdict(out.verdict) if out.verdict else None,
+            failure=out.failure,
+            attempts=out.attempts,
+            model=self.role.engine.model,
+            prompt_version=self.prompt.version,
+        )
 
     def _screen(self, problems: list[Problem]) -> dict[str, _Outcome]:
         """Up to ``max_attempts`` batched rounds; round ``a`` asks for sample index ``a``, so a

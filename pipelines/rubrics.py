@@ -32,7 +32,7 @@ from fineproofs.config import RoleConfig, RubricConfig
 from fineproofs.engines.base import GenerationRequest, SamplingParams, sampling_of
 from fineproofs.generation import CachedGenerator
 from fineproofs.pipelines.stage import Failed, LLMStage, Work
-from fineproofs.records import Problem
+from fineproofs.records import Problem, RubricRecord
 from fineproofs.replies import answer_of
 from fineproofs.rubric import Rubric, RubricError, parse_rubric, parse_rubric_json, rubric_schema
 
@@ -56,6 +56,7 @@ class RubricWriter(LLMStage):
     the last validation error (the item passes on without a rubric)."""
 
     name = "rubrics"
+    record = RubricRecord
     key_name = "problem_id"
 
     def __init__(self, role: RoleConfig, cfg: RubricConfig, generator: CachedGenerator,
@@ -109,7 +110,7 @@ class RubricWriter(LLMStage):
     def records(self, work: Work) -> list[dict]:
         if work.rubric is None:
             return []
-        return [{"problem_id": work.id, "rubric": work.rubric.render(), "attempts": work.rubric_attempts}]
+        return [RubricRecord(work.id, work.rubric.render(), work.rubric_attempts).to_dict()]
 
     def _rounds(self, pending: list[Work], failures: dict[str, str]) -> None:
         """Up to ``max_attempts`` rounds; each round is one batched engine call and its

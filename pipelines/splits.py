@@ -56,21 +56,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import polars as pl
 
+from fineproofs import rundir
 from fineproofs.config import RLSplitConfig, SFTSplitConfig
-from fineproofs.errors import DataError
 from fineproofs.pipelines.category import from_keywords, from_tags
-from fineproofs.pipelines.difficulty import Difficulty
-from fineproofs.pipelines.stage import reward_std
 from fineproofs.records import (
     PUBLISHED_CATEGORIES,
     RL_FEATURES,
+    Difficulty,
     Grade,
     Message,
     Problem,
@@ -390,7 +389,7 @@ def build_rl(
                     rewards=d.rewards,
                     num_rewards=d.num_rewards,
                     reward_mean=d.reward_mean,
-                    reward_std=reward_std(d.rewards, cfg.reward_std_ddof),
+                    reward_std=d.std(cfg.reward_std_ddof),
                 )
             )
         )
@@ -458,42 +457,37 @@ class SplitInputs:
     uncategorised: set[str] = field(default_factory=set)  # problems the category stage quarantined
 
 
-def iter_jsonl(path: Path, offsets: bool = False):
-    """Records of a stage file (with ``offsets``: ``(byte offset, record)``); a damaged
-    line stops with the file and line named."""
-    if not path.exists():
-        return
-    with open(path, "rb") as f:
-        pos = 0
-        for i, line in enumerate(f, 1):
-            at, pos = pos, pos + len(line)
-            if line.strip():
-                try:
-                    d = json.loads(line)
-                except ValueError as e:
-                    raise DataError(f"{path}:{i} is damaged ({e}); re-run the build to rewrite it") from e
-                yield (at, d) if offsets else d
+# what each split's writer reads from the stage files (besides the problem set)
+RL_INPUTS = ("rubrics", "problem_filter", "difficulty")
+SFT_INPUTS = (*RL_INPUTS, "category", "distill", "proof_grades")
+_INPUTS = {"rl": RL_INPUTS, "sft": SFT_INPUTS}
 
 
-def read_inputs(problems_path: Path, stage_dirs: list[Path], split: str) -> SplitInputs:
-    """The split's inputs from ``problems.jsonl`` and the ``stages/`` folders given."""
-    out = SplitInputs(problems=[Problem.from_dict(d) for d in iter_jsonl(problems_path)])
+def read_inputs(problems_path: Path, stage_dirs: list[Path], inputs: str | Collection[str]) -> SplitInputs:
+    """The split's inputs from ``problems.jsonl`` and the ``stages/`` folders given:
+    ``inputs`` names the stages to read (a split's name reads that split's,
+    :data:`RL_INPUTS` / :data:`SFT_INPUTS`). A damaged line stops with the file and line named."""
+    wanted = set(_INPUTS[inputs] if isinstance(inputs, str) else inputs)
+    out = SplitInputs(problems=[Problem.from_dict(d) for d in rundir.read_records(problems_path)])
+
+    def read(st: Path, name: str, **kw) -> Iterator:
+        return rundir.stage(name).read(st, **kw) if name in wanted else iter(())
+
     for st in stage_dirs:
-        for d in iter_jsonl(st / "rubrics.jsonl"):
-            out.rubrics[d["problem_id"]] = d["rubric"]
-        out.screened.update(d["problem_id"] for d in iter_jsonl(st / "problem_filter.jsonl") if not d["kept"])
-        for d in iter_jsonl(st / "difficulty.jsonl"):
-            out.difficulty[d["problem_id"]] = Difficulty(d["problem_id"], list(d["scores"]), d.get("failed", 0))
-        if split == "sft":
-            for d in iter_jsonl(st / "category.jsonl"):
-                if d.get("category"):
-                    out.categories[d["problem_id"]] = d["category"]
-                    out.uncategorised.discard(d["problem_id"])
-                else:
-                    out.uncategorised.add(d["problem_id"])
-            for at, d in iter_jsonl(st / "distill.jsonl", offsets=True):
-                s = ProofSample(**{**d, "reasoning_content": "", "proof": ""})
-                out.texts.add(s.key, st / "distill.jsonl", at, d["proof"])
-                out.proofs.append(s)
-            out.grades.extend(Grade(**d) for d in iter_jsonl(st / "proof_grades.jsonl"))
+        for r in read(st, "rubrics"):
+            out.rubrics[r.problem_id] = r.rubric
+        out.screened.update(r.problem_id for r in read(st, "problem_filter") if not r.kept)
+        for d in read(st, "difficulty"):
+            out.difficulty[d.problem_id] = d
+        for c in read(st, "category"):
+            if c.category:
+                out.categories[c.problem_id] = c.category
+                out.uncategorised.discard(c.problem_id)
+            else:
+                out.uncategorised.add(c.problem_id)
+        for at, _, s in read(st, "distill", offsets=True):
+            out.texts.add(s.key, st / rundir.stage("distill").filename, at, s.proof)
+            s.reasoning_content, s.proof = "", ""
+            out.proofs.append(s)
+        out.grades.extend(read(st, "proof_grades"))
     return out

@@ -16,12 +16,10 @@ quarantine file, all written incrementally.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
 import json
 import queue
 import shutil
-import statistics
 import tempfile
 import threading
 from collections import Counter
@@ -32,46 +30,12 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from fineproofs import rundir
-from fineproofs.records import Grade, Problem, ProofSample, Rubric, reason_kind
+from fineproofs.records import Difficulty, Grade, Problem, ProofSample, Rubric, reason_kind, reward_std
+
+__all__ = ["Difficulty", "reward_std"]  # they live with the records; imported from here before
 
 # the grain of streaming: problems per engine call
 DEFAULT_CHUNK = 256
-
-
-def reward_std(rewards: list[float], ddof: int) -> float:
-    """Standard deviation of a group's rewards: population (``ddof=0``) or sample
-    (``ddof=1``, what the published FineProofs-RL holds); a single reward has std 0."""
-    if not rewards:
-        return float("nan")
-    if ddof == 1:
-        return statistics.stdev(rewards) if len(rewards) > 1 else 0.0
-    return statistics.pstdev(rewards)
-
-
-@dataclass
-class Difficulty:
-    """A problem's valid rollout grades (FineProofs-RL's ``scores`` and what follows)."""
-
-    problem_id: str
-    scores: list[int]
-    failed: int = 0  # rollouts whose grade was quarantined
-
-    @property
-    def rewards(self) -> list[float]:
-        return [s / 7 for s in self.scores]
-
-    @property
-    def num_rewards(self) -> int:
-        return len(self.scores)
-
-    @property
-    def reward_mean(self) -> float:
-        return sum(self.rewards) / len(self.scores) if self.scores else float("nan")
-
-    @property
-    def reward_std(self) -> float:
-        """Population std (the split applies the profile's ``reward_std_ddof``)."""
-        return reward_std(self.rewards, 0)
 
 
 @dataclass
@@ -128,9 +92,12 @@ class Tally(Counter):
 class Stage(Protocol):
     """One step of the build: ``run`` yields every input item back, plus a
     :class:`Failed` for each thing it could not produce. ``records`` is what the
-    stage adds to ``stages/<name>.jsonl`` for one item (its results, counted)."""
+    stage adds to its file for one item (its results, counted): the lines
+    (``to_dict()``) of ``record``, the type registered for ``name`` in
+    :data:`fineproofs.rundir.STAGE_FILES` (which names the file, ``stages/<name>.jsonl``)."""
 
     name: str
+    record: type  # what ``records`` returns (a :class:`fineproofs.records.StageRecord`)
     key_name: str  # what a Failed's key is ("problem_id" or "sample")
 
     def run(self, items: Iterable[Work]) -> Iterator[Work | Failed]: ...
@@ -174,7 +141,7 @@ class LLMStage:
 
 
 def as_dicts(records: Iterable[Any]) -> list[dict[str, Any]]:
-    return [dataclasses.asdict(r) for r in records]
+    return [r.to_dict() for r in records]
 
 
 class Recorder:
@@ -191,7 +158,7 @@ class Recorder:
         self._closers: list[Any] = []
 
     def __enter__(self) -> Recorder:
-        cm = rundir.atomic_write(self.out_dir / rundir.QUARANTINE / "llm.jsonl")
+        cm = rundir.atomic_write(self.out_dir / rundir.LLM_QUARANTINE)
         self._quarantine = cm.__enter__()
         self._closers.append(cm)
         return self
@@ -217,7 +184,7 @@ class Recorder:
         return self._through(stage, items, self._staged[stage.name])
 
     def _through(self, stage: Stage, items: Iterable[Work], quarantine: IO[str]) -> Iterator[Work]:
-        cm = rundir.atomic_write(self.out_dir / rundir.STAGES / f"{stage.name}.jsonl")
+        cm = rundir.atomic_write(rundir.stage(stage.name).path(self.out_dir))
         out = cm.__enter__()
         self._closers.append(cm)
         self.counts.setdefault(stage.name, 0)
