@@ -72,3 +72,9 @@ def test_status_table_fits_80_columns(tmp_path, monkeypatch):
     assert "…" not in text
     for stage in ("rubrics", "rollouts", "grade_judge", "calibrate_judge"):
         assert f"│ {stage} " in text
+    header = text.split("┡", 1)[0]
+    for word in ("done", "failed", "pending", "prompt", "output", "tokens", "cost"):
+        assert f" {word} " in header, word  # no header word split across lines
+    assert "123456789" in text and "98765432" in text  # numbers whole
+    cells = "".join(line.split("│")[3] for line in text.splitlines() if line.count("│") > 3)
+    assert "5(unparseable:3,engine_failure:2)" in cells.replace(" ", "")  # the reasons, folded in their cell

@@ -110,16 +110,18 @@ def print_status(run_dir: Path, console: Console | None = None) -> None:
     shards = sorted(Path(run_dir).glob("shards/*"))
     where = f" ({len(shards)} shards, {sum((d / 'build.json').exists() for d in shards)} finished)" if shards else ""
     table = Table(title=f"LLM stages in {run_dir}{where}")
-    # 80 columns: the stage name is never cut, the rest wraps (headers over two lines, reasons folded)
+    # 80 columns: the stage name is never cut, no header word is split, failure reasons
+    # (inside the "failed" cell) fold within their column
     table.add_column("stage", no_wrap=True, min_width=min(24, max(map(len, stages), default=5)))
-    for col in ("done", "failed", "failed by reason", "pending", "prompt tokens", "completion tokens", "cost"):
-        table.add_column(col, justify="left" if col == "failed by reason" else "right", overflow="fold")
+    for col in ("done", "failed", "pending", "prompt tokens", "output tokens", "cost"):
+        table.add_column(col, justify="left" if col == "failed" else "right", overflow="fold",
+                         min_width=max(map(len, col.split())))  # fmt: skip
     for r in stages.values():
+        why = ", ".join(f"{k}: {v}" for k, v in r["failed_by_reason"].items())
         table.add_row(
             r["stage"],
             str(r["done"]),
-            str(r["failed"]),
-            ", ".join(f"{k}: {v}" for k, v in r["failed_by_reason"].items()),
+            f"{r['failed']} ({why})" if why else str(r["failed"]),
             str(r["pending"]),
             str(r["prompt_tokens"]),
             str(r["completion_tokens"]),
