@@ -29,6 +29,7 @@ import importlib.metadata
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,60 @@ FIELD_DOCS = {
 }
 
 ROLES = ("teacher", "grader", "rubric_writer", "student", "judge")
+
+
+def _distill_prompts(profile: Profile, pick: Callable[[str], str]) -> dict[str, str]:
+    """The prompts of the SFT stages beyond the RL ones (category, distillation, grading)."""
+    out = {"category": pick("category")} if profile.category.classifier == "llm" else {}
+    out["distill"] = pick("distill")
+    if profile.grading.grader_scale != "rubric":
+        out["eval_grade"] = pick("eval_grade")
+    return out
+
+
+@dataclass(frozen=True)
+class CardSpec:
+    """What the card of one split says of it (the ``card`` of its recipe,
+    :data:`fineproofs.pipelines.recipes.RECIPES`): the template ``<split>.md.j2``, the
+    configs and their features, the Hub tags, the model roles listed, the prompts its
+    stages add beyond the common ones and the profile section holding its thresholds."""
+
+    split: str
+    configs: tuple[str, ...]
+    features: Callable[[dict[str, str]], object]  # rename -> datasets.Features
+    tags: tuple[str, ...]
+    roles: tuple[str, ...]
+    prompts: Callable[[Profile, Callable[[str], str]], dict[str, str]] = lambda profile, pick: {}
+
+    def thresholds(self, profile: Profile):
+        return getattr(profile.splits, self.split)
+
+
+CARDS: dict[str, CardSpec] = {
+    "rl": CardSpec(
+        split="rl",
+        configs=("default",),
+        features=lambda rename: RL_FEATURES,
+        tags=("rubrics", "reinforcement-learning", "grpo"),
+        roles=("rubric_writer", "student", "judge"),
+    ),
+    "sft": CardSpec(
+        split="sft",
+        configs=("default", "all"),
+        features=lambda rename: features_of(SFTRow, rename),
+        tags=("distillation", "sft", "reasoning"),
+        roles=ROLES,
+        prompts=_distill_prompts,
+    ),
+}
+
+
+def card_spec(split: str) -> CardSpec:
+    try:
+        return CARDS[split]
+    except KeyError:
+        raise DataError(f"no card for a split named {split!r} (there are {', '.join(CARDS)})") from None
+
 
 # source licence text -> Hub licence id (first match wins; longest ids first)
 _LICENCE_IDS = [
@@ -180,12 +235,13 @@ def write_card(out_dir: Path, profile: Profile, facts: CardFacts | None = None, 
     out_dir = Path(out_dir)
     facts = facts or CardFacts.from_run(out_dir)
     split = facts.split
-    features = RL_FEATURES if split == "rl" else features_of(SFTRow, facts.rename)
-    config_names = ["default"] if split == "rl" else ["default", "all"]
+    spec = card_spec(split)
+    features = spec.features(facts.rename)
+    config_names = list(spec.configs)
     dist = distributions(out_dir)
     rows = {c: dist["rows"].get(c, facts.rows.get(c, 0)) for c in config_names}
     configs = [{"name": c, "path": f"data/{c}/train-*.parquet", "rows": rows[c]} for c in config_names]
-    metadata = _metadata(out_dir, split, profile, configs, features, facts.source_licences)
+    metadata = _metadata(out_dir, spec, profile, configs, features, facts.source_licences)
     card_data = _card_data(split, profile, rows, facts, metadata["pretty_name"])
     ctx = _context(out_dir, profile, facts, card_data, dist, metadata, configs, features)
     ctx["repo_id"] = repo_id or REPO_PLACEHOLDER
@@ -199,7 +255,7 @@ def write_card(out_dir: Path, profile: Profile, facts: CardFacts | None = None, 
 
 
 def _metadata(
-    out_dir: Path, split: str, profile: Profile, configs: list[dict], features, source_licences: dict[str, str]
+    out_dir: Path, spec: CardSpec, profile: Profile, configs: list[dict], features, source_licences: dict[str, str]
 ) -> dict:
     """The card's YAML header."""
     names = [c["name"] for c in configs]
@@ -210,10 +266,9 @@ def _metadata(
         "license": license_id,
         **({"license_name": "mixed-source-licences"} if license_id == "other" else {}),
         "language": ["en"],
-        "pretty_name": f"FineProofs-{split.upper()} ({profile.name} build)",
+        "pretty_name": f"FineProofs-{spec.split.upper()} ({profile.name} build)",
         "task_categories": ["text-generation"],
-        "tags": ["math", "olympiad", "proofs", "fineproofs", "synthetic"]
-        + (["rubrics", "reinforcement-learning", "grpo"] if split == "rl" else ["distillation", "sft", "reasoning"]),
+        "tags": ["math", "olympiad", "proofs", "fineproofs", "synthetic", *spec.tags],
         "size_categories": [_size_category(max((c["rows"] for c in configs), default=0))],
         "configs": [
             {
@@ -247,7 +302,7 @@ def _roles(split: str, profile: Profile) -> dict[str, dict]:
             "samples": sampling_counts.get(name, profile.grading.judges if name in ("judge", "grader") else 1),
         }
         for name in ROLES
-        if split == "sft" or name not in ("teacher", "grader")
+        if name in card_spec(split).roles
     }
 
 
@@ -271,12 +326,7 @@ def used_prompts(split: str, profile: Profile) -> dict[str, str]:
         out["rubric_retry"] = pick("rubric_retry")
     out["rollout"] = pick("rollout")
     out["grade"] = pick("grade")
-    if split == "sft":
-        if profile.category.classifier == "llm":
-            out["category"] = pick("category")
-        out["distill"] = pick("distill")
-        if profile.grading.grader_scale != "rubric":
-            out["eval_grade"] = pick("eval_grade")
+    out.update(card_spec(split).prompts(profile, pick))
     if profile.decontamination.verify_with:
         out["same_problem"] = prompts.load("same_problem").version
     return out
@@ -345,7 +395,7 @@ def _card_data(split: str, profile: Profile, rows: dict[str, int], facts: CardFa
         "decontamination": decontam,
         "roles": _roles(split, profile),
         "prompt_versions": used_prompts(split, profile),
-        "thresholds": (profile.splits.sft if split == "sft" else profile.splits.rl).model_dump(),
+        "thresholds": card_spec(split).thresholds(profile).model_dump(),
         "source_licences": [{"source": k, "licence": v} for k, v in sorted(facts.source_licences.items())],
     }
 

@@ -5,7 +5,7 @@ which every problem streams as a :class:`~fineproofs.pipelines.stage.Work` item,
 one :class:`~fineproofs.pipelines.stage.Recorder` that keeps counts, stage files and
 quarantine for all of them. Run directory layout (``--output``)::
 
-    README.md, profile.yaml        dataset card (written by fineproofs.cards) and the exact profile used
+    README.md, profile.yaml        dataset card (the recipe's card, fineproofs.cards) and the exact profile used
     data/<config>/train-*.parquet  the split, in the Hub layout
     store.sqlite                   every LLM completion (durable; re-runs reuse it)
     problems/problems.jsonl        the ingested problem set
@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fineproofs import progress, rundir
+from fineproofs.cards.card import write_card
 from fineproofs.config import Profile, public_yaml
 from fineproofs.engines import EnginePool
 from fineproofs.errors import (
@@ -54,23 +55,17 @@ from fineproofs.errors import (
     incomplete_message,
 )
 from fineproofs.generation import CachedGenerator
-from fineproofs.judging import Grader
-from fineproofs.pipelines.calibration import calibrate_roles, expand_path
-from fineproofs.pipelines.category import CategoryStage
-from fineproofs.pipelines.difficulty import DifficultyStage
-from fineproofs.pipelines.distill import ProofGenerator
-from fineproofs.pipelines.grade import GradeStage
-from fineproofs.pipelines.problem_filter import ProblemFilter, filter_roles
-from fineproofs.pipelines.rubrics import RubricWriter
-from fineproofs.pipelines.splits import SplitInputs, build_rl, build_sft, read_inputs
+from fineproofs.pipelines.calibration import expand_path
+from fineproofs.pipelines.recipes import RECIPES, Recipe, recipe
+from fineproofs.pipelines.splits import SplitInputs, read_inputs
 from fineproofs.pipelines.stage import Recorder, Stage, Work, prefetch
-from fineproofs.records import reason_kind, sft_column_names
+from fineproofs.records import reason_kind
 from fineproofs.rubric import rubric_hash
 from fineproofs.store import ResponseStore
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("rl", "sft")
+SPLITS = tuple(RECIPES)
 INGEST_COUNTS = ("read", "parsed", "clean", "classified", "dedup", "decontaminated", "limit")
 
 
@@ -92,11 +87,7 @@ class BuildResult:
 
 def roles_of(split: str, profile: Profile) -> list[str]:
     """The roles a build of ``split`` with ``profile`` talks to."""
-    return (
-        ["rubric_writer", "student", "judge"]
-        + (["teacher", "grader"] if split == "sft" else [])
-        + filter_roles(profile)
-    )
+    return recipe(split).roles_of(profile)
 
 
 def preflight(profile: Profile, split: str) -> None:
@@ -125,7 +116,7 @@ def preflight(profile: Profile, split: str) -> None:
 
 
 def shard_dir(out_dir: Path, index: int, count: int) -> Path:
-    return Path(out_dir) / "shards" / f"{index:05d}-of-{count:05d}"
+    return Path(out_dir) / rundir.SHARDS / f"{index:05d}-of-{count:05d}"
 
 
 def in_shard(problem_id: str, index: int, count: int) -> bool:
@@ -155,8 +146,7 @@ class Build:
         shard: tuple[int, int] | None = None,
         allow_incomplete: bool = False,
     ):
-        if split not in SPLITS:
-            raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+        self.recipe: Recipe = recipe(split)
         if shard is not None and not 0 <= shard[0] < shard[1]:
             raise ConfigError(f"shard {shard[0]} of {shard[1]} does not exist: use 0..{shard[1] - 1} of {shard[1]}")
         self.profile = profile.with_overrides(limit=limit, benchmarks=benchmarks, executor=executor)
@@ -171,39 +161,25 @@ class Build:
         self._gens: list[CachedGenerator] = []
 
     def stages(self, gen) -> list[Stage]:
-        """The ordered LLM stages of this split; ``gen(role)`` gives a role's generator."""
-        p, files = self.profile, self.profile.prompts
-        rl = [
-            *([ProblemFilter.from_profile(p, gen)] if p.problem_filter.enabled else []),
-            RubricWriter(p.rubric_writer, p.rubrics, gen("rubric_writer"), files),
-            ProofGenerator("student", p.student, "rollout", gen("student"), p.student_samples,
-                           think_opened=p.grading.require_thinking_close, prompt_files=files),
-            GradeStage(Grader("judge", p.judge, p.grading, gen("judge"), prompt_files=files), "rollouts",
-                       zero_no_answer=True),
-            DifficultyStage(),
-        ]  # fmt: skip
-        if self.split == "sft":
-            rl += [
-                CategoryStage.from_profile(p, gen),
-                ProofGenerator("teacher", p.teacher, "distill", gen("teacher"), p.teacher_samples, prompt_files=files),
-                GradeStage(Grader("grader", p.grader, p.grading, gen("grader"), prompt_files=files), "proofs",
-                           zero_no_answer=False),
-            ]  # fmt: skip
-        for st in rl:
+        """The ordered LLM stages of this split (its recipe's); ``gen(role)`` gives a role's generator."""
+        p = self.profile
+        stages = self.recipe.stages(p, gen)
+        for st in stages:
             st.chunk = p.build.chunk_problems
             st.inflight = p.build.inflight_chunks if self.overlap else 1
-        return rl
+        return stages
 
     @property
     def overlap(self) -> bool:
         b = self.profile.build
         if b.overlap != "auto":
             return b.overlap == "on"
-        return all(getattr(self.profile, r).engine.kind == "http" for r in roles_of(self.split, self.profile))
+        return all(getattr(self.profile, r).engine.kind == "http" for r in self.recipe.roles_of(self.profile))
 
     def run(self) -> BuildResult:
         """Ingest, then every problem through the LLM stages, then (unless this is one
-        shard of several) the split and ``build.json``."""
+        shard of several) the split, ``build.json`` and the card: the run directory the
+        command line writes."""
         t0 = time.time()
         d = self.profile.decontamination
         if d.required and not d.benchmarks:
@@ -221,18 +197,11 @@ class Build:
     def _llm_steps(self) -> list[str]:
         """The response-store stages of this split that ask a model, in order (as ``stages``
         builds them), for the progress lines' "step i/n" from the start of the build."""
-        p = self.profile
-        steps = ["problem_filter"] if p.problem_filter.enabled else []
-        steps += ["rubrics", "rollouts", "grade_judge"]
-        if self.split == "sft":
-            steps += ["category"] if p.category.classifier == "llm" else []
-            steps += ["distill", "grade_grader"]
-        return steps
+        return self.recipe.steps(self.profile)
 
     def _calibrated_roles(self) -> list[str]:
-        roles = ("judge",) if self.split == "rl" else ("judge", "grader")
         cal = self.profile.grading.calibration
-        return [r for r in roles if r in cal and cal[r].file and expand_path(cal[r].file).is_file()]
+        return [r for r in self.recipe.judging if r in cal and cal[r].file and expand_path(cal[r].file).is_file()]
 
     def _run(self, t0: float) -> BuildResult:
         if stale := rundir.remove_stale_tmp(self.work_dir):  # a killed run's half-written files
@@ -249,14 +218,7 @@ class Build:
             res.calibration = (
                 {}
                 if self.shard
-                else calibrate_roles(
-                    self.profile,
-                    self.out_dir,
-                    roles=("judge",) if self.split == "rl" else ("judge", "grader"),
-                    pool=pool,
-                    store=store,
-                    progress=self.progress,
-                )
+                else self.recipe.calibrate(self.profile, self.out_dir, pool=pool, store=store, progress=self.progress)
             )
             ing = self._ingest(res)
             problems = [x for x in ing.problems if self.shard is None or in_shard(x.id, *self.shard)]
@@ -283,6 +245,7 @@ class Build:
         rundir.write_json(
             self.out_dir / rundir.MANIFEST, manifest(self.profile, self.split, res, ing.decontam_report, inputs)
         )
+        res.card = write_card(self.out_dir, self.profile)
         return res
 
     def _ingest(self, res: BuildResult):
@@ -395,7 +358,7 @@ def _shard_manifest(build: Build, res: BuildResult, problems: int) -> dict:
 def merge_shards(profile: Profile, out_dir: str | Path, split: str, count: int) -> BuildResult:
     """The split of a sharded build, from all ``count`` shards' stage files: the same rows
     as one process building every problem from the same stores. Refuses while a shard
-    has not finished (its ``build.json`` is missing)."""
+    has not finished (its ``build.json`` is missing). Writes the card too."""
     out_dir = Path(out_dir)
     dirs = [shard_dir(out_dir, i, count) for i in range(count)]
     missing = [str(i) for i, d in enumerate(dirs) if not (d / rundir.MANIFEST).exists()]
@@ -406,7 +369,9 @@ def merge_shards(profile: Profile, out_dir: str | Path, split: str, count: int) 
         )
     rundir.check_split(out_dir, split)
     with rundir.locked(out_dir):
-        return _merge(profile, out_dir, split, dirs)
+        res = _merge(profile, out_dir, split, dirs)
+        res.card = write_card(out_dir, profile)
+        return res
 
 
 def _merge(profile: Profile, out_dir: Path, split: str, dirs: list[Path]) -> BuildResult:
@@ -414,19 +379,12 @@ def _merge(profile: Profile, out_dir: Path, split: str, dirs: list[Path]) -> Bui
     res = BuildResult(out_dir, split)
     ingest = json.loads((out_dir / "reports" / "ingest.json").read_text(encoding="utf-8"))
     with EnginePool() as pool, ResponseStore(out_dir / rundir.STORE) as store:  # the judges, once for all shards
-        res.calibration = calibrate_roles(
-            profile,
-            out_dir,
-            roles=("judge",) if split == "rl" else ("judge", "grader"),
-            pool=pool,
-            store=store,
-            progress=False,
-        )
+        res.calibration = recipe(split).calibrate(profile, out_dir, pool=pool, store=store, progress=False)
     res.counts.update(ingest["counts"])
     res.dropped.update(ingest["dropped"])
     res.decontaminated = bool(ingest["decontaminated"])
     for d in dirs:
-        m = json.loads((d / rundir.MANIFEST).read_text(encoding="utf-8"))
+        m = rundir.read_manifest(d)
         if m.get("split") != split:
             raise DataError(f"shard {d} was built for the {m.get('split')} split, not {split}")
         for k, v in m["counts"].items():
@@ -436,10 +394,10 @@ def _merge(profile: Profile, out_dir: Path, split: str, dirs: list[Path]) -> Bui
                 res.dropped.setdefault(stage, {})[k] = res.dropped.get(stage, {}).get(k, 0) + v
         res.generated += m.get("generated", 0)
         res.cached += m.get("cached", 0)
-    with rundir.atomic_write(out_dir / rundir.QUARANTINE / "llm.jsonl") as q:
+    with rundir.atomic_write(out_dir / rundir.LLM_QUARANTINE) as q:
         for d in dirs:
-            if (d / rundir.QUARANTINE / "llm.jsonl").exists():
-                q.write((d / rundir.QUARANTINE / "llm.jsonl").read_text(encoding="utf-8"))
+            if (d / rundir.LLM_QUARANTINE).exists():
+                q.write((d / rundir.LLM_QUARANTINE).read_text(encoding="utf-8"))
     inputs = finish(out_dir, profile, split, dirs, res)
     res.seconds = time.time() - t0
     rundir.write_json(out_dir / rundir.MANIFEST, manifest(profile, split, res, ingest["decontamination"], inputs))
@@ -448,24 +406,9 @@ def _merge(profile: Profile, out_dir: Path, split: str, dirs: list[Path]) -> Bui
 
 def finish(out_dir: Path, profile: Profile, split: str, work_dirs: list[Path], res: BuildResult) -> SplitInputs:
     """Write the split from the stage files in ``work_dirs`` (the run, or its shards)."""
-    inputs = read_inputs(out_dir / rundir.PROBLEMS, [d / rundir.STAGES for d in work_dirs], split)
-    if split == "rl":
-        result = build_rl(
-            inputs.problems, inputs.rubrics, inputs.difficulty, profile.splits.rl, out_dir, inputs.screened
-        )
-    else:
-        result = build_sft(
-            inputs.problems,
-            inputs.proofs,
-            inputs.grades,
-            inputs.difficulty,
-            profile.splits.sft,
-            out_dir,
-            rename_of(profile, split),
-            inputs.texts,
-            inputs.categories,
-            inputs.uncategorised,
-        )
+    r = recipe(split)
+    inputs = read_inputs(out_dir / rundir.PROBLEMS, [d / rundir.STAGES for d in work_dirs], r.inputs)
+    result = r.write(inputs, profile, out_dir)
     res.rows = result.rows
     res.counts["split"] = result.rows["default"]
     res.dropped["split"] = result.dropped
@@ -474,20 +417,14 @@ def finish(out_dir: Path, profile: Profile, split: str, work_dirs: list[Path], r
             "!!! the %s split has NO rows: every problem was dropped (see the table below and %s); an "
             "empty split cannot be loaded with datasets or pushed",
             split,
-            out_dir / "quarantine",
+            out_dir / rundir.QUARANTINE,
         )
     return inputs
 
 
 def rename_of(profile: Profile, split: str) -> dict[str, str]:
-    if split == "rl":
-        return {}
-    return sft_column_names(
-        profile.splits.column_naming,
-        profile.grader.engine.model_label,
-        profile.student.engine.model_label,
-        profile.student_samples,
-    )
+    """The column names the rows of ``split`` carry (its recipe's rule)."""
+    return recipe(split).rename(profile)
 
 
 def manifest(profile: Profile, split: str, res: BuildResult, decontam_report: dict, inputs) -> dict:

@@ -34,8 +34,8 @@ from fineproofs.config import Profile
 from fineproofs.engines import EnginePool
 from fineproofs.errors import DataError, FineproofsError, IncompleteBuild
 from fineproofs.pipelines.build import Build
-from fineproofs.pipelines.calibration import calibrate_roles
 from fineproofs.pipelines.ingest import make_executor, run_ingest
+from fineproofs.pipelines.recipes import recipe
 from fineproofs.store import ResponseStore
 
 
@@ -66,9 +66,7 @@ def run_shards(
     ``merge`` (a pipeline callable, run as one more task after every shard finished)."""
     out_dir = rundir.claim(out_dir)
     with EnginePool() as pool, ResponseStore(out_dir / rundir.STORE) as store:  # the judges before any shard
-        calibrate_roles(
-            profile, out_dir, roles=("judge",) if split == "rl" else ("judge", "grader"), pool=pool, store=store
-        )
+        recipe(split).calibrate(profile, out_dir, pool=pool, store=store)
     run_ingest(profile, out_dir)
     ex = profile.executor
     if ex.kind == "local":
@@ -148,7 +146,7 @@ def run_local(profile: Profile, out_dir: str | Path, split: str, count: int) -> 
     what = "; ".join(f"shard {i} {_ended(c)}" for i, c in sorted(ended.items()))
     message = (
         f"{len(ended)} of {count} shards did not finish ({what}): nothing was merged. Every finished shard and "
-        f"every stored completion is kept under {out_dir / 'shards'}: re-run the same command to finish"
+        f"every stored completion is kept under {out_dir / rundir.SHARDS}: re-run the same command to finish"
     )
     if all(c == IncompleteBuild.exit_code for c in ended.values()):
         raise IncompleteBuild(message)

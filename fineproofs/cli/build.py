@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fineproofs.cards.card import write_card
+from fineproofs import rundir
 from fineproofs.cli.base import Command, profile_option
 from fineproofs.config import load_profile, parse_override
 from fineproofs.errors import IncompleteBuild, incomplete_message
@@ -143,7 +143,7 @@ def build(
         res = Build(prof, out, split, progress=not no_progress, shard=(i, n)).run()
         click.echo(
             f"shard {i} of {n}: {res.generated} generated, {res.cached} from the store -> "
-            f"{res.out_dir / 'shards'}; merge with --merge {n} when every shard is done"
+            f"{res.out_dir / rundir.SHARDS}; merge with --merge {n} when every shard is done"
         )
         return
     if shards is not None:
@@ -159,9 +159,8 @@ def build(
         result = _read_result(out, split)
     elif merge is not None:
         result = merge_step(prof, out, split, merge)
-    else:
+    else:  # the split, build.json and the card
         result = Build(prof, out, split, progress=not no_progress, allow_incomplete=allow_incomplete).run()
-        result.card = write_card(out, prof)
     print_build_summary(result)
     if push_to:
         from fineproofs.cards.hub import push_run
@@ -170,7 +169,7 @@ def build(
         click.echo(f"pushed to {url}")
     if result.incomplete:  # written (and pushed) on request: still not a finished build
         raise IncompleteBuild(
-            incomplete_message(result.incomplete, str(out / "store.sqlite"))
+            incomplete_message(result.incomplete, str(out / rundir.STORE))
             + f"; the split was written{' and pushed' if push_to else ''} anyway, marked incomplete (--allow-incomplete)"
         )
 
@@ -186,12 +185,10 @@ def _shard_arg(text: str) -> tuple[int, int]:
 
 
 def merge_step(profile, out: Path, split: str, count: int):
-    """Merge the shards and write the card."""
+    """Merge the shards into the split, ``build.json`` and the card."""
     from fineproofs.pipelines.build import merge_shards
 
-    result = merge_shards(profile, out, split, count)
-    result.card = write_card(out, profile)
-    return result
+    return merge_shards(profile, out, split, count)
 
 
 def merge_task(profile, out: Path, split: str, count: int, data=None, rank: int = 0, world_size: int = 1):
@@ -202,13 +199,11 @@ def merge_task(profile, out: Path, split: str, count: int, data=None, rank: int 
 
 
 def _read_result(out: Path, split: str):
-    import json
-
     from fineproofs.pipelines.build import BuildResult
 
-    m = json.loads((out / "build.json").read_text(encoding="utf-8"))
+    m = rundir.read_manifest(out)
     return BuildResult(
         out_dir=out, split=split, counts=m["counts"], dropped=m["dropped"], rows=m["rows"], generated=m["generated"],
-        cached=m["cached"], seconds=m["seconds"], card=out / "README.md", decontaminated=m["decontaminated"],
+        cached=m["cached"], seconds=m["seconds"], card=out / rundir.CARD, decontaminated=m["decontaminated"],
         calibration=m.get("calibration") or {},
     )  # fmt: skip
