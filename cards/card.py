@@ -29,7 +29,6 @@ import importlib.metadata
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +37,10 @@ import yaml
 from fineproofs import prompts, rundir
 from fineproofs.cards import REPO_PLACEHOLDER, render_card, validate_card
 from fineproofs.cards.fidelity import differences
+from fineproofs.cards.spec import ROLES, CardSpec, card_spec
 from fineproofs.cards.stats import CARD_DATA, card_tables, distributions, write_plots
 from fineproofs.config import Profile, public_yaml
 from fineproofs.errors import DataError
-from fineproofs.records import RL_FEATURES, SFTRow, features_of
 
 FIELD_DOCS = {
     "problem": "problem statement (LaTeX in `$...$`)",
@@ -58,62 +57,6 @@ FIELD_DOCS = {
     "reward_mean": "mean of rewards",
     "reward_std": "population standard deviation of rewards",
 }
-
-ROLES = ("teacher", "grader", "rubric_writer", "student", "judge")
-
-
-def _distill_prompts(profile: Profile, pick: Callable[[str], str]) -> dict[str, str]:
-    """The prompts of the SFT stages beyond the RL ones (category, distillation, grading)."""
-    out = {"category": pick("category")} if profile.category.classifier == "llm" else {}
-    out["distill"] = pick("distill")
-    if profile.grading.grader_scale != "rubric":
-        out["eval_grade"] = pick("eval_grade")
-    return out
-
-
-@dataclass(frozen=True)
-class CardSpec:
-    """What the card of one split says of it (the ``card`` of its recipe,
-    :data:`fineproofs.pipelines.recipes.RECIPES`): the template ``<split>.md.j2``, the
-    configs and their features, the Hub tags, the model roles listed, the prompts its
-    stages add beyond the common ones and the profile section holding its thresholds."""
-
-    split: str
-    configs: tuple[str, ...]
-    features: Callable[[dict[str, str]], object]  # rename -> datasets.Features
-    tags: tuple[str, ...]
-    roles: tuple[str, ...]
-    prompts: Callable[[Profile, Callable[[str], str]], dict[str, str]] = lambda profile, pick: {}
-
-    def thresholds(self, profile: Profile):
-        return getattr(profile.splits, self.split)
-
-
-CARDS: dict[str, CardSpec] = {
-    "rl": CardSpec(
-        split="rl",
-        configs=("default",),
-        features=lambda rename: RL_FEATURES,
-        tags=("rubrics", "reinforcement-learning", "grpo"),
-        roles=("rubric_writer", "student", "judge"),
-    ),
-    "sft": CardSpec(
-        split="sft",
-        configs=("default", "all"),
-        features=lambda rename: features_of(SFTRow, rename),
-        tags=("distillation", "sft", "reasoning"),
-        roles=ROLES,
-        prompts=_distill_prompts,
-    ),
-}
-
-
-def card_spec(split: str) -> CardSpec:
-    try:
-        return CARDS[split]
-    except KeyError:
-        raise DataError(f"no card for a split named {split!r} (there are {', '.join(CARDS)})") from None
-
 
 # source licence text -> Hub licence id (first match wins; longest ids first)
 _LICENCE_IDS = [
@@ -229,20 +172,23 @@ class CardFacts:
             raise DataError(f"{path} is damaged ({e}); re-run the build to rewrite it") from e
 
 
-def write_card(out_dir: Path, profile: Profile, facts: CardFacts | None = None, repo_id: str = "") -> Path:
+def write_card(
+    out_dir: Path, profile: Profile, facts: CardFacts | None = None, repo_id: str = "", spec: CardSpec | None = None
+) -> Path:
     """Render, validate and write the card of the build in ``out_dir`` (facts from its
-    ``build.json`` unless given), with its plots, ``card_data.json`` and ``profile.yaml``."""
+    ``build.json`` unless given; ``spec``: the split's card, by default the one of the
+    split ``build.json`` names), with its plots, ``card_data.json`` and ``profile.yaml``."""
     out_dir = Path(out_dir)
     facts = facts or CardFacts.from_run(out_dir)
-    split = facts.split
-    spec = card_spec(split)
+    spec = card_spec(spec or facts.split)
+    split = spec.split
     features = spec.features(facts.rename)
     config_names = list(spec.configs)
     dist = distributions(out_dir)
     rows = {c: dist["rows"].get(c, facts.rows.get(c, 0)) for c in config_names}
     configs = [{"name": c, "path": f"data/{c}/train-*.parquet", "rows": rows[c]} for c in config_names]
     metadata = _metadata(out_dir, spec, profile, configs, features, facts.source_licences)
-    card_data = _card_data(split, profile, rows, facts, metadata["pretty_name"])
+    card_data = _card_data(spec, profile, rows, facts, metadata["pretty_name"])
     ctx = _context(out_dir, profile, facts, card_data, dist, metadata, configs, features)
     ctx["repo_id"] = repo_id or REPO_PLACEHOLDER
     text = render_card(split, ctx)
@@ -291,7 +237,7 @@ def _metadata(
     }
 
 
-def _roles(split: str, profile: Profile) -> dict[str, dict]:
+def _roles(split: str | CardSpec, profile: Profile) -> dict[str, dict]:
     sampling_counts = {"teacher": profile.teacher_samples, "student": profile.student_samples}
     return {
         name: {
@@ -306,7 +252,7 @@ def _roles(split: str, profile: Profile) -> dict[str, dict]:
     }
 
 
-def used_prompts(split: str, profile: Profile) -> dict[str, str]:
+def used_prompts(split: str | CardSpec, profile: Profile) -> dict[str, str]:
     """The prompts this split's stages use under ``profile`` (``profile.prompts`` overrides
     and per-stage prompt files applied), by name -> version; prompts the build does not
     use are not listed."""
@@ -373,7 +319,7 @@ def install_line() -> str:
     return f"git clone <the fineproofs repository> fineproofs && git -C fineproofs checkout {commit} && pip install -e ./fineproofs{dirty}"
 
 
-def _card_data(split: str, profile: Profile, rows: dict[str, int], facts: CardFacts, pretty_name: str) -> dict:
+def _card_data(spec: CardSpec, profile: Profile, rows: dict[str, int], facts: CardFacts, pretty_name: str) -> dict:
     """``card_data.json``: what ``fineproofs stats`` reads back."""
     report = facts.decontam_report or {}
     flagged = report.get("flagged") or []
@@ -385,7 +331,7 @@ def _card_data(split: str, profile: Profile, rows: dict[str, int], facts: CardFa
         "probes": report.get("probes") or {},
     }
     return {
-        "split": split,
+        "split": spec.split,
         "pretty_name": pretty_name,
         "profile": profile.name,
         "rows": rows,
@@ -393,9 +339,9 @@ def _card_data(split: str, profile: Profile, rows: dict[str, int], facts: CardFa
         "dropped": facts.dropped,
         "decontaminated": facts.decontaminated,
         "decontamination": decontam,
-        "roles": _roles(split, profile),
-        "prompt_versions": used_prompts(split, profile),
-        "thresholds": card_spec(split).thresholds(profile).model_dump(),
+        "roles": _roles(spec, profile),
+        "prompt_versions": used_prompts(spec, profile),
+        "thresholds": spec.thresholds(profile).model_dump(),
         "source_licences": [{"source": k, "licence": v} for k, v in sorted(facts.source_licences.items())],
     }
 

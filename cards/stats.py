@@ -32,6 +32,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fineproofs.cards.spec import CARDS, card_spec, detect_split
 from fineproofs.errors import DataError
 
 CARD_DATA = "card_data.json"
@@ -111,20 +112,6 @@ def _card_data_errors(data: dict[str, Any]) -> list[str]:
     return wrong
 
 
-def detect_split(frames: dict[str, Any]) -> str:
-    for f in frames.values():
-        return "rl" if "rubrics" in f.columns else "sft"
-    return "unknown"
-
-
-def _grade_column(frame) -> str | None:
-    return next((c for c in frame.columns if c.endswith("-grade")), None)
-
-
-def _reward_column(frame) -> str | None:
-    return next((c for c in frame.columns if "-reward@" in c), None)
-
-
 def _table(key: str, title: str, columns: list[str], rows: list[list[Any]], note: str = "") -> dict[str, Any]:
     return {"key": key, "title": title, "columns": columns, "rows": rows, "note": note}
 
@@ -149,26 +136,10 @@ def distributions(run_dir: Path, frames: dict[str, Any] | None = None) -> dict[s
         "sources": [],
         "categories": [],
     }
-    if split == "unknown":
+    if split not in CARDS:  # no rows
         return out
-    default = frames.get("default")
-    if split == "sft":
-        every = frames.get("all", default)
-        gcol, rcol = _grade_column(every), _reward_column(default)
-        grades = every[gcol] if gcol else pl.Series([], dtype=pl.Int64)
-        rewards = default[rcol] if rcol else pl.Series([], dtype=pl.Float64)
-        per_problem = default.select("source", "category", "problem")
-        samples = every.select("source", "category", "problem")
-    else:
-        grades = default["scores"].explode().drop_nulls()
-        rewards = default["reward_mean"]
-        cats = _problem_categories(run_dir)
-        per_problem = (
-            default.select("source", "problem")
-            .join(cats, on="problem", how="left")
-            .with_columns(pl.col("category").fill_null("unknown"))
-        )
-        samples = per_problem
+    series = card_spec(split).series(frames, Path(run_dir))
+    grades, rewards, per_problem, samples = series.grades, series.rewards, series.per_problem, series.samples
     for g, n in grades.value_counts().iter_rows():
         if g is not None and 0 <= g <= 7:
             out["grades"][int(g)] = int(n)
@@ -187,30 +158,6 @@ def distributions(run_dir: Path, frames: dict[str, Any] | None = None) -> dict[s
         both = p.join(s, on=col, how="full", coalesce=True).fill_null(0).sort(["len", col], descending=[True, False])
         out[key] = [(r[col], int(r["len"]), int(r["rows"])) for r in both.iter_rows(named=True)]
     return out
-
-
-def _problem_categories(run_dir: Path):
-    """statement -> category from the run's problem set (RL rows have no category)."""
-    import polars as pl
-
-    path = Path(run_dir) / "problems" / "problems.jsonl"
-    rows = []
-    if path.exists():
-        for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except ValueError:
-                d = None
-            if not (
-                isinstance(d, dict)
-                and isinstance(d.get("statement", ""), str)
-                and isinstance(d.get("category") or "", str)
-            ):
-                raise DataError(f"{path}: line {i} is damaged (not a problem record); re-run the build to rewrite it")
-            rows.append({"problem": d.get("statement", ""), "category": d.get("category") or "unknown"})
-    return pl.DataFrame(rows, schema={"problem": pl.String, "category": pl.String}).unique("problem", keep="first")
 
 
 def card_tables(
@@ -232,25 +179,18 @@ def card_tables(
         [[s, r, n] for s, reasons in meta.get("dropped", {}).items() for r, n in reasons.items()],
     )
     total = sum(dist["grades"].values())
-    what = (
-        "grader grades of the kept samples (config `all`)"
-        if split == "sft"
-        else "judge grades of every graded student rollout"
-    )
+    spec = card_spec(split) if split in CARDS else None
+    what = spec.grades_note if spec else ""
     correct = meta.get("thresholds", {}).get("correct_grade")
     grade_rows = []
     for g in GRADES:
         n = dist["grades"][g]
         label = str(g)
-        if split == "sft" and correct is not None:
+        if spec and spec.grade_labels and correct is not None:
             label += " (correct)" if g >= correct else " (incomplete)" if n else ""
         grade_rows.append([label, n, f"{100 * n / total:.1f}%" if total else "-"])
     t["grades"] = _table("grades", "Grade histogram", ["grade", "count", "share"], grade_rows, what)
-    rwhat = (
-        "mean reward (grade/7) of the student over its graded rollouts, per problem (config `default`)"
-        if split == "sft"
-        else "`reward_mean` per problem"
-    )
+    rwhat = spec.reward_note if spec else ""
     rrows = [[_bin_label(i), n] for i, n in enumerate(dist["reward_bins"])]
     if dist["reward_missing"]:
         rrows.append(["not measured", dist["reward_missing"]])
@@ -349,7 +289,7 @@ def write_plots(dist: dict[str, Any], out_dir: Path) -> dict[str, str]:
     ax.bar(GRADES, [dist["grades"][g] for g in GRADES], color="#4c72b0")
     ax.set_xticks(GRADES)
     ax.set_xlabel("grade (0-7)")
-    ax.set_ylabel("samples" if dist["split"] == "sft" else "rollouts")
+    ax.set_ylabel(CARDS[dist["split"]].unit if dist["split"] in CARDS else "rollouts")
     ax.set_title("Grade histogram")
     save(fig, "grade_histogram")
 

@@ -137,7 +137,7 @@ class Build:
         self,
         profile: Profile,
         out_dir: str | Path,
-        split: str = "rl",
+        split: str | Recipe = "rl",
         *,
         benchmarks: list[str] | None = None,
         limit: int | None = None,
@@ -151,7 +151,7 @@ class Build:
             raise ConfigError(f"shard {shard[0]} of {shard[1]} does not exist: use 0..{shard[1] - 1} of {shard[1]}")
         self.profile = profile.with_overrides(limit=limit, benchmarks=benchmarks, executor=executor)
         self.out_dir = Path(out_dir)
-        self.split = split
+        self.split = self.recipe.name
         self.progress = progress
         self.shard = shard
         # write the split even when items failed for transient reasons (marked incomplete in
@@ -245,7 +245,7 @@ class Build:
         rundir.write_json(
             self.out_dir / rundir.MANIFEST, manifest(self.profile, self.split, res, ing.decontam_report, inputs)
         )
-        res.card = write_card(self.out_dir, self.profile)
+        res.card = write_card(self.out_dir, self.profile, spec=self.recipe.card)
         return res
 
     def _ingest(self, res: BuildResult):
@@ -370,7 +370,7 @@ def merge_shards(profile: Profile, out_dir: str | Path, split: str, count: int) 
     rundir.check_split(out_dir, split)
     with rundir.locked(out_dir):
         res = _merge(profile, out_dir, split, dirs)
-        res.card = write_card(out_dir, profile)
+        res.card = write_card(out_dir, profile, spec=recipe(split).card)
         return res
 
 

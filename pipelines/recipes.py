@@ -5,7 +5,7 @@
 the card ask the recipe of their split what to run, which judges to calibrate, which
 stage files to read back, how to write the rows and which card to write; nothing else
 branches on the split's name. A new split is a new entry here (and its card in
-:data:`fineproofs.cards.card.CARDS`).
+:data:`fineproofs.cards.spec.CARDS`).
 
 FineProofs-SFT extends FineProofs-RL: its stages are the RL stages (the difficulty of
 a problem is the SFT ``reward`` column) followed by category, teacher distillation
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fineproofs.cards.card import CARDS, CardSpec
+from fineproofs.cards.spec import CARDS, CardSpec
 from fineproofs.config import Profile
 from fineproofs.errors import ConfigError
 from fineproofs.judging import Grader
@@ -69,8 +69,11 @@ class Recipe:
         return calibrate_roles(profile, out_dir, roles=self.judging, **kw)
 
 
-def recipe(split: str) -> Recipe:
-    """The recipe of ``split``, or a :class:`ConfigError` naming the splits there are."""
+def recipe(split: str | Recipe) -> Recipe:
+    """The recipe of ``split`` (a recipe given is its own), or a :class:`ConfigError`
+    naming the splits there are."""
+    if isinstance(split, Recipe):
+        return split
     try:
         return RECIPES[split]
     except KeyError:
