@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from fineproofs import rundir
 from fineproofs.errors import DataError
 
 HUMAN_DIR = "human"
@@ -47,16 +48,8 @@ def grades_path(run_dir: str | Path) -> Path:
 def read_grades(path: str | Path) -> dict[str, dict[str, Any]]:
     """sample key -> its latest human grade."""
     latest: dict[str, dict[str, Any]] = {}
-    try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return latest
-    for line in lines:
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(d, dict) and isinstance(d.get("sample_key"), str) and _valid_grade(d.get("grade")):
+    for d in rundir.read_records(path, strict=False):  # a damaged line is skipped (and logged)
+        if isinstance(d.get("sample_key"), str) and _valid_grade(d.get("grade")):
             latest[d["sample_key"]] = d
     return latest
 

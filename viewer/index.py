@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from fineproofs import rundir
-from fineproofs.records import problem_id
+from fineproofs.errors import DataError
+from fineproofs.records import problem_id, sample_key
 
 SCHEMA = """
 CREATE TABLE files (no INTEGER PRIMARY KEY, path TEXT);
@@ -55,7 +56,6 @@ CREATE INDEX replies_fp ON replies(fp);
 CREATE TABLE human (key TEXT PRIMARY KEY, pid TEXT, grade INTEGER);
 """
 
-SAMPLE_FILES = (("rollouts.jsonl", "rollout_grades.jsonl"), ("distill.jsonl", "proof_grades.jsonl"))
 _WS = re.compile(r"\s+")
 _FENCE = re.compile(r"<<<\s*(?:END\s+)?PROOF\s*>>>|\[proof marker removed\]", re.I)
 
@@ -78,22 +78,6 @@ def fenced_proof(content: str) -> str | None:
 def _problem_head(content: str) -> str:
     i = content.find("Problem:")
     return _WS.sub(" ", content[i + 8 : i + 400]).strip() if i >= 0 else ""
-
-
-def iter_lines(path: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
-    """(offset, length, record) for every parseable JSON object line of ``path``."""
-    off = 0
-    with open(path, "rb") as f:
-        for raw in f:
-            n = len(raw)
-            if raw.strip():
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    rec = None
-                if isinstance(rec, dict):
-                    yield off, n, rec
-            off += n
 
 
 class RunIndex:
@@ -147,10 +131,18 @@ class RunIndex:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     # ------------------------------------------------------------------ build
+    def _lines(self, path: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """(offset, length, record) for every JSON object line of ``path``; damaged lines
+        are skipped, and their count is one of the overview's warnings."""
+        records = rundir.read_records(path, strict=False, offsets=True)
+        yield from records
+        if records.skipped:
+            self.warnings.append(f"{path.relative_to(self.run_dir)}: {records.skipped} damaged line(s) skipped")
+
     def _build(self) -> None:
         con = sqlite3.connect(str(self.path))
         con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
-        self.manifest = _read_json(self.run_dir / rundir.MANIFEST)
+        self.manifest = _read_json(self.run_dir / rundir.MANIFEST)  # {} when missing or damaged
         kept, self.split_kind = _split_statements(self.run_dir)
         self._index_problems(con, kept)
         self._index_quarantine(con)
@@ -168,7 +160,7 @@ class RunIndex:
             return
         no = self._add_file(con, path)
         rows = []
-        for off, n, d in iter_lines(path):
+        for off, n, d in self._lines(path):
             st = str(d.get("statement") or "")
             pid = str(d.get("id") or problem_id(st))
             status = "unknown" if kept is None else ("kept" if st in kept else "dropped")
@@ -186,7 +178,7 @@ class RunIndex:
             no = self._add_file(con, path)
             default_stage = path.relative_to(qdir).parts[0].removesuffix(".jsonl")
             rows, problems = [], []
-            for off, n, d in iter_lines(path):
+            for off, n, d in self._lines(path):
                 stage, reason, pid, item = _quarantine_fields(d, default_stage)
                 rows.append((stage, reason, pid, item, no, off, n))
                 text = d.get("text")
@@ -203,31 +195,31 @@ class RunIndex:
             )
 
     def _index_rubrics(self, con: sqlite3.Connection) -> None:
-        path = self.run_dir / rundir.STAGES / "rubrics.jsonl"
+        path = rundir.stage("rubrics").path(self.run_dir)
         if path.exists():
             no = self._add_file(con, path)
             con.executemany(
                 "INSERT OR REPLACE INTO rubrics VALUES (?,?,?,?)",
-                ((str(d.get("problem_id", "")), no, off, n) for off, n, d in iter_lines(path)),
+                ((str(d.get("problem_id", "")), no, off, n) for off, n, d in self._lines(path)),
             )
 
     def _index_samples(self, con: sqlite3.Connection) -> None:
-        for samples_name, grades_name in SAMPLE_FILES:
-            sp = self.run_dir / rundir.STAGES / samples_name
+        for samples_stage, grades_stage in rundir.SAMPLE_STAGES:
+            sp = rundir.stage(samples_stage).path(self.run_dir)
             if not sp.exists():
                 continue
-            gp = self.run_dir / rundir.STAGES / grades_name
+            gp = rundir.stage(grades_stage).path(self.run_dir)
             grades: dict[str, tuple[Any, ...]] = {}
             if gp.exists():
                 gno = self._add_file(con, gp)
-                for off, n, d in iter_lines(gp):
+                for off, n, d in self._lines(gp):
                     grades[str(d.get("sample_key", ""))] = (_int(d.get("score")), str(d.get("status", "")), gno, off, n)
             no = self._add_file(con, sp)
             rows = []
-            for off, n, d in iter_lines(sp):
+            for off, n, d in self._lines(sp):
                 pid = str(d.get("problem_id", ""))
                 role, idx = str(d.get("role", "")), d.get("sample_index", 0)
-                key = f"{pid}:{role}:{idx}"
+                key = sample_key(pid, role, idx)
                 g = grades.get(key, (None, None, None, None, None))
                 rows.append((key, pid, role, idx, proof_fingerprint(str(d.get("proof") or "")), no, off, n, *g))
             con.executemany(
@@ -349,6 +341,6 @@ def _loads(s: str | None) -> dict[str, Any]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return rundir.read_manifest(path)
+    except (OSError, DataError):
         return {}
