@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import collections
-import json
 import sqlite3
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from fineproofs import rundir
 from fineproofs.errors import DataError
 from fineproofs.records import reason_kind
 from fineproofs.store import ResponseStore
@@ -98,7 +98,9 @@ def _add(total: dict, r: dict) -> None:
 def print_status(run_dir: Path, console: Console | None = None) -> None:
     console = console or Console()
     stores = [
-        p for p in [Path(run_dir) / "store.sqlite", *sorted(Path(run_dir).glob("shards/*/store.sqlite"))] if p.exists()
+        p
+        for p in [Path(run_dir) / rundir.STORE, *sorted(Path(run_dir).glob(f"{rundir.SHARDS}/*/{rundir.STORE}"))]
+        if p.exists()
     ]
     if not stores:
         console.print(f"{run_dir}: no response store yet (nothing generated)")
@@ -107,8 +109,8 @@ def print_status(run_dir: Path, console: Console | None = None) -> None:
     for path in stores:
         for r in _store_summary(path):
             _add(stages.setdefault(r["stage"], {**r, "failed_by_reason": {}, **dict.fromkeys(_SUMMED, 0)}), r)
-    shards = sorted(Path(run_dir).glob("shards/*"))
-    where = f" ({len(shards)} shards, {sum((d / 'build.json').exists() for d in shards)} finished)" if shards else ""
+    shards = sorted(Path(run_dir).glob(f"{rundir.SHARDS}/*"))
+    where = f" ({len(shards)} shards, {sum((d / rundir.MANIFEST).exists() for d in shards)} finished)" if shards else ""
     table = Table(title=f"LLM stages in {run_dir}{where}")
     # 80 columns: the stage name is never cut, no header word is split, failure reasons
     # (inside the "failed" cell) fold within their column
@@ -128,26 +130,29 @@ def print_status(run_dir: Path, console: Console | None = None) -> None:
             f"{r['cost']:.4f}",
         )
     console.print(table)
-    quarantine = Path(run_dir) / "quarantine" / "llm.jsonl"
-    if quarantine.exists():
+    quarantine = rundir.read_quarantine(run_dir)  # tolerant: damaged lines are counted
+    if quarantine.path.exists():
         counts: collections.Counter = collections.Counter()
-        for i, line in enumerate(quarantine.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        for i, q in enumerate(quarantine, 1):
             try:
-                q = json.loads(line)
-                counts[(q["stage"], reason_kind(q["reason"]))] += 1
-            except (ValueError, KeyError, TypeError):
-                counts[("?", f"damaged line {i}")] += 1
+                counts[(str(q["stage"]), reason_kind(q["reason"]))] += 1
+            except (KeyError, TypeError, AttributeError):
+                counts[("?", f"damaged record {i}")] += 1
+        if quarantine.skipped:
+            counts[("?", "damaged lines")] += quarantine.skipped
         if counts:
             console.print(
                 "quarantined after parsing/validation (stage, reason: count): "
                 + ", ".join(f"{st} {why}: {n}" for (st, why), n in sorted(counts.items()))
             )
-    manifest = Path(run_dir) / "build.json"
+    manifest = Path(run_dir) / rundir.MANIFEST
     if manifest.exists():
         try:
-            m = json.loads(manifest.read_text(encoding="utf-8"))
+            m = rundir.read_manifest(manifest)
             console.print(f"last build: split {m['split']}, rows {m['rows']}, {m['seconds']} s")
-        except (ValueError, KeyError, TypeError) as e:
+        except DataError as e:
+            console.print(f"{e}")
+        except (KeyError, TypeError) as e:
             console.print(f"{manifest} is damaged ({e}): re-run the build to rewrite it")
     else:
         console.print(
