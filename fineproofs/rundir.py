@@ -49,6 +49,10 @@ DATA = "data"
 LOCK = ".lock"  # held by the one process writing the directory (its pid and command inside)
 LLM_QUARANTINE = f"{QUARANTINE}/llm.jsonl"  # what the LLM stages could not produce, with reasons
 SHARDS = "shards"
+WORK = "work"  # ingest's datatrove outputs
+LOGS = "logs"
+REPORTS = "reports"
+INGEST_REPORT = f"{REPORTS}/ingest.json"  # ingest's counts, drops and decontamination report
 CARD_DATA = "card_data.json"
 
 
@@ -314,7 +318,7 @@ def check_split(path: str | Path, split: str) -> None:
 
 
 # what a run directory written before the marker existed always holds
-_LEGACY = ("work/fingerprint",)
+_LEGACY = (f"{WORK}/fingerprint",)
 
 
 def owned(path: str | Path) -> bool:

@@ -35,7 +35,6 @@ import errno
 import fcntl
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import time
@@ -377,7 +376,7 @@ def merge_shards(profile: Profile, out_dir: str | Path, split: str, count: int) 
 def _merge(profile: Profile, out_dir: Path, split: str, dirs: list[Path]) -> BuildResult:
     t0 = time.time()
     res = BuildResult(out_dir, split)
-    ingest = json.loads((out_dir / "reports" / "ingest.json").read_text(encoding="utf-8"))
+    ingest = rundir.read_manifest(out_dir / rundir.INGEST_REPORT)
     with EnginePool() as pool, ResponseStore(out_dir / rundir.STORE) as store:  # the judges, once for all shards
         res.calibration = recipe(split).calibrate(profile, out_dir, pool=pool, store=store, progress=False)
     res.counts.update(ingest["counts"])

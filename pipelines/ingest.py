@@ -156,11 +156,12 @@ def _code_version() -> str:
 
 
 def _read_jsonl_dir(folder: Path) -> list[dict]:
+    """Every record of the JSONL files under ``folder`` (a datatrove writer's output);
+    a damaged line stops with its file and line named."""
     out = []
     if folder.exists():
         for f in sorted(folder.rglob("*.jsonl")):
-            with open(f) as fh:
-                out += [json.loads(line) for line in fh if line.strip()]
+            out += rundir.read_records(f)
     return out
 
 
@@ -211,7 +212,10 @@ def run_ingest(
             f"no problem survived ingest of {', '.join(map(str, profile.sources.paths))}: every row was malformed "
             f"or filtered out (the reasons are in {out_dir / 'quarantine'}); check sources.paths and the filters"
         ) from None
-    if profile.executor.kind == "slurm" and not (out_dir / "logs" / "decontaminate" / "completions" / "00000").exists():
+    if (
+        profile.executor.kind == "slurm"
+        and not (out_dir / rundir.LOGS / "decontaminate" / "completions" / "00000").exists()
+    ):
         raise Submitted(f"ingest submitted to slurm; re-run the same command when the jobs finish to collect {out_dir}")
     return _collect(profile, out_dir)
 
@@ -220,18 +224,18 @@ def run_ingest(
 # changes: its intermediate shards, its datatrove logs, its quarantine, its outputs; never the
 # folders around them (a build's logs/llm_*, the LLM quarantine, a user's files stay)
 _OWN = (
-    *(f"work/{d}" for d in ("clean", "minhash", "dedup", "final")),
-    *(f"logs/{d}" for d in ("clean", "minhash_buckets", "minhash_cluster", "dedup", "decontaminate")),
-    *(f"quarantine/{st}" for st in STAGES[1:]),
+    *(f"{rundir.WORK}/{d}" for d in ("clean", "minhash", "dedup", "final")),
+    *(f"{rundir.LOGS}/{d}" for d in ("clean", "minhash_buckets", "minhash_cluster", "dedup", "decontaminate")),
+    *(f"{rundir.QUARANTINE}/{st}" for st in STAGES[1:]),
     rundir.PROBLEMS,
-    "reports/ingest.json",
-    "reports/dedup_clusters.json",
-    "reports/decontam_probes.json",
+    rundir.INGEST_REPORT,
+    f"{rundir.REPORTS}/dedup_clusters.json",
+    f"{rundir.REPORTS}/decontam_probes.json",
 )
 
 
 def _start_over_if_changed(out_dir: Path, fp: str) -> None:
-    fp_file = out_dir / "work" / "fingerprint"
+    fp_file = out_dir / rundir.WORK / "fingerprint"
     if fp_file.exists() and fp_file.read_text() != fp:
         log.warning(
             "ingest configuration changed since the last run in %s: recomputing (removing only ingest's own %s)",
@@ -249,7 +253,8 @@ def _start_over_if_changed(out_dir: Path, fp: str) -> None:
 
 def _run_pipelines(profile: Profile, out_dir: Path) -> None:
     f, s, d, ex = profile.filters, profile.sources, profile.decontamination, profile.executor
-    work, logs, quarantine, reports = out_dir / "work", out_dir / "logs", out_dir / "quarantine", out_dir / "reports"
+    work, logs = out_dir / rundir.WORK, out_dir / rundir.LOGS
+    quarantine, reports = out_dir / rundir.QUARANTINE, out_dir / rundir.REPORTS
 
     def q(stage: str, step: str) -> JsonlWriter:
         return _writer(quarantine / stage / step)
@@ -316,9 +321,9 @@ def _run_pipelines(profile: Profile, out_dir: Path) -> None:
 def _collect(profile: Profile, out_dir: Path) -> IngestResult:
     """Read the pipelines' output back: kept problems (sorted by id, cut at the limit),
     counts and drops per stage, the decontamination report."""
-    quarantine, reports = out_dir / "quarantine", out_dir / "reports"
+    quarantine, reports = out_dir / rundir.QUARANTINE, out_dir / rundir.REPORTS
     benchmarks = list(profile.decontamination.benchmarks)
-    kept = _read_jsonl_dir(out_dir / "work" / "final")
+    kept = _read_jsonl_dir(out_dir / rundir.WORK / "final")
     problems = sorted((_to_problem(x) for x in kept), key=lambda p: p.id)
     if profile.limit is not None:
         problems = problems[: profile.limit]
@@ -335,7 +340,7 @@ def _collect(profile: Profile, out_dir: Path) -> IngestResult:
     clusters_file = reports / "dedup_clusters.json"
     clusters = json.loads(clusters_file.read_text()) if clusters_file.exists() else []
     rundir.write_json(
-        reports / "ingest.json",
+        out_dir / rundir.INGEST_REPORT,
         {
             "counts": counts,
             "dropped": dropped,

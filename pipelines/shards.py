@@ -74,7 +74,7 @@ def run_shards(
         if merge is not None:
             merge()
         return
-    logs = out_dir / "logs"
+    logs = out_dir / rundir.LOGS
     shards = make_executor(
         ex, [ShardStep(profile, out_dir, split)], count, logs, f"llm_{split}_{count}", workers=ex.workers or count
     )
