@@ -150,7 +150,7 @@ class CardFacts:
     def from_run(cls, run_dir: Path) -> CardFacts:
         path = Path(run_dir) / rundir.MANIFEST
         try:
-            m = json.loads(path.read_text(encoding="utf-8"))
+            m = rundir.read_manifest(path)
             return cls(
                 split=m["split"],
                 rows=m.get("rows", {}),

@@ -28,14 +28,14 @@ Plots (matplotlib, Agg backend) go to ``plots/*.png`` next to the card.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from fineproofs import rundir
 from fineproofs.cards.spec import CARDS, card_spec, detect_split
 from fineproofs.errors import DataError
 
-CARD_DATA = "card_data.json"
+CARD_DATA = rundir.CARD_DATA
 PLOTS_DIR = "plots"
 GRADES = list(range(8))
 REWARD_BINS = [round(i / 10, 1) for i in range(11)]
@@ -65,12 +65,7 @@ def read_card_data(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / CARD_DATA
     if not path.exists():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is damaged ({e}); re-run the build to rewrite it") from e
-    if not isinstance(data, dict):
-        raise DataError(f"{path} is damaged (not a JSON object); re-run the build to rewrite it")
+    data = rundir.read_manifest(path)
     wrong = _card_data_errors(data)
     if wrong:
         raise DataError(f"{path} is damaged ({wrong[0]}); re-run the build to rewrite it")

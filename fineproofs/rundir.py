@@ -178,12 +178,26 @@ def read_quarantine(run_dir: str | Path, *, strict: bool = False) -> Records:
     return read_records(Path(run_dir) / LLM_QUARANTINE, strict=strict)
 
 
+def read_at(path: str | Path, offset: int) -> dict[str, Any]:
+    """The record on the line at byte ``offset`` of ``path`` (an offset :class:`Records`
+    gave): a damaged line raises :class:`DataError`."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        line = f.readline()
+    try:
+        d = json.loads(line)
+    except ValueError as e:
+        raise DataError(f"{path} at byte {offset} is damaged ({e}); re-run the build to rewrite it") from e
+    if not isinstance(d, dict):
+        raise DataError(f"{path} at byte {offset} is damaged (not a JSON object); re-run the build to rewrite it")
+    return d
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """``build.json`` of a run directory (or a shard's), or of the file given; a missing
-    file raises ``FileNotFoundError``, a damaged one :class:`DataError`."""
+    """The build manifest (``build.json`` of a run directory or a shard's), or another JSON
+    object file of the run directory (``card_data.json``, ``reports/ingest.json``): a
+    missing file raises ``FileNotFoundError``, a damaged one :class:`DataError`."""
     path = Path(path)
-    if path.is_dir():
-        path = path / MANIFEST
     try:
         m = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
@@ -305,10 +319,9 @@ def remove_stale_tmp(path: str | Path, skip: tuple[str, ...] = ("shards",)) -> i
 def check_split(path: str | Path, split: str) -> None:
     """Refuse to build ``split`` into a run directory that holds the other split: its data,
     card and counts would be mixed with this one's (build each split into its own directory)."""
-    manifest = Path(path) / MANIFEST
     try:
-        other = json.loads(manifest.read_text(encoding="utf-8")).get("split")
-    except (OSError, ValueError, AttributeError):
+        other = read_manifest(Path(path) / MANIFEST).get("split")
+    except (OSError, DataError):
         return  # no finished build here (or a damaged manifest, which the build rewrites)
     if other and other != split:
         raise ConfigError(

@@ -383,7 +383,7 @@ def _merge(profile: Profile, out_dir: Path, split: str, dirs: list[Path]) -> Bui
     res.dropped.update(ingest["dropped"])
     res.decontaminated = bool(ingest["decontaminated"])
     for d in dirs:
-        m = rundir.read_manifest(d)
+        m = rundir.read_manifest(d / rundir.MANIFEST)
         if m.get("split") != split:
             raise DataError(f"shard {d} was built for the {m.get('split')} split, not {split}")
         for k, v in m["counts"].items():

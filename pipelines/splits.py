@@ -54,7 +54,6 @@ stale shards of an earlier build are removed, so a loader never sees a mix.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -434,10 +433,7 @@ class TextIndex:
             self.empty.add(key)
 
     def get(self, key: str) -> tuple[str, str]:
-        path, offset = self.at[key]
-        with open(path, "rb") as f:
-            f.seek(offset)
-            d = json.loads(f.readline())
+        d = rundir.read_at(*self.at[key])
         return d["reasoning_content"], d["proof"]
 
 

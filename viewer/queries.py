@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from fineproofs import rundir
 from fineproofs.viewer.index import RunIndex, open_store, proof_fingerprint
 
 PAGE_SIZE = 50
@@ -130,7 +131,7 @@ def problem_detail(index: RunIndex, pid: str, human: dict[str, dict[str, Any]], 
         "SELECT * FROM samples WHERE pid = ? ORDER BY role DESC, idx LIMIT ? OFFSET ?",
         (pid, SAMPLES_PER_PAGE, (page - 1) * SAMPLES_PER_PAGE),
     ).fetchall()
-    store = index.run_dir / "store.sqlite"
+    store = index.run_dir / rundir.STORE
     scon = open_store(store) if store.exists() and rows else None
     try:
         samples = [_sample(index, s, rec.get("statement", ""), human, scon) for s in rows]

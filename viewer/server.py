@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import jinja2
 from markupsafe import Markup
 
+from fineproofs import rundir
 from fineproofs.errors import DataError, FineproofsError
 from fineproofs.viewer import human as human_mod
 from fineproofs.viewer import latex, queries
@@ -87,7 +88,7 @@ class Viewer:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise DataError(f"{run_dir} is not a directory: give the run directory of a `fineproofs build`")
-        markers = ("build.json", "problems", "stages", "quarantine", "data")
+        markers = (rundir.MANIFEST, "problems", rundir.STAGES, rundir.QUARANTINE, rundir.DATA)
         if not any((run_dir / m).exists() for m in markers):
             raise DataError(
                 f"{run_dir} holds no build output (build.json, problems/, stages/, data/): "

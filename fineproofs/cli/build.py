@@ -201,7 +201,7 @@ def merge_task(profile, out: Path, split: str, count: int, data=None, rank: int 
 def _read_result(out: Path, split: str):
     from fineproofs.pipelines.build import BuildResult
 
-    m = rundir.read_manifest(out)
+    m = rundir.read_manifest(out / rundir.MANIFEST)
     return BuildResult(
         out_dir=out, split=split, counts=m["counts"], dropped=m["dropped"], rows=m["rows"], generated=m["generated"],
         cached=m["cached"], seconds=m["seconds"], card=out / rundir.CARD, decontaminated=m["decontaminated"],
