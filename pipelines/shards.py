@@ -33,7 +33,7 @@ from fineproofs import rundir
 from fineproofs.config import Profile
 from fineproofs.engines import EnginePool
 from fineproofs.errors import DataError, FineproofsError, IncompleteBuild
-from fineproofs.pipelines.build import Build
+from fineproofs.pipelines.build import Build, merge_shards
 from fineproofs.pipelines.ingest import make_executor, run_ingest
 from fineproofs.pipelines.recipes import recipe
 from fineproofs.store import ResponseStore
@@ -82,6 +82,16 @@ def run_shards(
         shards.run()
         return
     make_executor(ex, [merge], 1, logs, f"merge_{split}_{count}", depends=shards).run()
+
+
+def merge_task(
+    profile: Profile, out_dir: str | Path, split: str, count: int, data=None, rank: int = 0, world_size: int = 1
+):
+    """:func:`~fineproofs.pipelines.build.merge_shards` (split, ``build.json`` and card) as a
+    datatrove pipeline step: the task that runs after every shard finished (a pipeline
+    step yields documents: this one yields none). ``functools.partial`` it with the first four."""
+    merge_shards(profile, out_dir, split, count)
+    return iter(())
 
 
 log = logging.getLogger(__name__)

@@ -113,6 +113,7 @@ class LLMStage:
     back: no barrier at chunk ends. Outputs keep the input order either way."""
 
     name = ""
+    record: type = dict  # a subclass names its record type (registered in rundir.STAGE_FILES)
     key_name = "sample"
     chunk = DEFAULT_CHUNK
     inflight = 1

@@ -147,7 +147,7 @@ def build(
         )
         return
     if shards is not None:
-        from fineproofs.pipelines.shards import run_shards
+        from fineproofs.pipelines.shards import merge_task, run_shards
 
         run_shards(prof, out, split, shards, merge=functools.partial(merge_task, prof, out, split, shards))
         if prof.executor.kind != "local":
@@ -158,7 +158,9 @@ def build(
             return
         result = _read_result(out, split)
     elif merge is not None:
-        result = merge_step(prof, out, split, merge)
+        from fineproofs.pipelines.build import merge_shards
+
+        result = merge_shards(prof, out, split, merge)  # the split, build.json and the card
     else:  # the split, build.json and the card
         result = Build(prof, out, split, progress=not no_progress, allow_incomplete=allow_incomplete).run()
     print_build_summary(result)
@@ -182,20 +184,6 @@ def _shard_arg(text: str) -> tuple[int, int]:
     if not (n >= 1 and 0 <= i < n):
         raise click.BadParameter(f"{text!r}: I must be in 0..N-1", param_hint="--shard")
     return i, n
-
-
-def merge_step(profile, out: Path, split: str, count: int):
-    """Merge the shards into the split, ``build.json`` and the card."""
-    from fineproofs.pipelines.build import merge_shards
-
-    return merge_shards(profile, out, split, count)
-
-
-def merge_task(profile, out: Path, split: str, count: int, data=None, rank: int = 0, world_size: int = 1):
-    """:func:`merge_step` as a datatrove pipeline step: the task that runs after every
-    shard finished (a pipeline step yields documents: this one yields none)."""
-    merge_step(profile, out, split, count)
-    return iter(())
 
 
 def _read_result(out: Path, split: str):
