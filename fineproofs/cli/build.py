@@ -11,12 +11,13 @@ from fineproofs import rundir
 from fineproofs.cli.base import Command, profile_option
 from fineproofs.config import load_profile, parse_override
 from fineproofs.errors import IncompleteBuild, incomplete_message
+from fineproofs.pipelines.recipes import RECIPES
 
 
 @click.command(cls=Command)
 @click.option(
     "--split",
-    type=click.Choice(["rl", "sft"]),
+    type=click.Choice(list(RECIPES)),
     default="rl",
     show_default=True,
     help="rl: rubrics + k student rollouts graded 0-7 (FineProofs-RL). "
