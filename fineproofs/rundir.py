@@ -167,9 +167,11 @@ def read_records(path: str | Path, *, strict: bool = True, offsets: bool = False
     return Records(path, strict=strict, offsets=offsets)
 
 
-def read_problems(run_dir: str | Path, *, strict: bool = True) -> Iterator[Problem]:
-    """The ingested problem set (``problems/problems.jsonl``)."""
-    for d in read_records(Path(run_dir) / PROBLEMS, strict=strict):
+def read_problems(path: str | Path, *, strict: bool = True) -> Iterator[Problem]:
+    """The ingested problem set: ``problems/problems.jsonl`` of the run directory given, or
+    the ``.jsonl`` file given."""
+    path = Path(path)
+    for d in read_records(path if path.suffix == ".jsonl" else path / PROBLEMS, strict=strict):
         yield Problem.from_dict(d)
 
 

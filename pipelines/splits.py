@@ -464,7 +464,7 @@ def read_inputs(problems_path: Path, stage_dirs: list[Path], inputs: str | Colle
     ``inputs`` names the stages to read (a split's name reads that split's,
     :data:`RL_INPUTS` / :data:`SFT_INPUTS`). A damaged line stops with the file and line named."""
     wanted = set(_INPUTS[inputs] if isinstance(inputs, str) else inputs)
-    out = SplitInputs(problems=[Problem.from_dict(d) for d in rundir.read_records(problems_path)])
+    out = SplitInputs(problems=list(rundir.read_problems(problems_path)))
 
     def read(st: Path, name: str, **kw) -> Iterator:
         return rundir.stage(name).read(st, **kw) if name in wanted else iter(())

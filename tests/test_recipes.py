@@ -172,3 +172,20 @@ def test_no_split_branch_outside_the_recipes():
             hits += [f"{f.relative_to(ROOT)}:{i}" for i, line in enumerate(f.read_text().splitlines(), 1)
                      if pattern.search(line)]  # fmt: skip
     assert hits == []
+
+
+def test_typed_readers_for_problems_quarantine_and_the_manifest(tmp_path):
+    from fineproofs.records import Problem
+
+    p = Problem(statement="Prove that 1 + 1 = 2.", source="t")
+    rundir.write_jsonl(tmp_path / rundir.PROBLEMS, [p.to_dict()])
+    assert list(rundir.read_problems(tmp_path)) == [p] == list(rundir.read_problems(tmp_path / rundir.PROBLEMS))
+    (tmp_path / rundir.QUARANTINE).mkdir(exist_ok=True)
+    (tmp_path / rundir.LLM_QUARANTINE).write_text('{"stage": "rubrics", "problem_id": "x", "reason": "r: y"}\n{oops\n')
+    q = rundir.read_quarantine(tmp_path)
+    assert [r["stage"] for r in q] == ["rubrics"] and q.skipped == 1
+    (tmp_path / rundir.MANIFEST).write_text('{"split": "rl"}')
+    assert rundir.read_manifest(tmp_path / rundir.MANIFEST) == {"split": "rl"}
+    (tmp_path / rundir.MANIFEST).write_text("[1]")
+    with pytest.raises(DataError, match="not a JSON object"):
+        rundir.read_manifest(tmp_path / rundir.MANIFEST)
