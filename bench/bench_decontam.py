@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests" / "data" / "ingest"))
 
 from fineproofs.filters.canonical import ngrams  # noqa: E402
 from fineproofs.filters.decontaminate import BenchmarkProblem, Decontaminator, load_benchmark  # noqa: E402
-from fineproofs.filters.probes import DISGUISES, KindResult, load_probes, measure, summary  # noqa: E402
+from fineproofs.filters.probes import KindResult, disguise, load_probes, measure, summary  # noqa: E402
 
 IMOBENCH = ROOT.parent / "shared" / "data" / "imobench"
 
@@ -129,14 +128,7 @@ def row(name: str, res: dict[str, KindResult]) -> str:
 def imobench_checks(pb: list[BenchmarkProblem], ab: list[BenchmarkProblem]) -> None:
     from decontam_probes import PARAPHRASES
 
-    rng = random.Random(0)
-    copies = []
-    for kind, steps in DISGUISES.items():
-        for p in pb:
-            t = p.text
-            for s in steps:
-                t = s(t, rng)
-            copies.append((kind, p.id, t))
+    copies = [(c.kind, c.expected, c.text) for c in disguise(pb)]
     para = [(bid, t) for bid, t in PARAPHRASES.items() if bid.startswith("PB-")]
     print("\nIMO-ProofBench probes, ProofBench indexed alone vs beside AnswerBench:")
     for label, index in (("PB", pb), ("PB+AB", pb + ab)):

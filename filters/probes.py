@@ -110,12 +110,9 @@ class Probe:
     text: str
 
 
-def load_probes() -> tuple[list[BenchmarkProblem], list[Probe]]:
-    """The references (as benchmark problems of :data:`PROBE_BENCHMARK`) and every probe:
-    mechanical disguises of each reference, the written paraphrases, the negatives."""
-    data = json.loads((resources.files("fineproofs.data") / "decontam" / "probes.json").read_text("utf-8"))
-    refs = [BenchmarkProblem(PROBE_BENCHMARK, r["id"], r["problem"]) for r in data["references"]]
-    rng = random.Random(0)
+def disguise(refs: list[BenchmarkProblem], seed: int = 0) -> list[Probe]:
+    """Every :data:`DISGUISES` kind applied to every reference, in a fixed order."""
+    rng = random.Random(seed)
     probes = []
     for kind, steps in DISGUISES.items():
         for r in refs:
@@ -123,6 +120,15 @@ def load_probes() -> tuple[list[BenchmarkProblem], list[Probe]]:
             for step in steps:
                 t = step(t, rng)
             probes.append(Probe(kind, r.id, t))
+    return probes
+
+
+def load_probes() -> tuple[list[BenchmarkProblem], list[Probe]]:
+    """The references (as benchmark problems of :data:`PROBE_BENCHMARK`) and every probe:
+    mechanical disguises of each reference, the written paraphrases, the negatives."""
+    data = json.loads((resources.files("fineproofs.data") / "decontam" / "probes.json").read_text("utf-8"))
+    refs = [BenchmarkProblem(PROBE_BENCHMARK, r["id"], r["problem"]) for r in data["references"]]
+    probes = disguise(refs)
     probes += [Probe(f"paraphrase:{p['kind']}", p["id"], p["problem"]) for p in data["paraphrases"]]
     probes += [Probe("negative", None, t) for t in data["negatives"]]
     return refs, probes

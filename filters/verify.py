@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from fineproofs import prompts
 from fineproofs.engines.base import GenerationRequest, SamplingParams
 from fineproofs.generation import CachedGenerator
-from fineproofs.replies import answer_of
+from fineproofs.replies import answer_or_raise
 
 STAGE = "decontaminate_verify"
 SCHEMA = {
@@ -108,11 +108,7 @@ class SameProblemVerifier:
             still = []
             for pair, (r,) in zip(pending, replies):
                 try:
-                    if not r.ok:
-                        raise SameParseError(f"engine_failure: {r.reason}")
-                    answer = answer_of(r.text, r.reasoning)
-                    if answer is None:
-                        raise SameParseError("no_answer: the reply ended inside its reasoning")
+                    answer = answer_or_raise(r, SameParseError)
                     try:
                         same, reason = parse_same(answer)
                     except SameParseError as e:

@@ -78,6 +78,17 @@ def answer_of(text: str, reasoning: str = "") -> str | None:
     return text.strip()
 
 
+def answer_or_raise(completion, error: type[Exception]) -> str:
+    """The answer of a completion that must have one, else ``error`` whose message is the
+    failure reason (``engine_failure: ...`` or ``no_answer: ...``) for the caller to record."""
+    if not completion.ok:
+        raise error(f"engine_failure: {completion.reason}")
+    answer = answer_of(completion.text, completion.reasoning)
+    if answer is None:
+        raise error("no_answer: the reply ended inside its reasoning")
+    return answer
+
+
 def join_reasoning(text: str, reasoning: str = "") -> str:
     """A reply in its raw inline form (``<think>`` reasoning ``</think>`` answer), e.g. to
     hand a whole turn to code that splits it later."""

@@ -41,7 +41,7 @@ from fineproofs.engines.base import GenerationRequest, sampling_of
 from fineproofs.generation import CachedGenerator
 from fineproofs.pipelines.stage import Failed, LLMStage, Tally, Work
 from fineproofs.records import FilterDecision, Problem, ScreenRecord
-from fineproofs.replies import answer_of
+from fineproofs.replies import answer_or_raise
 
 log = logging.getLogger(__name__)
 
@@ -260,11 +260,7 @@ class ProblemFilter(LLMStage):
     @staticmethod
     def _verdict(r) -> Verdict:
         """A reply's verdict; a :class:`VerdictError` whose message is the failure reason."""
-        if not r.ok:
-            raise VerdictError(f"engine_failure: {r.reason}")
-        answer = answer_of(r.text, r.reasoning)
-        if answer is None:
-            raise VerdictError("no_answer: the reply ended inside its reasoning")
+        answer = answer_or_raise(r, VerdictError)
         try:
             return parse_verdict(answer)
         except VerdictError as e:
