@@ -155,7 +155,7 @@ def test_policy_failure_is_reported_never_scored_zero(tiny, tmp_path):
 def test_eval_embedded_smollm2(tmp_path):
     from fineproofs.train.evaluate import run_eval
 
-    cfg = load_stage_config("eval", "embedded", ["limit=2"])
+    cfg = load_stage_config("eval", "embedded", ["limit=1"])
     res = run_eval(cfg, tmp_path / "ev", benchmark=str(CSV))
     assert {e["mode"] for e in res["table"]} == {"single", "rc@1", "rc@2"}
 
