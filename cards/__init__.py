@@ -40,6 +40,8 @@ import jinja2
 from fineproofs.errors import CardError
 
 REPO_PLACEHOLDER = "ORG/NAME"
+# the card's last line (invisible on the Hub): a card without it was cut while being written
+CARD_END = "<!-- end of the fineproofs card -->"
 
 # Hub licence identifiers (https://huggingface.co/docs/hub/repositories-licenses)
 HUB_LICENSES = frozenset(
@@ -99,7 +101,8 @@ def _cell(value) -> str:
 
 
 def render_card(split: str, context: dict) -> str:
-    return _env().get_template(f"{split}.md.j2").render(**context)
+    text = _env().get_template(f"{split}.md.j2").render(**context)
+    return text.rstrip("\n") + f"\n\n{CARD_END}\n"
 
 
 def _resource_json(name: str):

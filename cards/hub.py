@@ -6,14 +6,20 @@ its loading snippet), the parquet shards of every config the card declares
 ``profile.yaml``. Nothing else: a run directory also holds ``store.sqlite``,
 ``stages/``, ``quarantine/``, ``problems/`` and logs, which never leave the machine.
 
-How (:func:`push_run`): the card is validated offline first
-(:func:`fineproofs.cards.validate_card`); then one ``HfApi.create_commit`` with a
+How (:func:`push_run`): everything is validated offline before the first request
+(:func:`push_plan`): the card's metadata (:func:`fineproofs.cards.validate_card`) and
+its body (it must end with the card's closing line, so a half-written card is refused),
+``profile.yaml`` (it must load as a profile), and every parquet file against the
+features its config declares in the card. Then one ``HfApi.create_commit`` with a
 ``CommitOperationAdd`` per file (and a ``CommitOperationDelete`` for each remote
 ``data/``/``plots/`` file this run no longer has, e.g. shards of a bigger earlier
 build), on the head the push started from (``parent_commit``). A Hub commit is
 atomic: if anything fails before or during it, the branch does not move, so a
 failed push leaves the remote as it was; a repo or branch that this push created
-itself is deleted again when the commit fails.
+itself is deleted again when the commit fails. The failure message says what the
+remote holds, read back after the failure: unchanged (its head is still the one the
+push started from), or moved (the commit may have landed with its answer lost), or a
+repo this push created that could not be removed.
 
 The token comes from huggingface_hub's usual places (``HF_TOKEN``, the token file
 written by ``hf auth login``), or ``token=``. It is never logged, and the push
@@ -106,11 +112,66 @@ def push_plan(run_dir: Path, repo_id: str = "") -> list[PlannedFile]:
         top = p.split("/", 1)[0]
         if top not in ("data", "plots") or ".." in p.split("/"):
             raise PushError(f"refusing to push {p}: only data/, plots/, README.md and profile.yaml are published")
+    _check_body(text, run_dir)
+    _check_features(run_dir, meta)
     plan = [PlannedFile(rundir.CARD, text.encode())]
     if (run_dir / "profile.yaml").is_file():
-        plan.append(PlannedFile("profile.yaml", (run_dir / "profile.yaml").read_bytes()))
+        plan.append(PlannedFile("profile.yaml", _checked_profile(run_dir / "profile.yaml")))
     plan += [PlannedFile(p, (run_dir / p).read_bytes()) for p in paths]
     return plan
+
+
+def _check_body(text: str, run_dir: Path) -> None:
+    from fineproofs.cards import CARD_END
+
+    if CARD_END not in text[-2000:]:
+        raise PushError(
+            f"{run_dir / rundir.CARD} is incomplete (its closing line is missing: a build cut while writing "
+            "it?); re-run the same build command to rewrite the card"
+        )
+
+
+def _checked_profile(path: Path) -> bytes:
+    from fineproofs.config import ConfigError, load_profile
+
+    data = path.read_bytes()
+    try:
+        load_profile(str(path))
+    except (ConfigError, OSError, UnicodeDecodeError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise PushError(f"{path} is damaged ({first}); re-run the same build command to rewrite it") from None
+    return data
+
+
+def _check_features(run_dir: Path, meta: dict) -> None:
+    """Every parquet file of a config has exactly the features the card declares for it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Features
+
+    infos = meta.get("dataset_info") or []
+    infos = [infos] if isinstance(infos, dict) else infos
+    declared = {
+        i.get("config_name", "default"): Features._from_yaml_list(i["features"]) for i in infos if "features" in i
+    }
+    for c in meta.get("configs") or []:
+        want = declared.get(c.get("config_name"))
+        if want is None:
+            continue
+        for df in c.get("data_files") or []:
+            pats = df["path"] if isinstance(df, dict) else df
+            for pat in [pats] if isinstance(pats, str) else pats:
+                for f in sorted(run_dir.glob(pat)):
+                    try:
+                        got = Features.from_arrow_schema(pq.read_schema(f))
+                    except (pa.ArrowException, OSError, ValueError) as e:
+                        raise PushError(f"{f} is damaged ({str(e).splitlines()[0]}); re-run the build") from e
+                    if got != want:
+                        diff = sorted(set(got) ^ set(want)) or [k for k in want if got.get(k) != want[k]]
+                        raise PushError(
+                            f"{f} does not have the features its config {c.get('config_name')!r} declares in the "
+                            f"card (differs in: {', '.join(diff)}); re-run the build to rewrite the split"
+                        )
 
 
 def _resolve_token(token: str | None) -> str | None:
@@ -161,6 +222,7 @@ def push_run(
     )
 
     created_repo = created_branch = False
+    head = ""
     try:
         try:
             api.repo_info(repo_id, repo_type=REPO_TYPE)
@@ -194,9 +256,12 @@ def push_run(
             parent_commit=None if create_pr else head,
         )
     except Exception as e:  # HfHubHTTPError, RuntimeError (LFS upload), OSError, ValueError (card/YAML) ...
-        _undo(api, repo_id, branch, created_repo, created_branch)
+        moved = _head_moved(api, repo_id, branch, head) if head and not create_pr else None
+        undone = _undo(api, repo_id, branch, created_repo, created_branch) if not moved else True
         why = str(e) + (f" ({e.__cause__})" if e.__cause__ and str(e.__cause__) not in str(e) else "")
-        raise PushError(f"push to {repo_id} failed, the remote is unchanged: {_scrub(why, tok)}") from None
+        raise PushError(
+            f"push to {repo_id} failed, {_remote_state(moved, undone, created_repo)}: {_scrub(why, tok)}"
+        ) from None
     except BaseException:
         _undo(api, repo_id, branch, created_repo, created_branch)
         raise
@@ -205,6 +270,33 @@ def push_run(
         return info.pr_url
     base = f"{api.endpoint}/datasets/{repo_id}"
     return base if branch == "main" else f"{base}/tree/{branch}"
+
+
+def _head_moved(api, repo_id: str, branch: str, head: str) -> str | None:
+    """The branch's head if it moved away from ``head`` since the push started ("" when it
+    cannot be read back), None when it is still ``head``."""
+    try:
+        now = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=branch).sha
+    except Exception:
+        return ""
+    return None if now == head else now
+
+
+def _remote_state(moved: str | None, undone: bool, created_repo: bool) -> str:
+    if moved:
+        return (
+            f"but the remote's head moved during the push (now {moved[:12]}): the commit may have landed "
+            "with its answer lost; look at the repo's history before pushing again"
+        )
+    if moved == "":
+        return "and the remote could not be read back: look at the repo before pushing again"
+    if not undone:
+        return (
+            "the remote's files are unchanged, but the empty "
+            + ("repo" if created_repo else "branch")
+            + " this push created could not be removed: delete it"
+        )
+    return "the remote is unchanged"
 
 
 def _split_name(plan: list[PlannedFile]) -> str:
@@ -217,8 +309,8 @@ def _scrub(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
-def _undo(api, repo_id: str, branch: str, created_repo: bool, created_branch: bool) -> None:
-    """Best effort: remove what this failed push itself created."""
+def _undo(api, repo_id: str, branch: str, created_repo: bool, created_branch: bool) -> bool:
+    """Best effort: remove what this failed push itself created; False when that failed."""
     try:
         if created_repo:
             api.delete_repo(repo_id, repo_type=REPO_TYPE, missing_ok=True)
@@ -230,3 +322,5 @@ def _undo(api, repo_id: str, branch: str, created_repo: bool, created_branch: bo
             "repo" if created_repo else "branch",
             type(e).__name__,
         )
+        return False
+    return True

@@ -32,7 +32,8 @@ Errors carry ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``,
 
 Fault injection: ``server.fail("commit", status=500, times=1)`` makes the next
 request(s) of that kind (``commit``, ``preupload``, ``lfs_batch``, ``lfs_upload``,
-``create``) fail; ``server.requests`` records ``(method, path, authenticated)`` and
+``create``) fail; ``commit_lost`` applies the next commit and then answers 500 (a
+commit that landed whose answer was lost); ``server.requests`` records ``(method, path, authenticated)`` and
 ``server.tokens`` the bearer tokens seen (for tests that check the token was used).
 """
 
@@ -455,6 +456,8 @@ class HubServer:
                 pr_url = f"{self.url}/datasets/{repo.repo_id}/discussions/{repo.prs}"
             else:
                 repo.refs[rev] = oid
+        if f := self._fault("commit_lost"):
+            return f
         return web.json_response(
             {
                 "commitUrl": f"{self.url}/datasets/{repo.repo_id}/commit/{oid}",

@@ -236,3 +236,57 @@ def test_push_refuses_bad_runs(online, runs, tmp_path):
     with pytest.raises(PushError, match="ORG/NAME"):
         push_run(runs["rl"], "not a repo id")
     assert ("dataset", "fineproofs/leaky") not in online.repos and ("dataset", "fineproofs/broken") not in online.repos
+
+
+def test_push_validates_every_file_before_the_first_request(online, runs, tmp_path):
+    """A half card, a truncated profile.yaml and a parquet of another schema are refused
+    offline: no request reaches the Hub, no repo is created."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fineproofs.cards.hub import PushError, push_run
+
+    def copy(name):
+        d = tmp_path / name
+        shutil.copytree(runs["rl"], d)
+        return d
+
+    half = copy("half")
+    text = (half / "README.md").read_text()
+    (half / "README.md").write_text(text[: len(text) * 2 // 3])  # metadata whole, body cut
+    with pytest.raises(PushError, match="README.md is incomplete"):
+        push_run(half, "fineproofs/half")
+
+    prof = copy("profile")
+    body = (prof / "profile.yaml").read_text()
+    (prof / "profile.yaml").write_text(body[: len(body) // 2] + "\n  student: {engine: [\n")
+    with pytest.raises(PushError, match="profile.yaml is damaged"):
+        push_run(prof, "fineproofs/profile")
+
+    schema = copy("schema")
+    shard = next((schema / "data").rglob("*.parquet"))
+    table = pq.read_table(shard)
+    pq.write_table(table.drop_columns(["reward_std"]).append_column("extra", pa.array([1] * table.num_rows)), shard)
+    with pytest.raises(PushError, match=r"does not have the features .*differs in: extra, reward_std"):
+        push_run(schema, "fineproofs/schema")
+
+    for name in ("half", "profile", "schema"):
+        assert ("dataset", f"fineproofs/{name}") not in online.repos
+        assert not any(f"fineproofs/{name}" in path for _, path, _ in online.requests)
+
+
+def test_a_commit_that_landed_with_its_answer_lost_is_not_called_unchanged(online, runs):
+    from fineproofs.cards.hub import PushError, push_run
+
+    hub = online
+    repo = "fineproofs/lost-answer"
+    push_run(runs["rl"], repo)
+    head = hub.repo(repo).refs["main"]
+    hub.fail("commit_lost")  # the commit is applied, then the server answers 500
+    with pytest.raises(PushError) as e:
+        push_run(runs["sft"], repo)
+    hub.faults.clear()
+    assert hub.repo(repo).refs["main"] != head  # it did land
+    assert "unchanged" not in str(e.value) and "may have landed" in str(e.value)
