@@ -1,10 +1,13 @@
 """fineproofs view in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``,
 driven by Selenium 4 with explicit paths: nothing is downloaded). Pages load, a search
 filters, a human grade survives a server restart, a proof with ``<script>`` shows as
-text; the problem page's screenshot goes to ``docs/viewer-problem.png`` (the README's)."""
+text; the problem page's screenshot goes to the test's temporary directory, or to
+``docs/viewer-problem.png`` (the README's) with ``FINEPROOFS_UPDATE_SCREENSHOT=1``, so a
+test run leaves the checkout as it was."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +22,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or (
     "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
 )
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "viewer-problem.png"
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "viewer-problem.png"
 
 if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip("no system Chromium: apt-get install chromium chromium-driver (.ci/run does)", allow_module_level=True)
@@ -90,14 +93,15 @@ def test_pages_load_and_search_filters(browser, server):
     assert int(browser.find_element(By.ID, "total").text) > 0
 
 
-def test_problem_page_screenshot(browser, server):
+def test_problem_page_screenshot(browser, server, tmp_path):
     srv_pid = server.viewer.index.db().execute("SELECT pid FROM problems WHERE statement LIKE 'Problem 4:%'").fetchone()
     browser.get(f"{server.url}problem/{srv_pid[0]}")
     wait(browser, EC.presence_of_element_located((By.ID, "statement")))
     browser.find_elements(By.CSS_SELECTOR, "details.replies summary")[0].click()
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    assert browser.save_screenshot(str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
+    shot = DOCS_SCREENSHOT if os.environ.get("FINEPROOFS_UPDATE_SCREENSHOT") == "1" else tmp_path / "problem.png"
+    shot.parent.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
 
 
 def test_human_grade_survives_a_restart(browser, run, tmp_path):
