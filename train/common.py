@@ -93,24 +93,22 @@ def load_with_attention(load, spec):
     rep = check_fast_paths(spec.attn_implementation, {}, warn=True)
     if rep.attention is None:
         return load()
-    wanted = rep.attention_wanted
-    start = wanted.index(rep.attention) if rep.attention in wanted else len(wanted)
-    order = list(dict.fromkeys([a for a in wanted[start:] if attention_missing(a) is None] + ["sdpa"]))
-    for i, name in enumerate(order):
-        if name == "sdpa_packed":
-            from fineproofs.train.packed_attention import register
+    # the runnable ones in order of preference (the first is rep.attention), then sdpa
+    order = list(dict.fromkeys([a for a in rep.attention_wanted if attention_missing(a) is None] + ["sdpa"]))
+    if "sdpa_packed" in order:
+        from fineproofs.train.packed_attention import register
 
-            register()
+        register()
+    for name, then in zip(order, order[1:]):
         try:
             model = load(attn_implementation=name)
         except (ImportError, ValueError, OSError, RuntimeError) as e:
-            if i == len(order) - 1:
-                raise
-            log.warning("attention %s failed to load (%s); trying %s", name, str(e).splitlines()[0], order[i + 1])
+            log.warning("attention %s failed to load (%s); trying %s", name, str(e).splitlines()[0], then)
             continue
         log.info("attention: %s", name)
         return model
-    raise AssertionError("unreachable")
+    log.info("attention: %s", order[-1])
+    return load(attn_implementation=order[-1])
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
