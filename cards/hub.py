@@ -61,18 +61,36 @@ def _card_text(run_dir: Path) -> str:
         raise PushError(f"{card} is damaged (not UTF-8 text at byte {e.start}); re-run the build to rewrite it") from e
 
 
-def _rows_in(run_dir: Path, files: list[str]) -> int:
+def _declared_features(meta: dict) -> dict:
+    """config name -> the ``datasets.Features`` the card's ``dataset_info`` declares for it."""
+    from datasets import Features
+
+    infos = meta.get("dataset_info") or []
+    infos = [infos] if isinstance(infos, dict) else infos
+    return {i.get("config_name", "default"): Features._from_yaml_list(i["features"]) for i in infos if "features" in i}
+
+
+def _checked_rows(run_dir: Path, config: str, files: list[str], want) -> int:
+    """Rows in a config's parquet files, each opened once: a damaged file, or one whose
+    features are not the ``want`` the card declares (when it declares them), is refused."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from datasets import Features
 
     rows = 0
-    for f in (f for f in files if f.endswith(".parquet")):
+    for f in (run_dir / f for f in files if f.endswith(".parquet")):
         try:
-            rows += pq.ParquetFile(run_dir / f).metadata.num_rows
-        except (pa.ArrowException, OSError) as e:
+            pf = pq.ParquetFile(f)
+            got = Features.from_arrow_schema(pf.schema_arrow) if want is not None else None
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise PushError(f"{f} is damaged ({str(e).splitlines()[0]}); re-run the build to rewrite it") from e
+        if got != want:
+            diff = sorted(set(got) ^ set(want)) or [k for k in want if got.get(k) != want[k]]
             raise PushError(
-                f"{run_dir / f} is damaged ({str(e).splitlines()[0]}); re-run the build to rewrite it"
-            ) from e
+                f"{f} does not have the features its config {config!r} declares in the card "
+                f"(differs in: {', '.join(diff)}); re-run the build to rewrite the split"
+            )
+        rows += pf.metadata.num_rows
     return rows
 
 
@@ -91,6 +109,7 @@ def push_plan(run_dir: Path, repo_id: str = "") -> list[PlannedFile]:
     if repo_id:
         text = text.replace(f'load_dataset("{REPO_PLACEHOLDER}"', f'load_dataset("{repo_id}"')
     meta = DatasetCard(text).data.to_dict()
+    declared = _declared_features(meta)
     paths: list[str] = []
     for c in meta.get("configs") or []:
         for df in c.get("data_files") or []:
@@ -99,7 +118,7 @@ def push_plan(run_dir: Path, repo_id: str = "") -> list[PlannedFile]:
                 hits = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.glob(pat) if p.is_file())
                 if not hits:
                     raise PushError(f"config {c.get('config_name')!r}: no file in {run_dir} matches {pat}")
-                if not _rows_in(run_dir, hits):
+                if not _checked_rows(run_dir, c.get("config_name"), hits, declared.get(c.get("config_name"))):
                     raise PushError(
                         f"config {c.get('config_name')!r} has no rows: an empty split cannot be "
                         "loaded from the Hub; rebuild with more problems (see the card's drop reasons)"
@@ -113,7 +132,6 @@ def push_plan(run_dir: Path, repo_id: str = "") -> list[PlannedFile]:
         if top not in ("data", "plots") or ".." in p.split("/"):
             raise PushError(f"refusing to push {p}: only data/, plots/, README.md and profile.yaml are published")
     _check_body(text, run_dir)
-    _check_features(run_dir, meta)
     plan = [PlannedFile(rundir.CARD, text.encode())]
     if (run_dir / "profile.yaml").is_file():
         plan.append(PlannedFile("profile.yaml", _checked_profile(run_dir / "profile.yaml")))
@@ -141,37 +159,6 @@ def _checked_profile(path: Path) -> bytes:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise PushError(f"{path} is damaged ({first}); re-run the same build command to rewrite it") from None
     return data
-
-
-def _check_features(run_dir: Path, meta: dict) -> None:
-    """Every parquet file of a config has exactly the features the card declares for it."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from datasets import Features
-
-    infos = meta.get("dataset_info") or []
-    infos = [infos] if isinstance(infos, dict) else infos
-    declared = {
-        i.get("config_name", "default"): Features._from_yaml_list(i["features"]) for i in infos if "features" in i
-    }
-    for c in meta.get("configs") or []:
-        want = declared.get(c.get("config_name"))
-        if want is None:
-            continue
-        for df in c.get("data_files") or []:
-            pats = df["path"] if isinstance(df, dict) else df
-            for pat in [pats] if isinstance(pats, str) else pats:
-                for f in sorted(run_dir.glob(pat)):
-                    try:
-                        got = Features.from_arrow_schema(pq.read_schema(f))
-                    except (pa.ArrowException, OSError, ValueError) as e:
-                        raise PushError(f"{f} is damaged ({str(e).splitlines()[0]}); re-run the build") from e
-                    if got != want:
-                        diff = sorted(set(got) ^ set(want)) or [k for k in want if got.get(k) != want[k]]
-                        raise PushError(
-                            f"{f} does not have the features its config {c.get('config_name')!r} declares in the "
-                            f"card (differs in: {', '.join(diff)}); re-run the build to rewrite the split"
-                        )
 
 
 def _resolve_token(token: str | None) -> str | None:
