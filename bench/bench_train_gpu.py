@@ -76,13 +76,12 @@ def main() -> int:
         t0 = time.perf_counter()
         res = fn(cfg, out / name, resume=False, **kw)
         wall = time.perf_counter() - t0
-        seq = max(1, res.tokens_this_run // max(res.steps_this_run, 1))
         fig = dict(
             stage=name,
             steps=res.steps_this_run,
             s_per_step=round(res.seconds_per_step, 2),
             tokens_per_s_per_gpu=round(res.tokens_per_s, 1),
-            mfu_6n=_r(mfu(res.tokens_per_s, flops_per_token(mcfg, n_params, seq, attention=False), peak)),
+            mfu_6n=_r(mfu(res.tokens_per_s, flops_per_token(mcfg, n_params, 0, attention=False), peak)),
             peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
             wall_s=round(wall, 1),
         )
