@@ -78,8 +78,8 @@ def packed_sdpa_attention(
     drop = dropout if module.training else 0.0
     position_ids = kwargs.get("position_ids")
     mask4d = None
-    if attention_mask is not None and attention_mask.ndim == 4:
-        mask4d = attention_mask.bool() if attention_mask.dtype == torch.bool else attention_mask
+    if attention_mask is not None and attention_mask.ndim == 4:  # boolean or additive: sdpa takes either
+        mask4d = attention_mask
     elif attention_mask is not None and not bool(attention_mask.bool().all()):
         mask4d = _mask_from_padding(attention_mask, q_len, k_len)
     if mask4d is None and q_len == k_len and query.shape[0] == 1 and position_ids is not None:
