@@ -92,9 +92,18 @@ def check_executor(ex: ExecutorConfig) -> None:
 
 
 def make_executor(
-    ex: ExecutorConfig, pipeline: list, tasks: int, logs: Path, name: str, depends=None, workers: int = 1
+    ex: ExecutorConfig,
+    pipeline: list,
+    tasks: int,
+    logs: Path,
+    name: str,
+    depends=None,
+    workers: int = 1,
+    run_on_dependency_fail: bool = False,
 ):
-    """The datatrove executor the profile's ``executor`` section asks for."""
+    """The datatrove executor the profile's ``executor`` section asks for.
+    ``run_on_dependency_fail``: on Slurm, start once ``depends`` has ended even if some of
+    its tasks failed (the step then checks what it needs itself)."""
     check_executor(ex)
     common = dict(tasks=tasks, logging_dir=str(logs / name), skip_completed=True, depends=depends)
     if ex.kind == "local":
@@ -110,6 +119,7 @@ def make_executor(
             cpus_per_task=ex.cpus_per_task,
             mem_per_cpu_gb=ex.mem_per_cpu_gb,
             job_name=f"fineproofs-{name}",
+            run_on_dependency_fail=run_on_dependency_fail,
             **common,
         )
     from datatrove.executor import RayPipelineExecutor
