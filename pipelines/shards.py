@@ -13,7 +13,11 @@ With the local executor the shards are child processes this module starts and
 watches itself (not a process pool, which waits forever for a task whose worker was
 killed): a shard that dies (a signal, an out-of-memory kill) or fails is named, the
 others finish, nothing is merged, and the command exits non-zero; every finished
-shard and every stored completion stays, so the same command resumes.
+shard and every stored completion stays, so the same command resumes. On a cluster the
+merge is what notices: on Slurm it is submitted to start once the shards' array job has
+ended, failed or not (``afterany``), and on Ray it runs in the driver after the shard
+tasks; either way it checks every shard's ``build.json`` first and, where one is
+missing, exits 3 naming the shards and their logs (:func:`check_finished`).
 """
 
 from __future__ import annotations
@@ -75,13 +79,46 @@ def run_shards(
             merge()
         return
     logs = out_dir / rundir.LOGS
-    shards = make_executor(
-        ex, [ShardStep(profile, out_dir, split)], count, logs, f"llm_{split}_{count}", workers=ex.workers or count
-    )
+    name = f"llm_{split}_{count}"
+    shards = make_executor(ex, [ShardStep(profile, out_dir, split)], count, logs, name, workers=ex.workers or count)
+    if ex.kind == "ray":
+        # datatrove's Ray executor, given a dependency, polls it until every task has
+        # completed: a shard task that died would keep the merge waiting forever. The
+        # shards run to their end here instead, then the dead ones are named.
+        try:
+            shards.run()
+        except Exception as e:  # a failed task: named below from the completion markers
+            log.error("shard tasks ended with an error: %s", e)
+        check_finished(out_dir, count, logs / name)
+        if merge is not None:
+            merge()
+        return
     if merge is None:
         shards.run()
         return
-    make_executor(ex, [merge], 1, logs, f"merge_{split}_{count}", depends=shards).run()
+    # Slurm: the merge job starts once every shard job has ended, failed or not
+    # (afterany, not afterok, which would leave it pending forever behind a dead shard),
+    # and names the shards that did not finish
+    make_executor(ex, [merge], 1, logs, f"merge_{split}_{count}", depends=shards, run_on_dependency_fail=True).run()
+
+
+def check_finished(out_dir: str | Path, count: int, logs: Path | None = None) -> None:
+    """Raise :class:`IncompleteBuild` naming every shard of ``count`` that has no
+    ``build.json`` (it died, failed or never ran), with where its log is; the finished
+    shards and every stored completion stay, so the same command resumes."""
+    from fineproofs.pipelines.build import shard_dir
+
+    out_dir = Path(out_dir)
+    missing = [i for i in range(count) if not (shard_dir(out_dir, i, count) / rundir.MANIFEST).exists()]
+    if not missing:
+        return
+    shown = ", ".join(map(str, missing[:10])) + ("..." if len(missing) > 10 else "")
+    where = f" (their logs: {logs / 'logs'})" if logs is not None else ""
+    raise IncompleteBuild(
+        f"{len(missing)} of {count} shards did not finish: shard {shown}{where}. Nothing was merged; every "
+        f"finished shard and every stored completion is kept under {out_dir / rundir.SHARDS}: re-run the same "
+        "command to finish"
+    )
 
 
 def merge_task(
@@ -90,6 +127,7 @@ def merge_task(
     """:func:`~fineproofs.pipelines.build.merge_shards` (split, ``build.json`` and card) as a
     datatrove pipeline step: the task that runs after every shard finished (a pipeline
     step yields documents: this one yields none). ``functools.partial`` it with the first four."""
+    check_finished(out_dir, count, Path(out_dir) / rundir.LOGS / f"llm_{split}_{count}")
     merge_shards(profile, out_dir, split, count)
     return iter(())
 

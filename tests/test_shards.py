@@ -183,3 +183,57 @@ def test_cli_shards_runs_them_and_merges(tmp_path, profile, single):
     assert rows(out) == rows(single)
     res = _cli("status", out)
     assert "2 shards, 2 finished" in _flat(res.output)
+
+
+def test_the_merge_task_names_a_shard_that_did_not_finish(tmp_path, profile):
+    """What the merge job of a cluster run does when a shard task died: one error naming
+    the shard and its logs, exit code 3 (incomplete, resumable), nothing merged."""
+    from fineproofs.errors import IncompleteBuild
+    from fineproofs.pipelines.shards import merge_task
+
+    out = tmp_path / "dead"
+    res = _cli(*_build_args(profile, out), "--shard", "1/2")
+    assert res.exit_code == 0, res.output
+    prof = load_profile(str(profile)).with_overrides(limit=LIMIT)
+    with pytest.raises(IncompleteBuild) as e:
+        merge_task(prof, out, "rl", 2)
+    msg = str(e.value)
+    assert "1 of 2 shards did not finish: shard 0 " in msg and "llm_rl_2" in msg and "re-run the same command" in msg
+    assert e.value.exit_code == 3 and "\n" not in msg
+    assert not (out / "data").exists() and (shard_dir(out, 1, 2) / "build.json").exists()
+
+
+def test_on_slurm_the_merge_job_starts_after_a_failed_shard_job(tmp_path, profile, monkeypatch):
+    """Slurm's ``afterok`` would leave the merge pending forever behind a dead shard: the
+    merge job is submitted ``afterany`` the shards' array job (and then names the dead
+    shards itself, as above). ``sbatch`` here is a script that records its arguments and
+    the job script, and answers as Slurm does."""
+    import functools
+
+    from fineproofs.pipelines import shards as shards_mod
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "sbatch.log"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text(
+        "#!/bin/sh\n"
+        f'log="{log}"\n'
+        'n=$(( $(cat "$log.n" 2>/dev/null || echo 100) + 1 )); echo "$n" > "$log.n"\n'
+        'for a; do f="$a"; done\n'
+        '{ echo "=== job $n"; echo "args: $*"; cat "$f"; } >> "$log"\n'
+        'echo "Submitted batch job $n"\n'
+    )
+    sbatch.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    monkeypatch.setattr(shards_mod, "run_ingest", lambda *a, **k: None)  # ingest is not the subject here
+    prof = load_profile(str(profile)).with_overrides(limit=LIMIT, executor="slurm")
+    out = tmp_path / "slurm"
+    shards_mod.run_shards(prof, out, "rl", 2, merge=functools.partial(shards_mod.merge_task, prof, out, "rl", 2))
+    jobs = {}
+    for chunk in log.read_text().split("=== job ")[1:]:
+        n, script = chunk.split("\n", 1)
+        jobs[int(n)] = script
+    shard_job = next(n for n, s in jobs.items() if "fineproofs-llm_rl_2" in s)
+    merge_job = next(n for n, s in jobs.items() if "fineproofs-merge_rl_2" in s)
+    assert f"--dependency=afterany:{shard_job}" in jobs[merge_job]
+    assert "--array=0-1" in jobs[shard_job]
