@@ -9,11 +9,13 @@ paying only for what was in flight.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fineproofs import progress
-from fineproofs.engines.base import Engine, GenerationRequest
+from fineproofs.engines.base import Completion, Engine, GenerationRequest
 from fineproofs.errors import EngineError
 from fineproofs.store import ResponseStore, StoredResponse, request_key
 
@@ -100,7 +102,7 @@ class CachedGenerator:
             log.info("%s: %d of %d samples in the store, generating %d", what, total - n_missing, total, n_missing)
         bar = progress.StepBar(n_missing, stage, attempt, disable=not self.progress)
         try:
-            for t, completions in self.engine.generate(todo):
+            for t, completions in self._generate(todo, stage):
                 self._commit(t, completions, owners, keys, requests, have, prompt_version, first_sample, stage)
                 bar.update(len(completions))
         except EngineError as e:
@@ -108,6 +110,13 @@ class CachedGenerator:
         finally:
             bar.close()
         return [[have[k] for k in ks] for ks in keys]
+
+    def _generate(self, todo: list[GenerationRequest], stage: str) -> Iterator[tuple[int, list[Completion]]]:
+        """``self.engine.generate(todo)``, the engine told who calls (an HTTP engine names the
+        role, else the stage, in its watchdog and breaker lines)."""
+        calling = getattr(self.engine, "calling", None)
+        with calling(self.role or stage) if calling else contextlib.nullcontext():
+            yield from self.engine.generate(todo)
 
     def _commit(self, t, completions, owners, keys, requests, have, prompt_version, first_sample, stage) -> None:
         """Store the completions of engine request ``t`` (one transaction) and note them in ``have``."""
@@ -140,8 +149,9 @@ class CachedGenerator:
         """The requests to send and, for each, (index into ``requests``, sample indices it
         fills). Only missing samples are sent, one request per run of consecutive sample
         indices, seeded by :func:`sample_seed`: a sample's seed is a function of its
-        request and its sample index alone, so it comes back the same whether it is sent
-        with its siblings, alone after a failure, or in another chunk."""
+        request and its sample index alone, so a batch-invariant server draws it the same
+        whether it is sent with its siblings, alone after a failure, or in another chunk
+        (vLLM on a GPU is not batch-invariant: there only the store replays it exactly)."""
         todo: list[GenerationRequest] = []
         owners: list[tuple[int, list[int]]] = []
         scheduled: set[str] = set()  # identical requests in one call are generated once
@@ -164,10 +174,11 @@ class CachedGenerator:
 
 def sample_seed(base_key: str, sample_index: int) -> int:
     """The seed of sample ``sample_index`` of a request whose sample-0 store key is
-    ``base_key``: consecutive indices get consecutive seeds. Servers that sample ``n``
-    choices from one seed give choice ``i`` the seed ``seed + i`` (vLLM does), so a call
-    for samples ``a..b`` seeded ``sample_seed(base, a)`` draws exactly what separate
-    calls for each sample would. Below 2**31 (every server accepts it)."""
+    ``base_key``: consecutive indices get consecutive seeds. vLLM draws choice ``i`` of a
+    call seeded ``s`` as a call seeded ``s + i`` (its parallel sampling seeds child ``i``
+    so; ``tests/test_vllm_serve.py`` checks it), so a call for samples ``a..b`` seeded
+    ``sample_seed(base, a)`` draws what separate calls for each sample would, as far as
+    the server's sampling is batch-invariant. Below 2**31 (every server accepts it)."""
     return int(base_key[:7], 16) + sample_index % (2**31 - 2**28)
 
 

