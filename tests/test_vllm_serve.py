@@ -40,6 +40,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -224,3 +225,40 @@ def test_rubric_schema_is_accepted_and_enforced(vllm_url):
     if choice["finish_reason"] == "stop":
         assert sum(i.points for i in parse_rubric_json(choice["message"]["content"]).items) == 7
     assert "\n" not in choice["message"]["content"]  # compact: the server runs with disable_any_whitespace
+
+
+def test_the_standin_answers_in_this_servers_shape(vllm_url):
+    """tests/faultproxy.py mimics this server's replies: the same keys at every level of a
+    reply with two seeded choices, of a 404 for a model not served and of a 400."""
+    from faultproxy import FaultServer
+
+    def post(url, body):
+        req = urllib.request.Request(url + "/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        try:
+            with urllib.request.urlopen(req, timeout=600) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def shape(answer):
+        status, body = answer
+        if "error" in body:
+            return status, sorted(body), sorted(body["error"]), body["error"]["type"]
+        (c, *_) = body["choices"]
+        return status, len(body["choices"]), [sorted(x) for x in (body, body["usage"], c, c["message"])]
+
+    msgs = [{"role": "user", "content": "Say hi."}]
+    bodies = [
+        {"model": MODEL, "messages": msgs, "n": 2, "seed": 5, "max_tokens": 4},
+        {"model": "no-such-model", "messages": msgs, "max_tokens": 4},
+        {"model": MODEL, "messages": [], "max_tokens": 4},
+    ]
+    with FaultServer(model=MODEL) as srv:
+        for body in bodies:
+            real, ours = shape(post(vllm_url, body)), shape(post(srv.url, body))
+            if real[0] == 200:  # vLLM sends some fields only it has a use for; ours are a subset
+                assert real[:2] == ours[:2] and all(set(o) <= set(r) for r, o in zip(real[2], ours[2]))
+                assert real[2][3] == ours[2][3]  # the message: every field, `reasoning` among them
+            else:
+                assert real == ours
