@@ -119,10 +119,16 @@ ADDED_COLUMNS = {"reasoning": "TEXT NOT NULL DEFAULT ''"}
 #: SQLite's page cache per connection (KiB, as a negative ``cache_size``): bounded, so a
 #: long build's memory does not follow the size of its store
 CACHE_KIB = 16 * 1024
-#: the WAL is checkpointed (PASSIVE) into the database every this many pages (4 KiB each)
-#: and truncated back to this size after a checkpoint, so it never grows with the build
+#: the WAL is checkpointed (PASSIVE) into the database every ``interval`` pages and truncated
+#: back to that size when it starts over, where ``interval`` is the database's page count
+#: over :data:`WAL_FRACTION`, clamped to [:data:`WAL_MIN_PAGES`, :data:`WAL_AUTOCHECKPOINT_PAGES`]
+#: (pages of 4 KiB: 256 KiB to 16 MiB). The WAL is a second copy of recent pages and is removed
+#: when the store closes, so while a build runs it adds at most a quarter of the store (plus one
+#: transaction) to the run directory, at any size, instead of a fixed 16 MiB that is several
+#: times a small build's whole store
 WAL_AUTOCHECKPOINT_PAGES = 4096
-WAL_SIZE_LIMIT = 64 * 2**20
+WAL_MIN_PAGES = 64
+WAL_FRACTION = 4
 #: bound parameters per ``IN (...)`` lookup (under SQLite's variable limit, 999 on old builds)
 KEY_BATCH = 500
 
@@ -223,9 +229,9 @@ class ResponseStore:
     Built for a long build's scale (hundreds of thousands of rows, tens of GB of text):
     every statement is a primary-key search (see :data:`QUERIES`), ``summary()`` and
     ``count()`` read running totals kept by triggers, the page cache is bounded
-    (:data:`CACHE_KIB`) and the WAL is checkpointed every :data:`WAL_AUTOCHECKPOINT_PAGES`
-    pages and truncated to :data:`WAL_SIZE_LIMIT`. A store written before the totals
-    existed gets them on open (one recount, in one transaction)."""
+    (:data:`CACHE_KIB`) and the WAL is checkpointed and truncated at a quarter of the
+    database (:data:`WAL_FRACTION`, at most :data:`WAL_AUTOCHECKPOINT_PAGES` pages). A store
+    written before the totals existed gets them on open (one recount, in one transaction)."""
 
     def __init__(self, path: str | Path, durable: bool = False):
         self.path = Path(path)
@@ -242,8 +248,8 @@ class ResponseStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-            self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+            self._wal_pages = 0
+            self._bound_wal()
             self._db.executescript(SCHEMA)
             self._select = self._migrate()
             self._totals = self._migrate_totals()
@@ -299,6 +305,18 @@ class ResponseStore:
             raise
         return True
 
+    def _bound_wal(self) -> None:
+        """Set the WAL's checkpoint interval and size limit from the database's size now
+        (see :data:`WAL_FRACTION`); called on open and after each commit (holding the lock),
+        it runs two pragmas only when the interval changes."""
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        interval = min(WAL_AUTOCHECKPOINT_PAGES, max(WAL_MIN_PAGES, pages // WAL_FRACTION))
+        if interval != self._wal_pages:
+            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+            self._db.execute(f"PRAGMA wal_autocheckpoint={interval}")
+            self._db.execute(f"PRAGMA journal_size_limit={interval * page_size}")
+            self._wal_pages = interval
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -346,6 +364,7 @@ class ResponseStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._bound_wal()
 
     def keys(self) -> list[str]:
         """Every stored key, sorted (for audits and resume checks)."""
@@ -362,6 +381,7 @@ class ResponseStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._bound_wal()
 
     def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
         """Copy the WAL into the database now (``PASSIVE`` never blocks; ``TRUNCATE`` also

@@ -9,9 +9,12 @@ on the same ``out_dir`` reuse finished work (``skip_completed``). Layout of
     quarantine/<stage>/<step>/     every dropped document with ``metadata.filter_reason``
     reports/ingest.json            counts, drops, decontamination report
     reports/dedup_clusters.json    duplicate clusters (kept copy + merged copies)
-    work/, logs/                   intermediate shards and datatrove logs/markers
+    work/final/, logs/             the last step's output and datatrove logs/markers
 
-If the configuration or the benchmark files change, the old work is discarded.
+If the configuration or the benchmark files change, the old work is discarded. Once
+every step has finished and the problems are written, the intermediate shards the
+later steps consumed (``work/clean``, ``work/minhash``, ``work/dedup``) are removed: a
+re-run skips the finished steps and reads only ``work/final`` (:data:`INTERMEDIATE`).
 """
 
 from __future__ import annotations
@@ -222,12 +225,46 @@ def run_ingest(
             f"no problem survived ingest of {', '.join(map(str, profile.sources.paths))}: every row was malformed "
             f"or filtered out (the reasons are in {out_dir / 'quarantine'}); check sources.paths and the filters"
         ) from None
-    if (
-        profile.executor.kind == "slurm"
-        and not (out_dir / rundir.LOGS / "decontaminate" / "completions" / "00000").exists()
-    ):
+    if profile.executor.kind == "slurm" and not _finished(out_dir):
         raise Submitted(f"ingest submitted to slurm; re-run the same command when the jobs finish to collect {out_dir}")
-    return _collect(profile, out_dir)
+    result = _collect(profile, out_dir)
+    if _finished(out_dir):
+        _remove_intermediates(out_dir)
+    return result
+
+
+def _finished(out_dir: Path) -> bool:
+    """Whether ingest's last step (one task) has its datatrove completion marker: it runs
+    only after every earlier step finished, so then no step will run again."""
+    return (out_dir / rundir.LOGS / "decontaminate" / "completions" / "00000").exists()
+
+
+#: ingest's intermediate shards, each read only by a later step of ingest: once the last
+#: step has finished (:func:`_finished`) none of them is read again (a re-run skips every
+#: finished step), so they are removed; ``work/final`` stays (it is what ingest returns, cut
+#: at ``--limit`` on every run)
+INTERMEDIATE = tuple(f"{rundir.WORK}/{d}" for d in ("clean", "minhash", "dedup"))
+
+
+def _remove_intermediates(out_dir: Path) -> None:
+    """Remove :data:`INTERMEDIATE` (ingest's own folders, never a link or a file a user put
+    there) once ingest has finished and its problems are written; logs what it freed."""
+    freed, removed = 0, []
+    for rel in INTERMEDIATE:
+        path = out_dir / rel
+        if not path.is_dir() or path.is_symlink():
+            continue
+        freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+        shutil.rmtree(path)
+        removed.append(rel)
+    if removed:
+        log.info(
+            "removed ingest's intermediate %s (%.1f MB): every ingest step has finished and %s is written; a "
+            "re-run skips those steps",
+            ", ".join(removed),
+            freed / 1e6,
+            rundir.PROBLEMS,
+        )
 
 
 # exactly what ingest creates in the run directory, and so may remove when its configuration
