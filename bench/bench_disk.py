@@ -1,11 +1,11 @@
 """Peak disk use of a build against the size of the finished run directory (run on demand).
 
-A paper-shaped RL build (the bundled paper profile, every role pointed at loopback
+A paper-shaped build of the RL split (``--split sft``: SFT) (the bundled paper profile, every role pointed at loopback
 :class:`faultproxy.FaultServer` stand-ins answering with :func:`oracle.oracle_reply`, on
 ``--problems`` synthetic problems in the Hub-table format) runs through the CLI in a
 subprocess while a thread of this process walks the run directory every ``--every``
 seconds and adds up every file in it (the SQLite ``-wal``/``-shm`` files, datatrove's
-``work/`` and ``logs/``, temporary files included). Printed, one JSON line:
+``work/`` and ``logs/``, temporary files included). Printed, one JSON line per run:
 
 * ``final``: the run directory once the build has exited (bytes);
 * ``peak``: the largest sample, and ``ratio`` = peak / final;
@@ -16,8 +16,12 @@ Sizes are allocated bytes (``st_blocks * 512``, what fills a disk); ``--apparent
 up file lengths instead. Sampling can miss a peak shorter than ``--every``; the
 deterministic check of the bound is ``tests/test_disk_peak.py``.
 
-    python bench/bench_disk.py                         # 40 problems, k = 16
-    python bench/bench_disk.py --problems 400 --k 32 --reply-bytes 8000
+With ``--rerun`` the finished build is run again on the same directory and sampled too
+(it rewrites its stage files and split beside the old ones).
+
+    python bench/bench_disk.py                         # 200 problems, k = 16, RL
+    python bench/bench_disk.py --problems 10 --rerun   # a small build, then its re-run
+    python bench/bench_disk.py --split sft --problems 400 --k 32 --reply-bytes 8000
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def top_level(s: dict[str, int]) -> dict[str, int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--problems", type=int, default=40, help="synthetic problems to build")
+    p.add_argument("--problems", type=int, default=200, help="synthetic problems to build")
     p.add_argument("--k", type=int, default=16, help="student rollouts per problem")
     p.add_argument("--reply-bytes", type=int, default=4000, help="bytes of thinking in each student rollout")
     p.add_argument("--latency", type=float, default=0.005, help="seconds each choice holds a server slot")
