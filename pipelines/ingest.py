@@ -247,8 +247,9 @@ INTERMEDIATE = tuple(f"{rundir.WORK}/{d}" for d in ("clean", "minhash", "dedup")
 
 
 def _remove_intermediates(out_dir: Path) -> None:
-    """Remove :data:`INTERMEDIATE` (ingest's own folders, never a link or a file a user put
-    there) once ingest has finished and its problems are written; logs what it freed."""
+    """Remove :data:`INTERMEDIATE` (ingest's own folders, as a changed configuration removes
+    them; a link there is left alone, and so is the rest of ``work/``) once ingest has finished
+    and its problems are written; logs what it freed."""
     freed, removed = 0, []
     for rel in INTERMEDIATE:
         path = out_dir / rel
