@@ -92,6 +92,7 @@ class CachedGenerator:
         n_missing = sum(len(m) for _, m in owners)  # distinct samples to generate
         self.stats.requested += total
         self.stats.cached += total - n_missing
+        progress.asked(stage, total, n_missing, attempt)  # the build's ETA: cached samples cost nothing
         what = progress.where(stage, attempt)
         if n_missing == 0:
             log.info("%s: all %d samples already in the store, nothing to generate", what, total)
