@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -198,6 +199,24 @@ class Build:
         builds them), for the progress lines' "step i/n" from the start of the build."""
         return self.recipe.steps(self.profile)
 
+    def _expect(self, stages: list[Stage], problems: int, store: ResponseStore) -> None:
+        """Size the LLM steps for the build's ETA (:func:`fineproofs.progress.expect`): the
+        samples each asks for in its first round, ``problems`` times its samples per problem
+        (an upper estimate after the first step: an earlier step may drop problems, a grader
+        skips proofs without an answer; refined from what each asks per problem once it has
+        started), and the role that answers them."""
+        p = self.profile
+        per = {"rollouts": p.student_samples, "distill": p.teacher_samples}
+        per |= {
+            "grade_judge": p.student_samples * p.grading.judges,
+            "grade_grader": p.teacher_samples * p.grading.judges,
+        }
+        asking = [st for st in stages if step_of(st)]
+        for i, st in enumerate(asking):
+            step, role = step_of(st), getattr(st, "grader", st).generator.role
+            samples, stored = problems * per.get(step, 1), store.count(step, "ok")
+            progress.expect(step, role, samples, about=i > 0, stored=stored, concurrent=self.overlap, problems=problems)
+
     def _calibrated_roles(self) -> list[str]:
         cal = self.profile.grading.calibration
         return [r for r in self.recipe.judging if r in cal and cal[r].file and expand_path(cal[r].file).is_file()]
@@ -210,7 +229,10 @@ class Build:
         pool = EnginePool()
         store = ResponseStore(self.work_dir / rundir.STORE)
         # the overall "step i/n" of the progress lines; the LLM stages join in _run_stages
-        progress.start([] if self.shard else [f"calibrate_{r}" for r in self._calibrated_roles()], started=t0)
+        calibrating = [] if self.shard else self._calibrated_roles()
+        progress.start([f"calibrate_{r}" for r in calibrating], started=t0)
+        for r in calibrating:  # the build's ETA: a judge's rate on its calibration counts for its grading
+            progress.expect(f"calibrate_{r}", r)
         progress.add_steps(self._llm_steps())
         try:
             # the judges first: a judge that misses its thresholds stops the build before the expensive stages
@@ -219,6 +241,7 @@ class Build:
                 if self.shard
                 else self.recipe.calibrate(self.profile, self.out_dir, pool=pool, store=store, progress=self.progress)
             )
+            progress.finished(*(f"calibrate_{r}" for r in calibrating))
             ing = self._ingest(res)
             problems = [x for x in ing.problems if self.shard is None or in_shard(x.id, *self.shard)]
             problems = self._verify_contamination(problems, ing, res, pool, store)
@@ -301,23 +324,31 @@ class Build:
         depth = p.build.chunk_problems * p.build.prefetch_chunks
         stages = self.stages(gen)
         progress.add_steps(step_names(stages))  # the overall "step i/n" of the progress lines
+        self._expect(stages, len(problems), store)
         for stage in stages:  # counts in the order of the stages (a chain starts from its last stage)
             res.counts.setdefault(stage.name, 0)
             res.dropped.setdefault(stage.name, {})
         with Recorder(self.work_dir, res.counts, res.dropped) as rec:
             items = iter([Work(x) for x in problems])
             for stage in stages:
-                items = rec.through(stage, items)
+                items = progress.tracked(step_of(stage), items, functools.partial(rec.through, stage))
                 if self.overlap:
                     items = prefetch(items, depth)
             for _ in items:  # drain: nothing is kept in memory, the stage files hold it all
                 pass
 
 
+def step_of(stage) -> str | None:
+    """The response-store stage name of ``stage`` if it asks a model (a grading stage's is
+    its grader's), else None."""
+    if grader := getattr(getattr(stage, "grader", None), "stage", None):
+        return grader
+    return stage.name if getattr(stage, "generator", None) is not None else None
+
+
 def step_names(stages: list) -> list[str]:
     """The response-store stage names of the stages that ask a model, in order."""
-    grader_steps = (getattr(getattr(st, "grader", None), "stage", None) for st in stages)
-    return [g or st.name for st, g in zip(stages, grader_steps) if g or getattr(st, "generator", None) is not None]
+    return [s for s in map(step_of, stages) if s]
 
 
 @contextlib.contextmanager
