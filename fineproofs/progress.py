@@ -12,19 +12,22 @@ the current step and the whole build still need.
   completion: the first completion of a step pays for loading the model and warming up
   the engine, and an ETA that includes it is minutes off on a small run. Until a second
   completion arrives the bar says so instead of guessing.
-- The build's ETA (:func:`overall`): the build tells the plan how many samples each
-  step asks for in its first round and which role answers them (:func:`expect`), and
-  which steps have ended (:func:`finished`, :func:`finishing`). Each role's rate is
-  measured like the bar's, after its first batch: samples per second of the time the
-  role had a call in flight (so a model reloaded for every chunk is in the rate, the
-  first load is not). Time left = each unfinished step's samples left / its role's
-  rate, summed; steps that run at once (``concurrent``, the build's overlapping
-  stages) count by role, the slowest role's sum. Samples already in the store cost
-  nothing. A step whose role has no rate yet (or whose size is not known yet) makes
-  the figure a lower bound, and says which step: ``ETA ≥ 3:10 (rollouts: no rate
-  yet)``; ``~`` marks a figure that counts samples of later steps as if every problem
-  survived the earlier ones (an upper estimate of their work). Retry rounds are not
-  foreseen: they add their samples once they start.
+- The build's ETA (:func:`overall`, :func:`build_eta`): the build tells the plan how
+  many samples each step asks for in its first round and which role answers them
+  (:func:`expect`), and runs each step's stage through :func:`tracked` (which counts
+  the problems the step takes in and marks it finished when its output ends). Each
+  role's rate is measured like the bar's, after its first batch: samples per second
+  of the time the role had a call in flight (so a model reloaded for every chunk is in
+  the rate, the first load is not; a judge's rate on its calibration counts for its
+  grading). Time left = each unfinished step's samples left / its role's rate, summed;
+  steps that run at once (``concurrent``: the build's overlapping stages) count by
+  role, the slowest role's sum. Samples already in the store cost nothing. A step
+  whose role has no rate yet, or whose size is not known yet, makes the figure a lower
+  bound that names it: ``ETA ≥ 3:10 (rollouts: no rate yet)``. ``~`` marks a figure
+  that counts on an estimated size: a step's size is the one the build gave it (every
+  problem surviving the earlier steps: an upper estimate) until it takes problems in,
+  then what it asked per problem so far times the problems still to come, exact once
+  it has taken them all. Retry rounds are not foreseen: they add their samples once they start.
 - The build line (``build: step 3/5 rollouts, 12:04 elapsed, ETA ~6:30``, at most 80
   columns) is logged when a step starts and ends and every :data:`LOG_EVERY_S` seconds
   in between (a log tailed without a terminal says it too); the bar shows the build's
@@ -395,8 +398,9 @@ class StepBar:
         self.desc = label(stage, attempt)
         with _lock:
             self._plan = plan = _plan  # the build this call belongs to
+            self._role = plan.role(stage) if plan is not None else stage  # whose rate it measures
             if plan is not None:
-                plan.rates.setdefault(plan.role(stage), _Rate()).start(plan.clock())
+                plan.rates.setdefault(self._role, _Rate()).start(plan.clock())
                 st = plan.steps.get(stage)
                 if st is not None:
                     st.open[attempt] = st.open.get(attempt, 0) + total
@@ -416,7 +420,7 @@ class StepBar:
         with _lock:
             if (plan := self._plan) is not None:
                 t = plan.clock()
-                plan.rates.setdefault(plan.role(self.stage), _Rate()).add(k, t)
+                plan.rates[self._role].add(k, t)
                 st = plan.steps.get(self.stage)
                 if st is not None:
                     st.open[self.attempt] = max(0, st.open.get(self.attempt, 0) - k)
@@ -452,7 +456,7 @@ class StepBar:
             self._closed = True
             with _lock:
                 if (plan := self._plan) is not None:
-                    plan.rates[plan.role(self.stage)].end(plan.clock())
+                    plan.rates[self._role].end(plan.clock())
                     st = plan.steps.get(self.stage)
                     if st is not None:  # what the call did not get back (an engine error) is no longer in flight
                         st.open[self.attempt] = max(0, st.open.get(self.attempt, 0) - (self.total - self.n))
