@@ -19,7 +19,9 @@ The command's own output goes to stderr; stdout gets one JSON line::
 the RSS total of the same moment (counts shared libraries once per process, so it is
 higher), ``processes`` the biggest processes of that moment, ``per_file`` the peak of
 each test file (the sample's total while one of its tests ran, fixtures' setup and
-teardown included).
+teardown included) with ``end_gib`` (the total at its last sample) and ``end_root_gib``
+(the root process alone then: what the file leaves resident for the files after it).
+``--per-test`` adds the same for each test.
 
     python bench/bench_suite_memory.py                          # the whole suite
     python bench/bench_suite_memory.py tests/test_serve.py      # one file
@@ -116,6 +118,7 @@ class Sampler(threading.Thread):
         self.samples = 0
         self.peak = {"peak_gib": 0.0, "peak_rss_gib": 0.0, "at_s": 0.0, "test": None, "processes": []}
         self.per_file: dict[str, dict] = {}
+        self.per_test: dict[str, dict] | None = None
 
     def test(self) -> str | None:
         try:
@@ -135,11 +138,16 @@ class Sampler(threading.Thread):
         self.samples += 1
         total = sum(p[1] for p in procs)
         total_rss = sum(p[2] for p in procs)
+        root = next((p[1] for p in procs if p[0] == self.root), 0)
         if test and "::" in test:
             f = test.split("::", 1)[0]
-            rec = self.per_file.setdefault(f, {"peak_gib": 0.0, "test": None})
+            rec = self.per_file.setdefault(f, {"peak_gib": 0.0, "test": None, "end_gib": 0.0, "end_root_gib": 0.0})
             if total / GIB > rec["peak_gib"]:
                 rec.update(peak_gib=round(total / GIB, 3), test=test)
+            rec.update(end_gib=round(total / GIB, 3), end_root_gib=round(root / GIB, 3))
+            if self.per_test is not None:
+                t = self.per_test.setdefault(test, {"peak_gib": 0.0, "end_root_gib": 0.0})
+                t.update(peak_gib=max(t["peak_gib"], round(total / GIB, 3)), end_root_gib=round(root / GIB, 3))
         if total / GIB > self.peak["peak_gib"]:
             procs.sort(key=lambda p: -p[1])
             self.peak = {
@@ -169,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.2, help="seconds between samples")
     ap.add_argument("--top", type=int, default=5, help="processes listed at the peak")
     ap.add_argument("--files", type=int, default=0, help="per-file peaks listed (0: all, largest first)")
+    ap.add_argument("--per-test", action="store_true", help="also each test's peak and its process's memory at its end")
     args, rest = ap.parse_known_args(argv)
     cmd = shlex.split(args.command) + rest
 
@@ -182,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=sys.stderr, env=env)
         sampler = Sampler(proc.pid, current, args.interval, args.top)
+        if args.per_test:
+            sampler.per_test = {}
         sampler.start()
         try:
             rc = proc.wait()
@@ -197,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         **sampler.peak,
         "per_file": dict(per_file),
+        **({"per_test": sampler.per_test} if sampler.per_test is not None else {}),
         "rc": rc,
         "wall_s": round(time.monotonic() - t0, 1),
         "samples": sampler.samples,
