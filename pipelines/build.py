@@ -254,7 +254,7 @@ class Build:
         res.cached = sum(g.stats.cached for g in self._gens)
         # the exit contract: work lost to a server that did not answer is no finished dataset
         if transient := incomplete_counts(res.dropped):
-            if not self.allow_incomplete or self.shard:
+            if not self.allow_incomplete:
                 raise IncompleteBuild(incomplete_message(transient, str(self.work_dir / rundir.STORE)))
             res.incomplete = transient
             log.warning("!!! writing an INCOMPLETE split as asked (--allow-incomplete): %s", transient)
@@ -381,14 +381,19 @@ def _shard_manifest(build: Build, res: BuildResult, problems: int) -> dict:
         "generated": res.generated,
         "cached": res.cached,
         "seconds": round(res.seconds, 2),
+        "incomplete": res.incomplete,  # written anyway on request (--allow-incomplete): merged only on request
         "done": True,
     }
 
 
-def merge_shards(profile: Profile, out_dir: str | Path, split: str, count: int) -> BuildResult:
+def merge_shards(
+    profile: Profile, out_dir: str | Path, split: str, count: int, allow_incomplete: bool = False
+) -> BuildResult:
     """The split of a sharded build, from all ``count`` shards' stage files: the same rows
     as one process building every problem from the same stores. Refuses while a shard
-    has not finished (its ``build.json`` is missing). Writes the card too."""
+    has not finished (its ``build.json`` is missing), and a shard written incomplete
+    (``--allow-incomplete``) unless ``allow_incomplete``: the split is then marked
+    incomplete as a single process's would be. Writes the card too."""
     out_dir = Path(out_dir)
     dirs = [shard_dir(out_dir, i, count) for i in range(count)]
     missing = [str(i) for i, d in enumerate(dirs) if not (d / rundir.MANIFEST).exists()]
@@ -396,6 +401,13 @@ def merge_shards(profile: Profile, out_dir: str | Path, split: str, count: int) 
         raise DataError(
             f"{len(missing)} of {count} shards of {out_dir} have not finished (shard "
             f"{', '.join(missing[:10])}{'...' if len(missing) > 10 else ''}): run them first"
+        )
+    partial = [str(i) for i, d in enumerate(dirs) if rundir.read_manifest(d / rundir.MANIFEST).get("incomplete")]
+    if partial and not allow_incomplete:
+        raise IncompleteBuild(
+            f"{len(partial)} of {count} shards of {out_dir} ended incomplete (shard {', '.join(partial[:10])}"
+            f"{'...' if len(partial) > 10 else ''}; a server did not answer): re-run the same command to finish "
+            "them, or merge them as they are with --allow-incomplete"
         )
     rundir.check_split(out_dir, split)
     with rundir.locked(out_dir):
@@ -424,6 +436,9 @@ def _merge(profile: Profile, out_dir: Path, split: str, dirs: list[Path]) -> Bui
                 res.dropped.setdefault(stage, {})[k] = res.dropped.get(stage, {}).get(k, 0) + v
         res.generated += m.get("generated", 0)
         res.cached += m.get("cached", 0)
+        for stage, kinds in (m.get("incomplete") or {}).items():
+            for k, v in kinds.items():
+                res.incomplete.setdefault(stage, {})[k] = res.incomplete.get(stage, {}).get(k, 0) + v
     with rundir.atomic_write(out_dir / rundir.LLM_QUARANTINE) as q:
         for d in dirs:
             if (d / rundir.LLM_QUARANTINE).exists():

@@ -49,38 +49,55 @@ class ShardStep(PipelineStep):
     name = "LLM stages of one shard"
     type = "fineproofs"
 
-    def __init__(self, profile: Profile, out_dir: str | Path, split: str):
+    def __init__(self, profile: Profile, out_dir: str | Path, split: str, allow_incomplete: bool = False):
         super().__init__()
         # in a task the ingest output is already there: read it back, never resubmit it
         self.profile = profile.with_overrides(executor="local")
         self.out_dir = str(out_dir)
         self.split = split
+        self.allow_incomplete = allow_incomplete
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        res = Build(self.profile, self.out_dir, self.split, shard=(rank, world_size), progress=False).run()
+        res = Build(
+            self.profile,
+            self.out_dir,
+            self.split,
+            shard=(rank, world_size),
+            progress=False,
+            allow_incomplete=self.allow_incomplete,
+        ).run()
         self.stat_update("generated", value=res.generated)
         self.stat_update("cached", value=res.cached)
         return iter(())
 
 
 def run_shards(
-    profile: Profile, out_dir: str | Path, split: str, count: int, merge: Callable[..., object] | None = None
+    profile: Profile,
+    out_dir: str | Path,
+    split: str,
+    count: int,
+    merge: Callable[..., object] | None = None,
+    allow_incomplete: bool = False,
 ) -> None:
     """Ingest once, then the ``count`` shards as tasks of the profile's executor, then
-    ``merge`` (a pipeline callable, run as one more task after every shard finished)."""
+    ``merge`` (a pipeline callable, run as one more task after every shard finished).
+    ``allow_incomplete``: a shard whose items failed for transient reasons still writes
+    its stage files (marked incomplete) instead of failing."""
     out_dir = rundir.claim(out_dir)
     with EnginePool() as pool, ResponseStore(out_dir / rundir.STORE) as store:  # the judges before any shard
         recipe(split).calibrate(profile, out_dir, pool=pool, store=store)
     run_ingest(profile, out_dir)
     ex = profile.executor
     if ex.kind == "local":
-        run_local(profile, out_dir, split, count)
+        run_local(profile, out_dir, split, count, allow_incomplete)
         if merge is not None:
             merge()
         return
     logs = out_dir / rundir.LOGS
     name = f"llm_{split}_{count}"
-    shards = make_executor(ex, [ShardStep(profile, out_dir, split)], count, logs, name, workers=ex.workers or count)
+    shards = make_executor(
+        ex, [ShardStep(profile, out_dir, split, allow_incomplete)], count, logs, name, workers=ex.workers or count
+    )
     if ex.kind == "ray":
         # datatrove's Ray executor, given a dependency, polls it until every task has
         # completed: a shard task that died would keep the merge waiting forever. The
@@ -122,24 +139,31 @@ def check_finished(out_dir: str | Path, count: int, logs: Path | None = None) ->
 
 
 def merge_task(
-    profile: Profile, out_dir: str | Path, split: str, count: int, data=None, rank: int = 0, world_size: int = 1
+    profile: Profile,
+    out_dir: str | Path,
+    split: str,
+    count: int,
+    data=None,
+    rank: int = 0,
+    world_size: int = 1,
+    allow_incomplete: bool = False,
 ):
     """:func:`~fineproofs.pipelines.build.merge_shards` (split, ``build.json`` and card) as a
     datatrove pipeline step: the task that runs after every shard finished (a pipeline
     step yields documents: this one yields none). ``functools.partial`` it with the first four."""
     check_finished(out_dir, count, Path(out_dir) / rundir.LOGS / f"llm_{split}_{count}")
-    merge_shards(profile, out_dir, split, count)
+    merge_shards(profile, out_dir, split, count, allow_incomplete)
     return iter(())
 
 
 log = logging.getLogger(__name__)
 
 
-def _shard_main(profile: Profile, out_dir: str, split: str, index: int, count: int) -> None:
+def _shard_main(profile: Profile, out_dir: str, split: str, index: int, count: int, allow_incomplete: bool) -> None:
     """One shard in a child process: exit 0 when it finished, else the error's exit code
     (its one line on stderr)."""
     try:
-        ShardStep(profile, out_dir, split).run(rank=index, world_size=count)
+        ShardStep(profile, out_dir, split, allow_incomplete).run(rank=index, world_size=count)
     except FineproofsError as e:
         print(f"fineproofs: shard {index} of {count}: {e}", file=sys.stderr, flush=True)
         os._exit(e.exit_code or 1)
@@ -162,7 +186,14 @@ def _ended(code: int) -> str:
     return "ended incomplete (exit 3)" if code == IncompleteBuild.exit_code else f"failed (exit {code})"
 
 
-def run_local(profile: Profile, out_dir: str | Path, split: str, count: int) -> None:
+def _finished(shard: Path) -> bool:
+    """A shard that wrote its ``build.json`` with nothing lost (one written incomplete on
+    request runs again: its failed items may answer now, the rest comes from its store)."""
+    m = shard / rundir.MANIFEST
+    return m.exists() and not rundir.read_manifest(m).get("incomplete")
+
+
+def run_local(profile: Profile, out_dir: str | Path, split: str, count: int, allow_incomplete: bool = False) -> None:
     """The ``count`` shards as child processes on this machine, at most ``workers`` at once
     (the profile's ``executor.workers``, else the cores available). Finished shards are
     skipped. Raises, naming every shard that died or failed, once the others are done."""
@@ -171,14 +202,16 @@ def run_local(profile: Profile, out_dir: str | Path, split: str, count: int) -> 
     out_dir = Path(out_dir)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = max(1, min(count, profile.executor.workers or cpus))
-    todo = [i for i in range(count) if not (shard_dir(out_dir, i, count) / rundir.MANIFEST).exists()]
+    todo = [i for i in range(count) if not _finished(shard_dir(out_dir, i, count))]
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     running: dict[int, multiprocessing.process.BaseProcess] = {}
     ended: dict[int, int] = {}
     while todo or running:
         while todo and len(running) < workers:
             i = todo.pop(0)
-            p = ctx.Process(target=_shard_main, args=(profile, str(out_dir), split, i, count), name=f"shard-{i}")
+            p = ctx.Process(
+                target=_shard_main, args=(profile, str(out_dir), split, i, count, allow_incomplete), name=f"shard-{i}"
+            )
             p.start()
             running[i] = p
         wait([p.sentinel for p in running.values()])  # returns when any shard process ends

@@ -440,3 +440,36 @@ def test_rate_limiting_never_trips_the_breaker():
         out = dict(eng.generate([GenerationRequest(msgs, seeds=[i]) for i in range(6)]))
     assert srv.injected["http_429"] > 0 and not eng.tripped
     assert all(cs[0].ok for cs in out.values())
+
+
+def test_sharded_builds_keep_the_contract_and_merge_incomplete_shards_only_when_asked(tmp_path):
+    """--shards under an outage: exit 3 and nothing merged; with --allow-incomplete the
+    shards are written and merged marked incomplete (still exit 3); once the server is
+    back the same command re-runs the incomplete shards and writes the fault-free rows."""
+    engine = {"retry_budget_s": 0.3, "breaker_failures": 0}
+    with FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply) as clean_srv:
+        clean = tmp_path / "clean"
+        res = _build(_profile(tmp_path / "p0", dict.fromkeys(ROLES, clean_srv.url), engine), clean)
+        assert res.exit_code == 0, res.output
+    with OutageServer(down_from=12) as srv:
+        profile = _profile(tmp_path / "p1", dict.fromkeys(ROLES, srv.url), engine)
+        out = tmp_path / "run"
+        res = _build(profile, out, "--shards", "2")
+        assert res.exit_code == 3, res.output
+        assert "re-run the same command" in res.output.lower() and not (out / "data").exists()
+
+        res = _build(profile, out, "--shards", "2", "--allow-incomplete")
+        assert res.exit_code == 3, res.output
+        line = [x for x in res.output.splitlines() if x.startswith("fineproofs: ")][-1]
+        assert "build incomplete" in line and "marked incomplete" in line
+        assert json.loads((out / "build.json").read_text())["incomplete"]
+        assert "**Incomplete build.**" in (out / "README.md").read_text()
+
+        res = _build(profile, out, "--merge", "2")  # the incomplete shards are not merged unless asked
+        assert res.exit_code == 3 and "--allow-incomplete" in res.output, res.output
+
+        srv.up()
+        res = _build(profile, out, "--shards", "2")
+        assert res.exit_code == 0, res.output
+    assert not json.loads((out / "build.json").read_text())["incomplete"]
+    assert rows(out) == rows(clean) and rows(out)

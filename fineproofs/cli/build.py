@@ -95,7 +95,8 @@ from fineproofs.pipelines.recipes import RECIPES
     is_flag=True,
     help="When items failed for transient reasons (a server that stayed down), write the split and card "
     "anyway, marked incomplete, and push them with --push-to; the command still exits 3. Without it such a "
-    "build writes and pushes nothing. Single-process builds only.",
+    "build writes and pushes nothing. With --shard a shard is written marked incomplete; --merge and --shards "
+    "merge such shards only with it.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def build(
@@ -137,20 +138,24 @@ def build(
     out = output or Path(f"fineproofs-{split}")
     if sum(x is not None for x in (shards, shard, merge)) > 1:
         raise click.UsageError("give one of --shards, --shard and --merge")
-    if allow_incomplete and (shards or shard or merge):
-        raise click.UsageError("--allow-incomplete is for single-process builds (not --shards, --shard or --merge)")
     if shard is not None:
         i, n = _shard_arg(shard)
-        res = Build(prof, out, split, progress=not no_progress, shard=(i, n)).run()
+        res = Build(prof, out, split, progress=not no_progress, shard=(i, n), allow_incomplete=allow_incomplete).run()
         click.echo(
             f"shard {i} of {n}: {res.generated} generated, {res.cached} from the store -> "
             f"{res.out_dir / rundir.SHARDS}; merge with --merge {n} when every shard is done"
         )
+        if res.incomplete:
+            raise IncompleteBuild(
+                incomplete_message(res.incomplete, str(res.out_dir / rundir.SHARDS))
+                + f"; shard {i} was written anyway, marked incomplete: --merge {n} --allow-incomplete merges it"
+            )
         return
     if shards is not None:
         from fineproofs.pipelines.shards import merge_task, run_shards
 
-        run_shards(prof, out, split, shards, merge=functools.partial(merge_task, prof, out, split, shards))
+        merge_step = functools.partial(merge_task, prof, out, split, shards, allow_incomplete=allow_incomplete)
+        run_shards(prof, out, split, shards, merge=merge_step, allow_incomplete=allow_incomplete)
         if prof.executor.kind != "local":
             click.echo(
                 f"submitted {shards} shards and their merge to {prof.executor.kind}; "
@@ -161,7 +166,7 @@ def build(
     elif merge is not None:
         from fineproofs.pipelines.build import merge_shards
 
-        result = merge_shards(prof, out, split, merge)  # the split, build.json and the card
+        result = merge_shards(prof, out, split, merge, allow_incomplete)  # the split, build.json and the card
     else:  # the split, build.json and the card
         result = Build(prof, out, split, progress=not no_progress, allow_incomplete=allow_incomplete).run()
     print_build_summary(result)
@@ -194,5 +199,5 @@ def _read_result(out: Path, split: str):
     return BuildResult(
         out_dir=out, split=split, counts=m["counts"], dropped=m["dropped"], rows=m["rows"], generated=m["generated"],
         cached=m["cached"], seconds=m["seconds"], card=out / rundir.CARD, decontaminated=m["decontaminated"],
-        calibration=m.get("calibration") or {},
+        calibration=m.get("calibration") or {}, incomplete=m.get("incomplete") or {},
     )  # fmt: skip
