@@ -17,7 +17,8 @@ The command's own output goes to stderr; stdout gets one JSON line::
 
 ``peak_gib`` is the PSS total at the peak (RSS where PSS was unreadable), ``peak_rss_gib``
 the RSS total of the same moment (counts shared libraries once per process, so it is
-higher), ``processes`` the biggest processes of that moment, ``per_file`` the peak of
+higher; PSS also splits the pages shared with processes outside the tree, such as another
+Python with torch loaded, so on a busy machine the truth lies between the two), ``processes`` the biggest processes of that moment, ``per_file`` the peak of
 each test file (the sample's total while one of its tests ran, fixtures' setup and
 teardown included) with ``end_gib`` (the total at its last sample) and ``end_root_gib``
 (the root process alone then: what the file leaves resident for the files after it).
