@@ -173,6 +173,13 @@ def main() -> None:
         time.sleep(10)
         finish(sc, "judge down 10 s, 2 s budget")
 
+        sc = Scenario(a, tmp, "outage_shards", engine={"retry_budget_s": 2, "breaker_failures": 0})
+        outage(sc, "judge", after=3, seconds=10)
+        sc.run("--shards", "2")
+        sc.run("--shards", "2", "--allow-incomplete")  # merged and marked incomplete, still exit 3
+        time.sleep(10)
+        finish(sc, "judge down 10 s in --shards 2, then --allow-incomplete", "--shards", "2")
+
         sc = Scenario(a, tmp, "dead_judge", judge={"breaker_failures": 20})
         sc.servers["judge"].fault_rate, sc.servers["judge"].faults = 1.0, ("http_503",)
         sc.run()
