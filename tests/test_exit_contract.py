@@ -62,6 +62,15 @@ def _build(profile: Path, out: Path, *extra: str):
     return CliRunner().invoke(cli, [str(a) for a in [*args, *extra]])
 
 
+def _fault_free_build(tmp_path: Path, engine: dict) -> Path:
+    """The reference run directory: the same build with no fault."""
+    with FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply) as clean_srv:
+        clean = tmp_path / "clean"
+        res = _build(_profile(tmp_path / "p0", dict.fromkeys(ROLES, clean_srv.url), engine), clean)
+        assert res.exit_code == 0, res.output
+    return clean
+
+
 class OutageServer(FaultServer):
     """Oracle replies until ``down_from`` chat requests have arrived; every later one gets a
     503 until ``up()`` (decided on arrival, so the outage starts at the same request whatever
@@ -83,10 +92,7 @@ class OutageServer(FaultServer):
 
 def test_an_outage_ends_incomplete_and_the_same_command_then_writes_the_fault_free_rows(tmp_path):
     engine = {"retry_budget_s": 0.3, "breaker_failures": 0}  # the outage outlasts the budget; no breaker
-    with FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply) as clean_srv:
-        clean = tmp_path / "clean"
-        res = _build(_profile(tmp_path / "p0", dict.fromkeys(ROLES, clean_srv.url), engine), clean)
-        assert res.exit_code == 0, res.output
+    clean = _fault_free_build(tmp_path, engine)
     with OutageServer(down_from=12) as srv:
         profile = _profile(tmp_path / "p1", dict.fromkeys(ROLES, srv.url), engine)
         out = tmp_path / "run"
@@ -447,10 +453,7 @@ def test_sharded_builds_keep_the_contract_and_merge_incomplete_shards_only_when_
     shards are written and merged marked incomplete (still exit 3); once the server is
     back the same command re-runs the incomplete shards and writes the fault-free rows."""
     engine = {"retry_budget_s": 0.3, "breaker_failures": 0}
-    with FaultServer(model=PAPER_MODELS, reply_fn=oracle_reply) as clean_srv:
-        clean = tmp_path / "clean"
-        res = _build(_profile(tmp_path / "p0", dict.fromkeys(ROLES, clean_srv.url), engine), clean)
-        assert res.exit_code == 0, res.output
+    clean = _fault_free_build(tmp_path, engine)
     with OutageServer(down_from=12) as srv:
         profile = _profile(tmp_path / "p1", dict.fromkeys(ROLES, srv.url), engine)
         out = tmp_path / "run"
